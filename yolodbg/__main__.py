@@ -1,0 +1,3 @@
+from yolodbg.cli import main
+
+main()

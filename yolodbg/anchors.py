@@ -1,0 +1,62 @@
+"""The anchor table: where every prediction slot of a head sits (level, cell, stride, slot)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Per-anchor geometry, in the framework's anchor order (levels in stride order, row-major cells).
+
+    ``slot`` is the anchor index inside a cell (0 for anchor-free heads; 0..na-1 for YOLOv5).
+    """
+
+    points: Tensor  # (N, 2) anchor centre in input pixels
+    stride: Tensor  # (N,) stride of the anchor's level
+    level: Tensor  # (N,) long, 0 = finest level
+    cell: Tensor  # (N, 2) long, (x, y) cell on its level
+    slot: Tensor  # (N,) long
+    level_shapes: tuple[tuple[int, int], ...]  # (h, w) of each level
+    strides: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return int(self.level.shape[0])
+
+    def describe(self, a: int) -> dict[str, object]:
+        """A JSON-ready description of anchor ``a``."""
+        return {
+            "anchor": int(a),
+            "level": int(self.level[a]),
+            "stride": float(self.stride[a]),
+            "cell": [int(self.cell[a, 0]), int(self.cell[a, 1])],
+            "slot": int(self.slot[a]),
+        }
+
+    @classmethod
+    def grid(
+        cls, level_shapes: tuple[tuple[int, int], ...], strides: tuple[float, ...], slots: int = 1
+    ) -> Anchors:
+        """Anchor table of a grid head: per level, ``slots`` anchors per cell (slot-major, as YOLOv5 views them)."""
+        points, stride, level, cell, slot = [], [], [], [], []
+        for i, ((h, w), s) in enumerate(zip(level_shapes, strides, strict=True)):
+            ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+            xy = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)
+            for k in range(slots):
+                cell.append(xy)
+                points.append((xy.to(torch.float32) + 0.5) * s)
+                stride.append(torch.full((h * w,), float(s)))
+                level.append(torch.full((h * w,), i, dtype=torch.long))
+                slot.append(torch.full((h * w,), k, dtype=torch.long))
+        return cls(
+            torch.cat(points),
+            torch.cat(stride),
+            torch.cat(level),
+            torch.cat(cell),
+            torch.cat(slot),
+            tuple(level_shapes),
+            tuple(strides),
+        )

@@ -1,0 +1,1 @@
+"""Label assigners: predictions + targets -> which anchor learns which ground truth."""

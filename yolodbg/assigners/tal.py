@@ -1,0 +1,175 @@
+"""Task-aligned assignment as Ultralytics' ``TaskAlignedAssigner`` (8.4.x) does it.
+
+Steps (LOSSES.md §1.4), each kept as a named tensor so reports can show why a box got the
+positives it got:
+
+A. candidates: anchor centres strictly inside the GT box, sides below ``min_side`` floored
+   to ``min_side`` around the centre (the "small-box floor");
+B. alignment metric ``t = score^alpha * max(CIoU, 0)^beta`` on candidate pairs;
+C. the ``topk`` anchors of largest t per GT (over all anchors), kept if they are candidates;
+D. an anchor claimed by several GTs goes to the GT of largest CIoU (over all GTs);
+E. optionally, keep only the ``topk2`` best of each GT's positives (end-to-end one-to-one);
+G. soft targets ``t̂ = t * max_pos(u) / (max_pos(t) + eps)`` per GT.
+
+Shapes: B images, M GT slots per image (padded), N anchors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from yolodbg.geometry import bbox_iou, cxcywh_to_xyxy, xyxy_to_cxcywh
+
+
+@dataclass(frozen=True)
+class TalParams:
+    topk: int = 10
+    alpha: float = 0.5
+    beta: float = 6.0
+    eps: float = 1e-9
+    topk2: int | None = None  # None = topk (no second filter)
+    min_side: float | None = None  # small-box floor; None = stride[1] (stride[0] for one level); 0 = off
+
+
+@dataclass(frozen=True)
+class TalAssignment:
+    """Every intermediate of the assignment; the first five are what the loss consumes."""
+
+    fg: Tensor  # (B, N) bool, anchor is a positive
+    gt_slot: Tensor  # (B, N) long, assigned GT slot (0 for background, as the framework leaves it)
+    target_bboxes: Tensor  # (B, N, 4) xyxy pixels of the assigned GT (GT 0's box on background)
+    target_scores: Tensor  # (B, N, nc) soft one-hot target t̂
+    target_weight: Tensor  # (B, N) t̂ = target_scores summed over classes
+    candidates: Tensor  # (B, M, N) bool, step A (with the floor)
+    overlaps: Tensor  # (B, M, N) u = max(CIoU(gt, pred), 0) on candidate pairs, else 0
+    align_metric: Tensor  # (B, M, N) t on candidate pairs, else 0
+    selected: Tensor  # (B, M, N) bool, step C: in the GT's top-k and a candidate
+    mask_pos: Tensor  # (B, M, N) bool, final positives per GT after D and E
+    min_side: float
+
+
+def candidates_in_gts(points: Tensor, gt_bboxes: Tensor, mask_gt: Tensor, min_side: float, eps: float = 1e-9) -> Tensor:
+    """Step A: ``(N, 2)`` anchor centres × ``(B, M, 4)`` GT boxes -> ``(B, M, N)`` bool.
+
+    Valid GTs go through xyxy -> cxcywh -> xyxy (the round trip can move an edge by one ulp),
+    sides smaller than ``min_side`` become ``min_side``; the test is strict (> eps).
+    """
+    xywh = xyxy_to_cxcywh(gt_bboxes)
+    small = (xywh[..., 2:] < min_side) & mask_gt.bool()
+    wh = torch.where(small, torch.tensor(min_side, dtype=xywh.dtype), xywh[..., 2:])
+    boxes = cxcywh_to_xyxy(torch.cat((xywh[..., :2], wh), -1))
+    lt, rb = boxes.unsqueeze(2).chunk(2, 3)  # (B, M, 1, 2)
+    mask = points[:, 0] - lt[..., 0] > eps
+    mask &= points[:, 1] - lt[..., 1] > eps
+    mask &= rb[..., 0] - points[:, 0] > eps
+    mask &= rb[..., 1] - points[:, 1] > eps
+    return mask
+
+
+def assign(
+    scores: Tensor,
+    pred_bboxes: Tensor,
+    points: Tensor,
+    gt_labels: Tensor,
+    gt_bboxes: Tensor,
+    mask_gt: Tensor,
+    strides: tuple[float, ...],
+    params: TalParams = TalParams(),
+) -> TalAssignment:
+    """Assign anchors to GTs.
+
+    scores ``(B, N, nc)`` probabilities; pred_bboxes ``(B, N, 4)`` and points ``(N, 2)`` in input
+    pixels; gt_labels ``(B, M, 1)``; gt_bboxes ``(B, M, 4)`` xyxy pixels; mask_gt ``(B, M, 1)``.
+    """
+    bs, n_anchors, nc = scores.shape
+    n_max = gt_bboxes.shape[1]
+    min_side = params.min_side
+    if min_side is None:
+        min_side = float(strides[1] if len(strides) > 1 else strides[0])
+    if n_max == 0:
+        empty = torch.zeros(bs, 0, n_anchors, dtype=torch.bool)
+        return TalAssignment(
+            fg=torch.zeros(bs, n_anchors, dtype=torch.bool),
+            gt_slot=torch.zeros(bs, n_anchors, dtype=torch.long),
+            target_bboxes=torch.zeros_like(pred_bboxes),
+            target_scores=torch.zeros_like(scores),
+            target_weight=torch.zeros(bs, n_anchors, dtype=scores.dtype),
+            candidates=empty,
+            overlaps=empty.to(pred_bboxes.dtype),
+            align_metric=empty.to(scores.dtype),
+            selected=empty,
+            mask_pos=empty,
+            min_side=min_side,
+        )
+    valid = mask_gt.bool()  # (B, M, 1)
+    in_gts = candidates_in_gts(points, gt_bboxes, mask_gt, min_side)
+
+    # B: metric on candidate pairs of valid GTs only
+    pair_mask = in_gts & valid
+    b_idx, g_idx, a_idx = pair_mask.nonzero(as_tuple=True)
+    pair_scores = scores[b_idx, a_idx, gt_labels[b_idx, g_idx, 0].long()]
+    pair_overlaps = bbox_iou(gt_bboxes[b_idx, g_idx], pred_bboxes[b_idx, a_idx], "ciou").clamp(0)
+    pair_align = pair_scores.pow(params.alpha) * pair_overlaps.pow(params.beta)
+    overlaps = torch.zeros(bs, n_max, n_anchors, dtype=pred_bboxes.dtype)
+    align_metric = torch.zeros(bs, n_max, n_anchors, dtype=pair_align.dtype)
+    overlaps[b_idx, g_idx, a_idx] = pair_overlaps
+    align_metric[b_idx, g_idx, a_idx] = pair_align
+
+    # C: top-k per GT over all anchors; padded GTs select nothing
+    topk_idx = torch.topk(align_metric, params.topk, dim=-1, largest=True).indices
+    topk_idx = topk_idx.masked_fill(~valid.expand(-1, -1, params.topk), 0)
+    count = torch.zeros(align_metric.shape, dtype=torch.int8)
+    count.scatter_add_(-1, topk_idx, torch.ones_like(topk_idx, dtype=torch.int8))
+    count = count.masked_fill(count > 1, 0)
+    selected = count.bool() & in_gts & valid
+
+    # D: anchors claimed by several GTs go to the GT of largest overlap (over all GTs)
+    claimed = selected.sum(-2)
+    multi = (claimed > 1).unsqueeze(1).expand(-1, n_max, -1)
+    best_gt = overlaps.max(1).indices
+    is_best = torch.zeros_like(selected).scatter_(1, best_gt.unsqueeze(1), True)
+    mask_pos = torch.where(multi, is_best, selected)
+
+    # E: optional second top-k among each GT's positives
+    topk2 = params.topk2 or params.topk
+    if topk2 != params.topk:
+        metric_pos = align_metric * mask_pos
+        keep_idx = torch.topk(metric_pos, topk2, dim=-1, largest=True).indices
+        keep = torch.zeros_like(mask_pos).scatter_(-1, keep_idx, True)
+        mask_pos = mask_pos & keep
+
+    fg_count, gt_slot = mask_pos.to(torch.int8).max(-2)
+    fg = fg_count.bool()
+
+    # F: targets of the assigned GT (background anchors carry GT 0's values, masked below)
+    batch_off = torch.arange(bs, dtype=torch.long)[:, None] * n_max
+    flat = gt_slot + batch_off
+    labels = gt_labels.long().flatten()[flat].clamp(0)
+    target_bboxes = gt_bboxes.view(-1, 4)[flat]
+    one_hot = torch.zeros(bs, n_anchors, nc, dtype=torch.int8)
+    one_hot.scatter_(2, labels.unsqueeze(-1), 1)
+    one_hot = one_hot * fg[:, :, None]
+
+    # G: normalise per GT over its final positives
+    align_pos = align_metric * mask_pos
+    max_align = align_pos.amax(dim=-1, keepdim=True)
+    overlaps_pos = overlaps * mask_pos
+    max_overlap = overlaps_pos.amax(dim=-1, keepdim=True)
+    norm = (align_pos * max_overlap / (max_align + params.eps)).amax(-2).unsqueeze(-1)
+    target_scores = one_hot * norm
+    return TalAssignment(
+        fg=fg,
+        gt_slot=gt_slot,
+        target_bboxes=target_bboxes,
+        target_scores=target_scores,
+        target_weight=target_scores.sum(-1),
+        candidates=in_gts & valid,
+        overlaps=overlaps,
+        align_metric=align_metric,
+        selected=selected,
+        mask_pos=mask_pos,
+        min_side=min_side,
+    )

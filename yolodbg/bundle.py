@@ -1,0 +1,363 @@
+"""Prediction bundles: load, validate and save (DESIGN §2.1).
+
+A bundle is a ``torch.save`` file read with ``weights_only=True`` only: a prediction file
+must never be able to run code. It is either the canonical dict (``{"yolodbg": 1, "head":
+..., "outputs": ...}``) or a bare head output (what ``torch.save(model(x))`` gives), whose
+missing fields come from options or are inferred from shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yolodbg.errors import BundleError
+from yolodbg.geometry import Letterbox
+
+FORMAT_VERSION = 1
+HEADS = ("ultralytics", "yolov5", "yolox", "yolov1")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """One batch element: where it came from and how it was letterboxed into the input."""
+
+    index: int
+    image_id: int | str | None = None
+    file_name: str | None = None
+    orig_size: tuple[int, int] | None = None  # (h, w) of the original image
+    letterbox: Letterbox | None = None  # from the bundle's scale/pad; None = compute from orig_size
+
+    @property
+    def label(self) -> str:
+        """How the image is named in reports: its id, else its file name, else its batch index."""
+        if self.image_id is not None:
+            return str(self.image_id)
+        return self.file_name or f"#{self.index}"
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated prediction bundle. ``outputs`` is the raw head output, untouched."""
+
+    head: str
+    outputs: Any
+    batch_size: int
+    input_size: tuple[int, int] | None  # (H, W) network input in pixels
+    strides: tuple[float, ...] | None
+    images: tuple[ImageInfo, ...]
+    targets: dict[str, Any] | None = None
+    category_ids: tuple[int, ...] | None = None
+    anchors: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+    digest: str | None = None  # sha256 of the file
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read(path: Path) -> Any:
+    import torch
+
+    if not path.exists():
+        raise BundleError(f"{path}: no such file; pass the .pt file written by torch.save or yolodbg capture")
+    if path.is_dir():
+        raise BundleError(f"{path}: is a folder; pass one bundle file (yolodbg scan takes folders)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(
+            f"{path}: refused to load: the file holds Python objects other than tensors, lists and dicts "
+            f"({first[:160]}); save plain tensors/dicts (yolodbg.bundle.save) — yolodbg never unpickles code"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(f"{path}: not a torch.save file ({msg[:160]}); expected a .pt prediction bundle") from e
+
+
+def _guess_head(outputs: Any, where: str) -> str:
+    import torch
+
+    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
+        outputs = outputs[1]
+    if isinstance(outputs, dict):
+        if {"boxes", "scores"} <= outputs.keys() or {"one2many", "one2one"} <= outputs.keys():
+            return "ultralytics"
+    if isinstance(outputs, torch.Tensor) and outputs.ndim == 4:
+        return "yolov1"
+    if isinstance(outputs, (list, tuple)) and outputs and all(isinstance(t, torch.Tensor) for t in outputs):
+        if all(t.ndim == 5 for t in outputs):
+            return "yolov5"
+        if all(t.ndim == 4 for t in outputs):
+            raise BundleError(
+                f"{where}: a list of per-level (B, C, H, W) tensors is either the older Ultralytics output or "
+                "raw YOLOX outputs; pass --head ultralytics or --head yolox"
+            )
+    raise BundleError(
+        f"{where}: cannot tell which head produced these outputs ({_describe(outputs)}); "
+        f"pass --head {'|'.join(HEADS)} or save a canonical bundle with yolodbg.bundle.save"
+    )
+
+
+def _describe(x: Any) -> str:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return f"tensor {tuple(x.shape)}"
+    if isinstance(x, dict):
+        return "dict with keys " + ", ".join(map(str, list(x)[:8]))
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__} of {len(x)}: " + ", ".join(_describe(v) for v in list(x)[:4])
+    return type(x).__name__
+
+
+def _batch_size(outputs: Any) -> int | None:
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        return int(outputs.shape[0]) if outputs.ndim else None
+    if isinstance(outputs, dict):
+        for key in ("one2many", "boxes", "scores"):
+            if key in outputs:
+                return _batch_size(outputs[key])
+        return None
+    if isinstance(outputs, (list, tuple)) and outputs:
+        if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
+            return _batch_size(outputs[1])
+        return _batch_size(outputs[0])
+    return None
+
+
+def _pair(value: Any, where: str, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise BundleError(f"{where}: {name} is {value!r}; expected [height, width]") from None
+    return (h, w)
+
+
+def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) -> tuple[ImageInfo, ...]:
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise BundleError(f"{where}: images is a {type(raw).__name__}; expected a list with one dict per image")
+    if raw and len(raw) != batch_size:
+        raise BundleError(
+            f"{where}: images has {len(raw)} entries but the outputs hold {batch_size} images; "
+            "give one entry per batch element"
+        )
+    if image_ids is not None and len(image_ids) != batch_size:
+        raise BundleError(
+            f"--image-ids gives {len(image_ids)} ids but {where} holds {batch_size} images; give one per image"
+        )
+    infos = []
+    for i in range(batch_size):
+        entry = raw[i] if raw else {}
+        if not isinstance(entry, dict):
+            raise BundleError(f"{where}: images[{i}] is a {type(entry).__name__}; expected a dict")
+        image_id = entry.get("image_id")
+        if image_ids is not None:
+            image_id = image_ids[i]
+        if isinstance(image_id, str) and image_id.isdigit():
+            image_id = int(image_id)
+        orig = entry.get("orig_size")
+        orig_size = _pair(orig, where, f"images[{i}].orig_size") if orig is not None else None
+        letterbox = None
+        if entry.get("scale") is not None:
+            scale = entry["scale"]
+            sy, sx = (float(scale), float(scale)) if isinstance(scale, (int, float)) else map(float, scale)
+            pad = entry.get("pad", (0, 0))
+            try:
+                top, left = (float(p) for p in pad)
+            except (TypeError, ValueError):
+                raise BundleError(f"{where}: images[{i}].pad is {pad!r}; expected [pad_top, pad_left]") from None
+            letterbox = Letterbox(sy, sx, top, left)
+        infos.append(
+            ImageInfo(i, image_id, entry.get("file_name"), orig_size, letterbox)
+        )
+    return tuple(infos)
+
+
+def load(
+    path: str | os.PathLike,
+    *,
+    head: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    strides: tuple[float, ...] | None = None,
+    image_ids: list[str] | None = None,
+) -> Bundle:
+    """Read and validate a bundle file; options fill what a bare output lacks (CLI ``--head`` etc.)."""
+    path = Path(path)
+    data = _read(path)
+    bundle = from_object(
+        data, head=head, input_size=input_size, strides=strides, image_ids=image_ids, source=str(path)
+    )
+    return _replace(bundle, digest=_sha256(path))
+
+
+def _replace(bundle: Bundle, **changes: Any) -> Bundle:
+    from dataclasses import replace
+
+    return replace(bundle, **changes)
+
+
+def from_object(
+    data: Any,
+    *,
+    head: str | None = None,
+    input_size: tuple[int, int] | None = None,
+    strides: tuple[float, ...] | None = None,
+    image_ids: list[str] | None = None,
+    source: str = "<memory>",
+) -> Bundle:
+    """Validate an in-memory bundle (canonical dict or bare head output)."""
+    if head is not None and head not in HEADS:
+        raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
+    canonical = isinstance(data, dict) and "outputs" in data and ("yolodbg" in data or "head" in data)
+    if canonical:
+        version = data.get("yolodbg", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"{source}: bundle format version {version!r} is not supported (this yolodbg reads version "
+                f"{FORMAT_VERSION}); re-save it with this yolodbg's yolodbg.bundle.save"
+            )
+        outputs = data["outputs"]
+        file_head = data.get("head")
+        if file_head is not None and file_head not in HEADS:
+            raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(HEADS)}")
+        head = head or file_head or _guess_head(outputs, source)
+        size = input_size or (
+            _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
+        )
+        strd = strides or (tuple(float(s) for s in data["strides"]) if data.get("strides") else None)
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
+        raw_images, targets = data.get("images"), data.get("targets")
+        cats = data.get("category_ids")
+        anchors = data.get("anchors")
+    else:
+        outputs, meta, raw_images, targets, cats, anchors = data, {}, None, None, None, None
+        head = head or _guess_head(outputs, source)
+        size, strd = input_size, strides
+    batch = _batch_size(outputs)
+    if not batch:
+        raise BundleError(
+            f"{source}: outputs ({_describe(outputs)}) have no batch dimension; expected the raw train-mode "
+            "head output (see DESIGN §2.1)"
+        )
+    if targets is not None and not isinstance(targets, dict):
+        raise BundleError(f"{source}: targets is a {type(targets).__name__}; expected a dict with batch_idx, cls, bboxes")
+    if cats is not None:
+        try:
+            cats = tuple(int(c) for c in cats)
+        except (TypeError, ValueError):
+            raise BundleError(f"{source}: category_ids must be a list of integers, got {cats!r}") from None
+    return Bundle(
+        head=head,
+        outputs=outputs,
+        batch_size=batch,
+        input_size=size,
+        strides=strd,
+        images=_images(raw_images, batch, source, image_ids),
+        targets=targets,
+        category_ids=cats,
+        anchors=anchors,
+        meta=dict(meta),
+        source=source,
+    )
+
+
+def _shrink_feats(outputs: Any) -> Any:
+    """Replace Ultralytics ``feats`` maps by zero-channel tensors: only their spatial shapes matter."""
+    import torch
+
+    if isinstance(outputs, dict):
+        out = {}
+        for k, v in outputs.items():
+            if k == "feats" and isinstance(v, (list, tuple)):
+                out[k] = [torch.empty(f.shape[0], 0, *f.shape[2:]) for f in v]
+            else:
+                out[k] = _shrink_feats(v)
+        return out
+    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
+        return _shrink_feats(outputs[1])  # keep only the training dict of (inference, dict)
+    return outputs
+
+
+def _detach(x: Any) -> Any:
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().contiguous()
+    if isinstance(x, dict):
+        return {k: _detach(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_detach(v) for v in x]
+    return x
+
+
+def save(
+    path: str | os.PathLike,
+    outputs: Any,
+    *,
+    head: str = "ultralytics",
+    input_size: tuple[int, int] | None = None,
+    strides: list[float] | None = None,
+    images: list[dict[str, Any]] | None = None,
+    targets: dict[str, Any] | None = None,
+    category_ids: list[int] | None = None,
+    anchors: Any = None,
+    meta: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a canonical bundle atomically (temp file + rename); refuses to overwrite unless asked.
+
+    ``outputs`` is the raw train-mode head output; tensors are detached and moved to the CPU,
+    and Ultralytics ``feats`` maps are stored as zero-channel tensors of the same spatial size.
+
+    >>> save("preds.pt", model_output, input_size=[640, 640],                  # doctest: +SKIP
+    ...      targets={"batch_idx": b["batch_idx"], "cls": b["cls"], "bboxes": b["bboxes"]})
+    """
+    import torch
+
+    if head not in HEADS:
+        raise BundleError(f"head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise BundleError(f"{path}: exists already; pass overwrite=True or choose another name")
+    doc: dict[str, Any] = {"yolodbg": FORMAT_VERSION, "head": head, "outputs": _detach(_shrink_feats(outputs))}
+    if input_size is not None:
+        doc["input_size"] = [int(v) for v in input_size]
+    if strides is not None:
+        doc["strides"] = [float(s) for s in strides]
+    for key, value in (("images", images), ("category_ids", category_ids), ("anchors", anchors)):
+        if value is not None:
+            doc[key] = _detach(value)
+    if targets is not None:
+        doc["targets"] = {k: _detach(v) for k, v in targets.items() if k in ("batch_idx", "cls", "bboxes")}
+    doc["meta"] = dict(meta or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(doc, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,123 @@
+"""Box formats, the IoU family and the letterbox mapping.
+
+Conventions: boxes are ``Tensor[..., 4]``; ``xyxy`` is (x1, y1, x2, y2), ``cxcywh`` is
+(centre x, centre y, width, height). Elementwise functions pair box i of the first argument
+with box i of the second and return ``Tensor[...]``; functions named ``pairwise_*`` compare
+every box with every box and return ``Tensor[N, M]``.
+
+The arithmetic follows the frameworks operation by operation (the order of additions and
+where ``eps`` goes change the last bits, and the assigners' tie-breaks depend on them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+IOU_KINDS = ("iou", "giou", "diou", "ciou")
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """``Tensor[..., 4]`` cxcywh -> xyxy, half sizes computed first (as Ultralytics ``xywh2xyxy``)."""
+    xy, half = boxes[..., :2], boxes[..., 2:] / 2
+    return torch.cat((xy - half, xy + half), -1)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """``Tensor[..., 4]`` xyxy -> cxcywh (as Ultralytics ``xyxy2xywh``)."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), -1)
+
+
+def bbox_iou(box1: Tensor, box2: Tensor, kind: str = "ciou", eps: float = 1e-7) -> Tensor:
+    """IoU family of xyxy boxes, elementwise: ``Tensor[..., 4]`` x ``Tensor[..., 4]`` -> ``Tensor[...]``.
+
+    Ultralytics' ``bbox_iou(xywh=False)`` to the bit: ``eps`` is added to the heights (not the
+    widths), to the union, to the squared enclosing diagonal and the enclosing area. For CIoU
+    the aspect weight alpha is a constant (no gradient), ``alpha = v / (1 - iou + v + eps)``.
+
+    >>> a = torch.tensor([0.0, 0.0, 2.0, 2.0]); b = torch.tensor([1.0, 1.0, 3.0, 3.0])
+    >>> round(float(bbox_iou(a, b, "iou")), 4)   # 1 / (4 + 4 - 1)
+    0.1429
+    """
+    if kind not in IOU_KINDS:
+        raise ValueError(f"unknown IoU kind {kind!r}; expected one of {', '.join(IOU_KINDS)}")
+    b1_x1, b1_y1, b1_x2, b1_y2 = box1.unbind(-1)
+    b2_x1, b2_y1, b2_x2, b2_y2 = box2.unbind(-1)
+    w1, h1 = b1_x2 - b1_x1, b1_y2 - b1_y1 + eps
+    w2, h2 = b2_x2 - b2_x1, b2_y2 - b2_y1 + eps
+    inter = (b1_x2.minimum(b2_x2) - b1_x1.maximum(b2_x1)).clamp(0) * (
+        b1_y2.minimum(b2_y2) - b1_y1.maximum(b2_y1)
+    ).clamp(0)
+    union = w1 * h1 + w2 * h2 - inter + eps
+    iou = inter / union
+    if kind == "iou":
+        return iou
+    cw = b1_x2.maximum(b2_x2) - b1_x1.minimum(b2_x1)
+    ch = b1_y2.maximum(b2_y2) - b1_y1.minimum(b2_y1)
+    if kind == "giou":
+        c_area = cw * ch + eps
+        return iou - (c_area - union) / c_area
+    c2 = cw.pow(2) + ch.pow(2) + eps
+    rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2).pow(2) + (b2_y1 + b2_y2 - b1_y1 - b1_y2).pow(2)) / 4
+    if kind == "diou":
+        return iou - rho2 / c2
+    v = (4 / math.pi**2) * ((w2 / h2).atan() - (w1 / h1).atan()).pow(2)
+    with torch.no_grad():  # CIoU treats the aspect weight as a constant
+        alpha = v / (1 - iou + v + eps)
+    return iou - (rho2 / c2 + v * alpha)
+
+
+def pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """Plain IoU of every xyxy box pair: ``Tensor[N, 4]`` x ``Tensor[M, 4]`` -> ``Tensor[N, M]``.
+
+    Used for diagnostics (hints, best IoU of a background anchor), not inside a loss.
+    """
+    area1 = (boxes1[:, 2] - boxes1[:, 0]).clamp(0) * (boxes1[:, 3] - boxes1[:, 1]).clamp(0)
+    area2 = (boxes2[:, 2] - boxes2[:, 0]).clamp(0) * (boxes2[:, 3] - boxes2[:, 1]).clamp(0)
+    lt = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    rb = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (rb - lt).clamp(0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[:, None] + area2[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an original image was mapped into the network input: ``x_in = x_orig * scale_x + pad_left``."""
+
+    scale_y: float
+    scale_x: float
+    pad_top: float
+    pad_left: float
+
+    @classmethod
+    def ultralytics(cls, orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+        """Ultralytics' centred letterbox: ratio ``min(H/h, W/w)``, padding split as ``round(d/2 ∓ 0.1)``."""
+        h, w = orig_hw
+        big_h, big_w = input_hw
+        r = min(big_h / h, big_w / w)
+        new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+        pad_left = round((big_w - new_w) / 2 - 0.1)
+        pad_top = round((big_h - new_h) / 2 - 0.1)
+        return cls(r, r, float(pad_top), float(pad_left))
+
+    def to_input_xyxy(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+        """A COCO ``[x, y, w, h]`` box of the original image -> xyxy in network-input pixels."""
+        x1 = x * self.scale_x + self.pad_left
+        y1 = y * self.scale_y + self.pad_top
+        return x1, y1, x1 + w * self.scale_x, y1 + h * self.scale_y
+
+    def to_original_xyxy(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """An xyxy box in network-input pixels -> xyxy in original-image pixels."""
+        x1, y1, x2, y2 = box
+        return (
+            (x1 - self.pad_left) / self.scale_x,
+            (y1 - self.pad_top) / self.scale_y,
+            (x2 - self.pad_left) / self.scale_x,
+            (y2 - self.pad_top) / self.scale_y,
+        )

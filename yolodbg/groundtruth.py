@@ -1,0 +1,407 @@
+"""Ground truth -> :class:`Targets` in the framework's batch form (DESIGN §2.2).
+
+Whatever the source (COCO json, YOLO txt folder, the bundle's own ``targets``), GTs end up
+as the rows a training batch holds: image index, class index, box as normalised
+``cx, cy, w, h`` of the network input, grouped by image in ascending order. Each recipe then
+converts them exactly as its framework does. Row ``r`` is the GT's *global index*; its index
+inside its image is ``r - first_row[image]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from yolodbg.bundle import Bundle, ImageInfo
+from yolodbg.errors import GroundTruthError
+from yolodbg.geometry import Letterbox
+
+
+@dataclass(frozen=True)
+class IgnoredBox:
+    """A GT that takes no part in assignment (COCO ``iscrowd``, a box outside the image, ...)."""
+
+    image_index: int
+    ann_id: int | None
+    box_xyxy: tuple[float, float, float, float]  # input pixels
+    category: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Targets:
+    """GT rows of one batch (M rows over B images)."""
+
+    batch_size: int
+    input_size: tuple[int, int]  # (H, W)
+    batch_idx: Tensor  # (M,) long, ascending
+    cls: Tensor  # (M,) long class index
+    bboxes: Tensor  # (M, 4) float32 normalised cx, cy, w, h of the input
+    ann_ids: tuple[int | None, ...]  # COCO annotation id per row (None for other sources)
+    source: str
+    ignored: tuple[IgnoredBox, ...] = ()
+    warnings: tuple[str, ...] = ()
+    category_ids: tuple[int, ...] | None = None  # class index -> dataset category id
+    letterboxes: tuple[Letterbox | None, ...] = ()  # per image, input <- original mapping
+    orig_sizes: tuple[tuple[int, int] | None, ...] = ()  # per image (h, w)
+
+    def __len__(self) -> int:
+        return int(self.batch_idx.shape[0])
+
+    @property
+    def first_row(self) -> Tensor:
+        """``(B + 1,)`` offsets: image i owns rows ``first_row[i]:first_row[i+1]``."""
+        counts = torch.bincount(self.batch_idx, minlength=self.batch_size)
+        return torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
+
+    def local_index(self) -> Tensor:
+        """``(M,)`` index of each row among its image's rows."""
+        return torch.arange(len(self)) - self.first_row[self.batch_idx]
+
+    def boxes_xyxy(self) -> Tensor:
+        """``(M, 4)`` xyxy input pixels, in float64 (for reports; recipes convert as their framework does)."""
+        h, w = self.input_size
+        b = self.bboxes.double() * torch.tensor([w, h, w, h], dtype=torch.float64)
+        return torch.cat((b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2), 1)
+
+
+def _as_tensor(x: Any, name: str, where: str) -> Tensor:
+    if isinstance(x, Tensor):
+        return x.detach().cpu()
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise GroundTruthError(f"{where}: targets.{name} is not a tensor or list of numbers") from None
+
+
+def from_batch(
+    raw: dict[str, Any], batch_size: int, input_size: tuple[int, int], nc: int, where: str = "bundle"
+) -> Targets:
+    """Targets from the training batch's own ``batch_idx``, ``cls``, ``bboxes`` (normalised cxcywh)."""
+    missing = [k for k in ("batch_idx", "cls", "bboxes") if k not in raw]
+    if missing:
+        raise GroundTruthError(f"{where}: targets lacks {', '.join(missing)}; expected batch_idx, cls and bboxes")
+    bidx = _as_tensor(raw["batch_idx"], "batch_idx", where).reshape(-1)
+    cls = _as_tensor(raw["cls"], "cls", where).reshape(-1)
+    bboxes = _as_tensor(raw["bboxes"], "bboxes", where)
+    m = bidx.shape[0]
+    if bboxes.numel() == 0 and m == 0:
+        bboxes = torch.zeros(0, 4)
+    if bboxes.ndim != 2 or bboxes.shape[1] != 4 or bboxes.shape[0] != m or cls.shape[0] != m:
+        raise GroundTruthError(
+            f"{where}: targets have {m} batch_idx, {cls.shape[0]} cls and bboxes of shape {tuple(bboxes.shape)}; "
+            "expected (M,), (M,) and (M, 4)"
+        )
+    warnings: list[str] = []
+    if m:
+        if bool(((bidx < 0) | (bidx >= batch_size)).any()):
+            bad = int(bidx[(bidx < 0) | (bidx >= batch_size)][0])
+            raise GroundTruthError(
+                f"{where}: targets.batch_idx holds image {bad} but the outputs have {batch_size} images"
+            )
+        if bool((cls != cls.round()).any()) or bool(((cls < 0) | (cls >= nc)).any()):
+            bad = float(cls[(cls != cls.round()) | (cls < 0) | (cls >= nc)][0])
+            raise GroundTruthError(
+                f"{where}: targets.cls holds {bad:g} but the outputs have {nc} classes (0..{nc - 1}); "
+                "check the class mapping or the model's nc"
+            )
+        if not bool(torch.isfinite(bboxes).all()):
+            row = int((~torch.isfinite(bboxes)).any(1).nonzero()[0])
+            raise GroundTruthError(f"{where}: targets.bboxes[{row}] is not finite; fix or drop that row")
+    bidx = bidx.long()
+    order = torch.sort(bidx, stable=True).indices
+    if m and not bool((order == torch.arange(m)).all()):
+        warnings.append(
+            "targets.batch_idx is not sorted; rows were sorted by image (Ultralytics' collate sorts them, and "
+            "its 8.4 loss requires it)"
+        )
+    return Targets(
+        batch_size=batch_size,
+        input_size=input_size,
+        batch_idx=bidx[order],
+        cls=cls.long()[order],
+        bboxes=bboxes.to(torch.float32)[order],
+        ann_ids=(None,) * m,
+        source=f"{where} targets",
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass
+class _Rows:
+    """Rows being collected image by image (input-pixel xyxy, float64)."""
+
+    batch_idx: list[int] = field(default_factory=list)
+    cls: list[int] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    ann_ids: list[int | None] = field(default_factory=list)
+    ignored: list[IgnoredBox] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, image: int, cls: int, box: tuple[float, float, float, float], ann_id: int | None) -> None:
+        self.batch_idx.append(image)
+        self.cls.append(cls)
+        self.boxes.append(box)
+        self.ann_ids.append(ann_id)
+
+    def to_targets(self, batch_size: int, input_size: tuple[int, int], source: str, **extra: Any) -> Targets:
+        h, w = input_size
+        if self.boxes:
+            b = torch.tensor(self.boxes, dtype=torch.float64)
+            cxcywh = torch.stack(
+                ((b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h),
+                1,
+            ).to(torch.float32)
+        else:
+            cxcywh = torch.zeros(0, 4)
+        return Targets(
+            batch_size=batch_size,
+            input_size=input_size,
+            batch_idx=torch.tensor(self.batch_idx, dtype=torch.long),
+            cls=torch.tensor(self.cls, dtype=torch.long),
+            bboxes=cxcywh,
+            ann_ids=tuple(self.ann_ids),
+            source=source,
+            ignored=tuple(self.ignored),
+            warnings=tuple(self.warnings),
+            **extra,
+        )
+
+
+def _clip_to_content(
+    box: tuple[float, float, float, float], lb: Letterbox, orig: tuple[int, int], input_size: tuple[int, int]
+) -> tuple[float, float, float, float]:
+    """Clip an input-pixel box to the image content (as the dataloader clips labels to the image)."""
+    h, w = orig
+    x_lo, y_lo = lb.pad_left, lb.pad_top
+    x_hi, y_hi = min(lb.pad_left + w * lb.scale_x, input_size[1]), min(lb.pad_top + h * lb.scale_y, input_size[0])
+    x1, y1, x2, y2 = box
+    return (min(max(x1, x_lo), x_hi), min(max(y1, y_lo), y_hi), min(max(x2, x_lo), x_hi), min(max(y2, y_lo), y_hi))
+
+
+def _letterbox_for(img: ImageInfo, orig: tuple[int, int], input_size: tuple[int, int]) -> Letterbox:
+    return img.letterbox if img.letterbox is not None else Letterbox.ultralytics(orig, input_size)
+
+
+def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
+    """Targets from a COCO detection json (read with pycocotools), mapped into the network input."""
+    path = Path(path)
+    coco = _load_coco(path)
+    cat_ids = sorted(coco.getCatIds())
+    if bundle.category_ids is not None:
+        mapping = {c: i for i, c in enumerate(bundle.category_ids)}
+        cats_note = "the bundle's category_ids"
+    else:
+        mapping = {c: i for i, c in enumerate(cat_ids)}
+        cats_note = f"the sorted category ids of {path.name}"
+    if len(mapping) > nc:
+        raise GroundTruthError(
+            f"{path}: {len(mapping)} categories (via {cats_note}) but the outputs have {nc} classes; "
+            "use the annotation file the model was trained with, or set category_ids in the bundle"
+        )
+    by_name = {}
+    for img in coco.dataset.get("images", []):
+        name = img.get("file_name")
+        if name is not None:
+            by_name[name] = img["id"]
+            by_name.setdefault(Path(name).stem, img["id"])
+    rows = _Rows()
+    letterboxes, origs = [], []
+    for info in bundle.images:
+        image_id = _resolve_coco_id(info, coco, by_name, path, bundle)
+        meta = coco.imgs[image_id]
+        try:
+            orig = info.orig_size or (int(meta["height"]), int(meta["width"]))
+        except KeyError:
+            raise GroundTruthError(
+                f"{path}: images entry {image_id} lacks width/height; add them or give orig_size in the bundle"
+            ) from None
+        lb = _letterbox_for(info, orig, input_size)
+        letterboxes.append(lb)
+        origs.append(orig)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
+            _add_coco_ann(rows, ann, info.index, lb, orig, input_size, mapping, nc, path)
+    return rows.to_targets(
+        bundle.batch_size,
+        input_size,
+        f"coco:{path}",
+        category_ids=tuple(k for k, _ in sorted(mapping.items(), key=lambda kv: kv[1])),
+        letterboxes=tuple(letterboxes),
+        orig_sizes=tuple(origs),
+    )
+
+
+def _load_coco(path: Path):
+    from pycocotools.coco import COCO
+
+    if not path.exists():
+        raise GroundTruthError(f"{path}: no such file; pass a COCO json or a YOLO labels folder to --gt")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GroundTruthError(f"{path}: not valid JSON ({e}); expected a COCO detection file") from None
+    if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
+        raise GroundTruthError(f"{path}: not a COCO detection file; it needs 'images' and 'annotations' lists")
+    for i, ann in enumerate(data["annotations"]):
+        bbox = ann.get("bbox") if isinstance(ann, dict) else None
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            got = f"{len(bbox)} numbers" if isinstance(bbox, list) else repr(bbox)
+            raise GroundTruthError(f"{path}: annotations[{i}].bbox has {got}; expected [x, y, w, h]")
+        for key in ("image_id", "category_id"):
+            if key not in ann:
+                raise GroundTruthError(f"{path}: annotations[{i}] lacks {key}")
+    data.setdefault("categories", [{"id": c} for c in sorted({a["category_id"] for a in data["annotations"]})])
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+    return coco
+
+
+def _resolve_coco_id(info: ImageInfo, coco, by_name: dict, path: Path, bundle: Bundle) -> int:
+    candidates = [info.image_id, info.file_name, Path(info.file_name).stem if info.file_name else None]
+    if info.image_id is None and info.file_name is None:
+        raise GroundTruthError(
+            f"{bundle.source}: image {info.index} has no image_id or file_name, so it cannot be matched to "
+            f"{path.name}; pass --image-ids 139,285,... (one per batch element)"
+        )
+    for key in candidates:
+        if isinstance(key, int) and key in coco.imgs:
+            return key
+        if isinstance(key, str) and key in by_name:
+            return by_name[key]
+    raise GroundTruthError(
+        f"{path}: image id {info.label!r} (batch element {info.index} of {bundle.source}) is not in the json's "
+        "images; check --image-ids or the bundle's images[].image_id"
+    )
+
+
+def _add_coco_ann(
+    rows: _Rows,
+    ann: dict,
+    image: int,
+    lb: Letterbox,
+    orig: tuple[int, int],
+    input_size: tuple[int, int],
+    mapping: dict[int, int],
+    nc: int,
+    path: Path,
+) -> None:
+    ann_id = ann.get("id")
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    box = lb.to_input_xyxy(x, y, w, h)
+    cat = ann["category_id"]
+    if cat not in mapping:
+        raise GroundTruthError(
+            f"{path}: annotation {ann_id} has category_id {cat}, which the class mapping lacks "
+            f"(known: {sorted(mapping)[:12]}); fix the annotation or the bundle's category_ids"
+        )
+    if mapping[cat] >= nc:
+        raise GroundTruthError(
+            f"{path}: category_id {cat} maps to class {mapping[cat]} but the outputs have {nc} classes"
+        )
+    if ann.get("iscrowd"):
+        rows.ignored.append(IgnoredBox(image, ann_id, box, cat, "iscrowd"))
+        return
+    if w <= 0 or h <= 0:
+        rows.ignored.append(IgnoredBox(image, ann_id, box, cat, "degenerate"))
+        rows.warnings.append(
+            f"{path.name}: annotation {ann_id} has a box of width {w:g} and height {h:g}; left out "
+            "(Ultralytics' dataloader drops such labels)"
+        )
+        return
+    clipped = _clip_to_content(box, lb, orig, input_size)
+    if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+        rows.ignored.append(IgnoredBox(image, ann_id, box, cat, "outside_image"))
+        rows.warnings.append(f"{path.name}: annotation {ann_id} lies outside its image; left out")
+        return
+    if clipped != box:
+        rows.warnings.append(f"{path.name}: annotation {ann_id} extends beyond its image; clipped to the image")
+    rows.add(image, mapping[cat], clipped, ann_id)
+
+
+def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
+    """Targets from a YOLO labels folder (``<stem>.txt``: ``cls cx cy w h`` normalised to the original image)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise GroundTruthError(f"{path}: not a folder; --gt takes a COCO json file or a YOLO labels folder")
+    rows = _Rows()
+    letterboxes, origs = [], []
+    for info in bundle.images:
+        stem = Path(info.file_name).stem if info.file_name else (str(info.image_id) if info.image_id is not None else None)
+        if stem is None:
+            raise GroundTruthError(
+                f"{bundle.source}: image {info.index} has no file_name or image_id to find its label file in "
+                f"{path}; pass --image-ids with the label file stems"
+            )
+        label = path / f"{stem}.txt"
+        orig = info.orig_size
+        if orig is None and info.letterbox is None:
+            orig = input_size  # no letterbox information: labels are relative to the input itself
+        lb = _letterbox_for(info, orig, input_size) if orig is not None else info.letterbox
+        if orig is None:
+            orig = (round((input_size[0] - 2 * lb.pad_top) / lb.scale_y), round((input_size[1] - 2 * lb.pad_left) / lb.scale_x))
+        letterboxes.append(lb)
+        origs.append(orig)
+        if not label.exists():
+            rows.warnings.append(f"{label}: no label file; image {info.label} counted as having no objects")
+            continue
+        for ln, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 5:
+                raise GroundTruthError(f"{label}:{ln}: {len(parts)} fields; expected 'cls cx cy w h'")
+            try:
+                c = int(float(parts[0]))
+                cx, cy, w, h = (float(v) for v in parts[1:5])
+            except ValueError:
+                raise GroundTruthError(f"{label}:{ln}: not numbers: {line.strip()!r}") from None
+            if not 0 <= c < nc:
+                raise GroundTruthError(f"{label}:{ln}: class {c} but the outputs have {nc} classes (0..{nc - 1})")
+            oh, ow = orig
+            box = lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh)
+            if w <= 0 or h <= 0:
+                rows.ignored.append(IgnoredBox(info.index, None, box, c, "degenerate"))
+                rows.warnings.append(f"{label}:{ln}: box of width {w:g} and height {h:g}; left out")
+                continue
+            clipped = _clip_to_content(box, lb, orig, input_size)
+            if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+                rows.ignored.append(IgnoredBox(info.index, None, box, c, "outside_image"))
+                continue
+            rows.add(info.index, c, clipped, None)
+    return rows.to_targets(
+        bundle.batch_size,
+        input_size,
+        f"yolo:{path}",
+        category_ids=bundle.category_ids,
+        letterboxes=tuple(letterboxes),
+        orig_sizes=tuple(origs),
+    )
+
+
+def load_targets(gt: str | Path | None, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
+    """The GT of a bundle: ``--gt`` (COCO json or YOLO folder) if given, else the bundle's own targets."""
+    if gt is not None:
+        p = Path(gt)
+        if p.is_dir():
+            return from_yolo_dir(p, bundle, input_size, nc)
+        return from_coco(p, bundle, input_size, nc)
+    if bundle.targets is None:
+        raise GroundTruthError(
+            f"{bundle.source}: no ground truth: the bundle has no targets; pass --gt ANN.json or --gt labels/"
+        )
+    t = from_batch(bundle.targets, bundle.batch_size, input_size, nc, bundle.source)
+    lbs = tuple(i.letterbox for i in bundle.images)
+    from dataclasses import replace
+
+    return replace(
+        t, category_ids=bundle.category_ids, letterboxes=lbs, orig_sizes=tuple(i.orig_size for i in bundle.images)
+    )

@@ -1,0 +1,217 @@
+"""Ultralytics anchor-free head (YOLOv8, YOLO11, YOLO26 and kin): raw train-mode output -> tensors.
+
+Accepted forms of the training output:
+- the dict ``{"boxes": (B, 4*reg_max, N), "scores": (B, nc, N), "feats": [(B, C, H, W), ...]}`` (8.4.x);
+- the end-to-end dict ``{"one2many": {...}, "one2one": {...}}`` (YOLO26, YOLOv10 in 8.4.x);
+- an ``(inference_output, dict)`` tuple (eval-mode call); the dict is used;
+- the older list of per-level ``(B, 4*reg_max + nc, H, W)`` tensors (8.3.x and before).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from yolodbg.anchors import Anchors
+from yolodbg.errors import BundleError
+
+DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One prediction branch in the framework's layout (anchors on axis 1)."""
+
+    pred_dist: Tensor  # (B, N, 4*reg_max) box-distribution logits (reg_max > 1) or raw ltrb distances
+    pred_scores: Tensor  # (B, N, nc) class logits
+    reg_max: int
+
+
+@dataclass(frozen=True)
+class UltralyticsOutput:
+    """A parsed Ultralytics training output: one branch, or two for end-to-end models."""
+
+    branches: dict[str, Branch]  # "main", or "one2many" and "one2one"
+    level_shapes: tuple[tuple[int, int], ...]
+    strides: tuple[float, ...]
+    input_size: tuple[int, int]  # (H, W) as the loss derives it: first level's shape × first stride
+    batch_size: int
+    nc: int
+    form: str  # "dict", "e2e" or "list"
+
+    @property
+    def end2end(self) -> bool:
+        return "one2one" in self.branches
+
+
+def _level_shapes_from(feats: Any, where: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(feats, (list, tuple)) or not feats:
+        raise BundleError(f"{where}: outputs.feats is missing or empty; expected the list of per-level maps")
+    shapes = []
+    for i, f in enumerate(feats):
+        if isinstance(f, Tensor) and f.ndim == 4:
+            shapes.append((int(f.shape[2]), int(f.shape[3])))
+        elif isinstance(f, (list, tuple, Tensor)) and len(f) == 2:
+            shapes.append((int(f[0]), int(f[1])))
+        else:
+            raise BundleError(f"{where}: outputs.feats[{i}] is not a (B, C, H, W) tensor or an (H, W) pair")
+    return tuple(shapes)
+
+
+def _strides(
+    level_shapes: tuple[tuple[int, int], ...],
+    strides: tuple[float, ...] | None,
+    input_size: tuple[int, int] | None,
+    where: str,
+) -> tuple[float, ...]:
+    if strides is not None:
+        if len(strides) != len(level_shapes):
+            raise BundleError(
+                f"{where}: {len(strides)} strides given for {len(level_shapes)} levels; pass one stride per level"
+            )
+        return tuple(float(s) for s in strides)
+    if input_size is not None:
+        out = []
+        for (h, w) in level_shapes:
+            sy, sx = input_size[0] / h, input_size[1] / w
+            if sy != sx or sy != int(sy):
+                raise BundleError(
+                    f"{where}: input size {input_size[0]}x{input_size[1]} does not divide into the level shape "
+                    f"{h}x{w}; pass --strides"
+                )
+            out.append(float(sy))
+        return tuple(out)
+    if len(level_shapes) in DEFAULT_STRIDES:
+        return DEFAULT_STRIDES[len(level_shapes)]
+    raise BundleError(f"{where}: cannot infer the strides of {len(level_shapes)} levels; pass --strides")
+
+
+def _branch_from_dict(d: dict, where: str) -> tuple[Branch, Any]:
+    for key in ("boxes", "scores"):
+        if not isinstance(d.get(key), Tensor) or d[key].ndim != 3:
+            got = d.get(key)
+            desc = f"tensor {tuple(got.shape)}" if isinstance(got, Tensor) else type(got).__name__
+            raise BundleError(f"{where}: outputs.{key} is {desc}; expected a (B, C, N) tensor")
+    boxes, scores = d["boxes"], d["scores"]
+    if boxes.shape[0] != scores.shape[0] or boxes.shape[2] != scores.shape[2]:
+        raise BundleError(
+            f"{where}: outputs.boxes {tuple(boxes.shape)} and outputs.scores {tuple(scores.shape)} disagree on "
+            "batch size or number of anchors"
+        )
+    if boxes.shape[1] % 4:
+        raise BundleError(f"{where}: outputs.boxes has {boxes.shape[1]} channels; expected 4 * reg_max")
+    branch = Branch(
+        boxes.permute(0, 2, 1).contiguous(), scores.permute(0, 2, 1).contiguous(), int(boxes.shape[1] // 4)
+    )
+    return branch, d.get("feats")
+
+
+def parse(
+    outputs: Any,
+    *,
+    strides: tuple[float, ...] | None = None,
+    input_size: tuple[int, int] | None = None,
+    nc: int | None = None,
+    reg_max: int = 16,
+    where: str = "bundle",
+) -> UltralyticsOutput:
+    """Validate an Ultralytics training output and bring it into the loss's layout.
+
+    ``input_size`` only helps infer strides; the input size used by the loss is always the
+    one the framework derives (first level's shape × first stride), as Ultralytics does.
+    """
+    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
+        outputs = outputs[1]
+    if isinstance(outputs, dict) and {"one2many", "one2one"} <= outputs.keys():
+        b1, feats = _branch_from_dict(outputs["one2many"], f"{where} (one2many)")
+        b2, feats2 = _branch_from_dict(outputs["one2one"], f"{where} (one2one)")
+        branches, form = {"one2many": b1, "one2one": b2}, "e2e"
+        feats = feats if feats is not None else feats2
+    elif isinstance(outputs, dict):
+        b, feats = _branch_from_dict(outputs, where)
+        branches, form = {"main": b}, "dict"
+    elif isinstance(outputs, (list, tuple)) and outputs and all(isinstance(t, Tensor) for t in outputs):
+        if any(t.ndim != 4 for t in outputs):
+            raise BundleError(f"{where}: the list form needs per-level (B, 4*reg_max+nc, H, W) tensors")
+        channels = {int(t.shape[1]) for t in outputs}
+        if len(channels) != 1:
+            raise BundleError(f"{where}: per-level tensors have different channel counts {sorted(channels)}")
+        no = channels.pop()
+        n_cls = no - 4 * reg_max if nc is None else nc
+        if n_cls <= 0 or no != 4 * reg_max + n_cls:
+            raise BundleError(
+                f"{where}: {no} channels per level do not split into 4*reg_max ({4 * reg_max}) box channels and "
+                f"{'--nc ' + str(nc) if nc is not None else 'at least one'} class channels; check --nc"
+            )
+        bs = int(outputs[0].shape[0])
+        cat = torch.cat([t.reshape(bs, no, -1) for t in outputs], 2)
+        boxes, scores = cat.split((4 * reg_max, n_cls), 1)
+        branches = {"main": Branch(boxes.permute(0, 2, 1).contiguous(), scores.permute(0, 2, 1).contiguous(), reg_max)}
+        feats, form = list(outputs), "list"
+    else:
+        raise BundleError(
+            f"{where}: not an Ultralytics training output; expected a dict with boxes/scores/feats, an "
+            "end-to-end dict with one2many/one2one, or a list of per-level tensors"
+        )
+    level_shapes = _level_shapes_from(feats, where)
+    strd = _strides(level_shapes, strides, input_size, where)
+    n_anchors = sum(h * w for h, w in level_shapes)
+    first = next(iter(branches.values()))
+    bs, n, n_cls = first.pred_scores.shape
+    for name, br in branches.items():
+        if br.pred_scores.shape[1] != n_anchors:
+            raise BundleError(
+                f"{where}: {name} has {br.pred_scores.shape[1]} anchors but the level shapes {list(level_shapes)} "
+                f"give {n_anchors}; the feats do not belong to these outputs"
+            )
+        if br.pred_scores.shape[0] != bs or br.pred_scores.shape[2] != n_cls:
+            raise BundleError(f"{where}: the one2many and one2one branches disagree in batch size or classes")
+    if nc is not None and nc != n_cls:
+        raise BundleError(f"{where}: outputs have {n_cls} classes but --nc is {nc}; drop --nc or fix it")
+    for name, br in branches.items():
+        if br.pred_dist.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise BundleError(f"{where}: {name} outputs are {br.pred_dist.dtype}; expected floating point")
+    h0, w0 = level_shapes[0]
+    size = (int(h0 * strd[0]), int(w0 * strd[0]))
+    if input_size is not None and tuple(input_size) != size:
+        raise BundleError(
+            f"{where}: input_size {list(input_size)} disagrees with the first level {h0}x{w0} × stride "
+            f"{strd[0]:g} = {list(size)}; fix input_size/--imgsz or --strides"
+        )
+    return UltralyticsOutput(branches, level_shapes, strd, size, int(bs), int(n_cls), form)
+
+
+def anchors(out: UltralyticsOutput) -> Anchors:
+    """The anchor table of a parsed output (cell centres, as ``make_anchors(..., 0.5)``)."""
+    return Anchors.grid(out.level_shapes, out.strides)
+
+
+def make_anchors(out: UltralyticsOutput, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Anchor points ``(N, 2)`` in grid units and strides ``(N, 1)``, built as Ultralytics builds them."""
+    points, strides = [], []
+    for (h, w), s in zip(out.level_shapes, out.strides, strict=True):
+        sx = torch.arange(w).to(dtype) + 0.5
+        sy = torch.arange(h).to(dtype) + 0.5
+        sy, sx = torch.meshgrid(sy, sx, indexing="ij")
+        points.append(torch.stack((sx, sy), -1).view(-1, 2))
+        strides.append(torch.full((h * w, 1), s, dtype=dtype))
+    return torch.cat(points), torch.cat(strides)
+
+
+def decode_distances(branch: Branch) -> Tensor:
+    """``(B, N, 4)`` ltrb distances in grid units: the softmax expectation over bins, or raw when reg_max is 1."""
+    pd = branch.pred_dist
+    if branch.reg_max == 1:
+        return pd
+    b, a, c = pd.shape
+    proj = torch.arange(branch.reg_max, dtype=torch.float32).to(pd.dtype)
+    return pd.view(b, a, 4, c // 4).softmax(3).matmul(proj)
+
+
+def dist_to_xyxy(dist: Tensor, points: Tensor) -> Tensor:
+    """ltrb distances around anchor points -> xyxy boxes (same units as both inputs)."""
+    lt, rb = dist.chunk(2, -1)
+    return torch.cat((points - lt, points + rb), -1)

@@ -1,0 +1,46 @@
+"""The recipe registry: names, aliases, and ``-r`` parsing.
+
+>>> from yolodbg.recipes import get_recipe
+>>> get_recipe("yolo11:assigner.topk=13").spec()
+'yolov8:assigner.topk=13'
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from yolodbg.errors import RecipeError
+from yolodbg.recipes.base import Param, Recipe, parse_spec
+from yolodbg.recipes.yolov8 import YoloV8
+
+RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (YoloV8,)}
+ALIASES: dict[str, str] = {"yolo11": "yolov8", "v8": "yolov8"}
+DEFAULT_FOR_HEAD: dict[str, str] = {"ultralytics": "yolov8"}
+
+__all__ = ["ALIASES", "RECIPES", "Param", "Recipe", "get_recipe", "list_recipes", "recipe_for_head"]
+
+
+def list_recipes() -> list[str]:
+    """Recipe names, then aliases."""
+    return [*RECIPES, *ALIASES]
+
+
+def get_recipe(spec: str) -> Recipe:
+    """Build a recipe from ``name[:key=value,...]``."""
+    name, params = parse_spec(spec)
+    key = ALIASES.get(name, name)
+    if key not in RECIPES:
+        close = difflib.get_close_matches(name, list_recipes(), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise RecipeError(f"unknown recipe {name!r}; {hint}known recipes: {', '.join(list_recipes())}")
+    return RECIPES[key](params, label=spec)
+
+
+def recipe_for_head(head: str) -> Recipe:
+    """The default recipe for a bundle's head."""
+    if head not in DEFAULT_FOR_HEAD:
+        raise RecipeError(
+            f"no recipe for head {head!r} in this version of yolodbg (available: "
+            f"{', '.join(sorted(DEFAULT_FOR_HEAD))}); see `yolodbg recipes`"
+        )
+    return get_recipe(DEFAULT_FOR_HEAD[head])

@@ -1,0 +1,157 @@
+"""One branch of Ultralytics' ``v8DetectionLoss`` (8.4.x), unreduced first.
+
+Used by the ``yolov8`` recipe (one branch) and by end-to-end recipes (two branches). The
+logged items are reduced exactly as the framework reduces them (same dtype, same order of
+operations, one ``sum()`` per term) so they match the trainer's log to the bit; the same
+per-element values go into the ledger, which sums them in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from yolodbg.assigners.tal import TalAssignment, TalParams, assign
+from yolodbg.geometry import bbox_iou, cxcywh_to_xyxy
+from yolodbg.groundtruth import Targets
+from yolodbg.heads.ultralytics import Branch, UltralyticsOutput, decode_distances, dist_to_xyxy, make_anchors
+
+
+@dataclass(frozen=True)
+class Gains:
+    box: float = 7.5
+    cls: float = 0.5
+    dfl: float = 1.5  # also the gain of the L1 term when reg_max is 1
+
+
+@dataclass(frozen=True)
+class BranchReplay:
+    """The replay of one branch: items as logged, and per-anchor contributions (B, N) in float64."""
+
+    items: dict[str, Tensor]  # "box", "cls", "dfl"|"l1": float32 scalars, gain-scaled (the logged items)
+    per_anchor: dict[str, Tensor]  # same keys: (B, N) float64 contributions, gain-scaled and normalised
+    assignment: TalAssignment
+    gt_row_of_slot: Tensor  # (B, M) long: global target row of each GT slot, -1 for padding
+    pred_boxes_px: Tensor  # (B, N, 4)
+    scores: Tensor  # (B, N, nc) sigmoid
+    target_scores_sum: float  # S, the batch-wide normaliser (after the clamp at 1)
+    dfl_reach: float  # largest DFL target distance, grid units
+    target_dist: Tensor  # (B, N, 4) unclamped ltrb target distances in grid units (garbage on background)
+    box_iou_px: Tensor  # (B, N) plain IoU of predicted and assigned GT box (0 on background)
+
+
+def gt_slots(targets: Targets, imgsz: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Targets -> ``(gt_labels (B,M,1), gt_bboxes (B,M,4) xyxy px, mask_gt (B,M,1), row_of_slot (B,M))``.
+
+    As ``v8DetectionLoss.preprocess``: rows placed by their order inside their image, scaled by
+    ``(W, H, W, H)`` of the input (in the prediction dtype), then cxcywh -> xyxy; a slot is
+    valid when its four pixel coordinates sum to more than 0.
+    """
+    bs = targets.batch_size
+    m = len(targets)
+    if m == 0:
+        z = torch.zeros(bs, 0, 1)
+        return z, torch.zeros(bs, 0, 4), z, torch.zeros(bs, 0, dtype=torch.long)
+    counts = torch.bincount(targets.batch_idx, minlength=bs)
+    n_max = int(counts.max())
+    local = targets.local_index()
+    out = torch.zeros(bs, n_max, 5)
+    out[targets.batch_idx, local, 0] = targets.cls.to(torch.float32)
+    out[targets.batch_idx, local, 1:5] = targets.bboxes
+    scale = imgsz[[1, 0, 1, 0]]
+    out[..., 1:5] = cxcywh_to_xyxy(out[..., 1:5] * scale)
+    row_of_slot = torch.full((bs, n_max), -1, dtype=torch.long)
+    row_of_slot[targets.batch_idx, local] = torch.arange(m)
+    labels, boxes = out.split((1, 4), 2)
+    mask_gt = (boxes.sum(2, keepdim=True) > 0).to(boxes.dtype)
+    return labels, boxes, mask_gt, row_of_slot
+
+
+def replay_branch(
+    out: UltralyticsOutput,
+    branch: Branch,
+    targets: Targets,
+    tal: TalParams,
+    gains: Gains,
+    box_kind: str = "ciou",
+) -> BranchReplay:
+    """Replay ``v8DetectionLoss`` on one branch."""
+    pred_distri, pred_scores = branch.pred_dist, branch.pred_scores
+    dtype = pred_scores.dtype
+    bs = pred_scores.shape[0]
+    points, stride_t = make_anchors(out, dtype)
+    imgsz = torch.tensor(out.level_shapes[0], dtype=dtype) * out.strides[0]
+    gt_labels, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
+
+    dist = decode_distances(branch)
+    pred_bboxes = dist_to_xyxy(dist, points)  # grid units
+    scores = pred_scores.detach().sigmoid()
+    pred_px = (pred_bboxes.detach() * stride_t).to(gt_bboxes.dtype)
+    a = assign(scores, pred_px, points * stride_t, gt_labels, gt_bboxes, mask_gt, out.strides, tal)
+
+    target_scores = a.target_scores
+    s = target_scores.sum().clamp(min=1)
+
+    bce = F.binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), reduction="none")
+    cls_item = bce.sum() / s
+
+    fg = a.fg
+    weight = target_scores.sum(-1)  # (B, N), zero off the foreground
+    target_grid = a.target_bboxes / stride_t
+    iou_fg = bbox_iou(pred_bboxes[fg], target_grid[fg], box_kind)
+    box_fg = (1.0 - iou_fg) * weight[fg]
+    box_item = box_fg.sum() / s
+
+    target_dist = torch.cat((points - target_grid[..., :2], target_grid[..., 2:] - points), -1)
+    if branch.reg_max > 1:
+        reach = branch.reg_max - 1 - 0.01
+        tgt = target_dist[fg].clamp(0, reach)
+        logp = F.log_softmax(pred_distri[fg].view(-1, branch.reg_max), dim=1)
+        tl = tgt.long()
+        tr = tl + 1
+        wl = tr - tgt
+        wr = 1 - wl
+        side = logp.gather(1, tl.view(-1, 1)).view(tl.shape) * wl + logp.gather(1, tr.view(-1, 1)).view(tl.shape) * wr
+        dist_fg = -side.mean(-1) * weight[fg]
+        dist_name = "dfl"
+    else:
+        reach = float("inf")
+        h, w = imgsz[0], imgsz[1]
+        scale = torch.stack((w, h, w, h))
+        tgt_n = target_dist[fg] * stride_t[fg.nonzero(as_tuple=True)[1]] / scale
+        pred_n = pred_distri[fg] * stride_t[fg.nonzero(as_tuple=True)[1]] / scale
+        dist_fg = F.l1_loss(pred_n, tgt_n, reduction="none").mean(-1) * weight[fg]
+        dist_name = "l1"
+    dist_item = dist_fg.sum() / s
+
+    items = {"box": box_item * gains.box, "cls": cls_item * gains.cls, dist_name: dist_item * gains.dfl}
+    s64 = s.double()
+    per_anchor = {
+        "box": _scatter_fg(fg, box_fg) * gains.box / s64,
+        "cls": bce.sum(-1).double() * gains.cls / s64,
+        dist_name: _scatter_fg(fg, dist_fg) * gains.dfl / s64,
+    }
+    iou_px = torch.zeros(bs, pred_px.shape[1], dtype=pred_px.dtype)
+    if bool(fg.any()):
+        iou_px[fg] = bbox_iou(pred_px[fg], a.target_bboxes[fg], "iou", eps=1e-9)
+    return BranchReplay(
+        items=items,
+        per_anchor=per_anchor,
+        assignment=a,
+        gt_row_of_slot=row_of_slot,
+        pred_boxes_px=pred_px,
+        scores=scores,
+        target_scores_sum=float(s),
+        dfl_reach=reach,
+        target_dist=target_dist,
+        box_iou_px=iou_px,
+    )
+
+
+def _scatter_fg(fg: Tensor, values: Tensor) -> Tensor:
+    out = torch.zeros(fg.shape, dtype=torch.float64)
+    out[fg] = values.detach().double()
+    return out

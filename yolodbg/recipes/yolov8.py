@@ -1,0 +1,171 @@
+"""``yolov8`` (alias ``yolo11``): Ultralytics ``v8DetectionLoss`` as of ultralytics 8.4.190."""
+
+from __future__ import annotations
+
+import torch
+
+from yolodbg.assigners.tal import TalParams
+from yolodbg.assigners.tal_reasons import tal_reasons
+from yolodbg.bundle import Bundle
+from yolodbg.errors import RecipeError
+from yolodbg.groundtruth import Targets
+from yolodbg.heads import ultralytics as head
+from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.ultralytics_loss import BranchReplay, Gains, gt_slots, replay_branch
+from yolodbg.result import LossResult, Positives, TermLedger
+
+ULTRALYTICS_VERSION = "8.4.190"
+
+TAL_PARAMS = (
+    Param("assigner.topk", int, 10, "anchors each GT selects by alignment metric (step C)", minimum=1),
+    Param("assigner.alpha", float, 0.5, "exponent of the class score in the metric score^α·CIoU^β"),
+    Param("assigner.beta", float, 6.0, "exponent of the CIoU in the metric"),
+    Param(
+        "assigner.min_side",
+        float,
+        None,
+        "small-box floor: GT sides below it are enlarged to it when looking for anchors inside "
+        "(default: stride[1]; 0 = off, as Ultralytics ≤ 8.3)",
+        minimum=0.0,
+    ),
+    Param("assigner.topk2", int, None, "keep only this many best positives per GT after conflicts", minimum=1),
+    Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
+)
+GAIN_PARAMS = (
+    Param("gain.box", float, 7.5, "box term gain (hyp box)", minimum=0.0),
+    Param("gain.cls", float, 0.5, "class term gain (hyp cls)", minimum=0.0),
+    Param("gain.dfl", float, 1.5, "DFL gain (hyp dfl); gain of the L1 term when reg_max is 1", minimum=0.0),
+)
+
+
+def tal_params(p: dict) -> TalParams:
+    return TalParams(
+        topk=p["assigner.topk"],
+        alpha=p["assigner.alpha"],
+        beta=p["assigner.beta"],
+        eps=p["assigner.eps"],
+        topk2=p["assigner.topk2"],
+        min_side=p["assigner.min_side"],
+    )
+
+
+def gains(p: dict) -> Gains:
+    return Gains(p["gain.box"], p["gain.cls"], p["gain.dfl"])
+
+
+class YoloV8(Recipe):
+    name = "yolov8"
+    reproduces = f"Ultralytics v8DetectionLoss (ultralytics {ULTRALYTICS_VERSION}; YOLOv8, YOLO11 and kin)"
+    heads = ("ultralytics",)
+    terms = ("box", "cls", "dfl")
+    PARAMS = (
+        Param("box", str, "ciou", "IoU form of the box term", choices=("iou", "giou", "diou", "ciou")),
+        *TAL_PARAMS,
+        *GAIN_PARAMS,
+    )
+
+    def parse(self, bundle: Bundle) -> head.UltralyticsOutput:
+        if bundle.head != "ultralytics":
+            raise RecipeError(
+                f"recipe {self.name} replays Ultralytics' anchor-free head, but {bundle.source} holds a "
+                f"{bundle.head} head; pick a recipe for that head (yolodbg recipes)"
+            )
+        out = head.parse(bundle.outputs, strides=bundle.strides, input_size=bundle.input_size, where=bundle.source)
+        if out.end2end:
+            raise RecipeError(
+                f"{bundle.source}: an end-to-end output (one2many + one2one, YOLO26/YOLOv10); the yolov8 recipe "
+                "replays single-branch models — use the yolo26 recipe"
+            )
+        return out
+
+    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
+        out = self.parse(bundle)
+        return out.input_size, out.nc
+
+    def run(self, bundle: Bundle, targets: Targets) -> LossResult:
+        out = self.parse(bundle)
+        warnings = list(targets.warnings)
+        out = _as_float32(out, warnings)
+        rep = replay_branch(out, out.branches["main"], targets, tal_params(self.params), gains(self.params), self.params["box"])
+        items = {k: float(v) for k, v in rep.items.items()}
+        objective = float((torch.stack(list(rep.items.values())) * out.batch_size).sum())
+        result = branch_result(rep, out, targets, self.params["assigner.topk"])
+        notes = [
+            f"normaliser S = Σ target scores over the batch = {rep.target_scores_sum:.6g} (clamped ≥ 1): every "
+            "GT's share is its part of the batch loss, divided by the same S",
+            f"objective = (box + cls + {next(iter(k for k in items if k in ('dfl', 'l1')))}) × batch size "
+            f"{out.batch_size}, what the trainer back-propagates",
+        ]
+        if out.form == "list":
+            notes.append("outputs in the pre-8.4 list form; replayed with the 8.4.190 loss")
+        return LossResult(
+            recipe=self.name,
+            params=dict(self.params),
+            reproduces=self.reproduces,
+            batch_size=out.batch_size,
+            terms=items,
+            objective=objective,
+            normalizers={"target_scores_sum": rep.target_scores_sum},
+            notes=notes,
+            warnings=warnings,
+            **result,
+        )
+
+
+def _as_float32(out: head.UltralyticsOutput, warnings: list[str]) -> head.UltralyticsOutput:
+    from dataclasses import replace
+
+    first = next(iter(out.branches.values()))
+    if first.pred_scores.dtype == torch.float32:
+        return out
+    warnings.append(
+        f"outputs are {first.pred_scores.dtype}; replayed in float32 (the trainer computes under autocast, so its "
+        "numbers can differ in the last digits)"
+    )
+    branches = {
+        k: head.Branch(b.pred_dist.float(), b.pred_scores.float(), b.reg_max) for k, b in out.branches.items()
+    }
+    return replace(out, branches=branches)
+
+
+def branch_result(rep: BranchReplay, out: head.UltralyticsOutput, targets: Targets, topk: int) -> dict:
+    """The recipe-independent parts of a :class:`LossResult` for one TAL branch."""
+    a = rep.assignment
+    bs, n = a.fg.shape
+    gt_of_anchor = torch.full((bs, n), -1, dtype=torch.long)
+    if rep.gt_row_of_slot.shape[1]:
+        rows = rep.gt_row_of_slot.gather(1, a.gt_slot)
+        gt_of_anchor = torch.where(a.fg, rows, gt_of_anchor)
+    ledger = {k: TermLedger.dense(v, gt_of_anchor) for k, v in rep.per_anchor.items()}
+    img, anc = a.fg.nonzero(as_tuple=True)
+    slot = a.gt_slot[img, anc]
+    align = a.align_metric[img, slot, anc] if a.align_metric.shape[1] else torch.zeros(0)
+    flags = {}
+    if len(img):
+        td = rep.target_dist[img, anc]
+        flags["dfl_clipped"] = (td > rep.dfl_reach).any(-1)
+        flags["outside_box"] = (td <= 0).any(-1)
+    positives = Positives(
+        image=img,
+        anchor=anc,
+        gt=gt_of_anchor[img, anc],
+        iou=rep.box_iou_px[img, anc].double(),
+        align=align.double(),
+        weight=a.target_weight[img, anc].double(),
+        flags=flags,
+    )
+    imgsz = torch.tensor(out.level_shapes[0], dtype=torch.float32) * out.strides[0]
+    _, gt_bboxes, mask_gt, _ = gt_slots(targets, imgsz)
+    points, stride_t = head.make_anchors(out, torch.float32)
+    reasons = tal_reasons(a, rep.gt_row_of_slot, gt_bboxes, points * stride_t, mask_gt, topk)
+    return {
+        "ledger": ledger,
+        "positives": positives,
+        "anchors": head.anchors(out),
+        "pred_boxes": rep.pred_boxes_px,
+        "pred_scores": rep.scores,
+        "fg": a.fg,
+        "gt_of_anchor": gt_of_anchor,
+        "target_score": a.target_weight,
+        "gt_reasons": reasons,
+    }
