@@ -55,6 +55,7 @@ class Bundle:
     category_ids: tuple[int, ...] | None = None
     anchors: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+    nc: int | None = None  # number of classes when given by --nc (needed only for ambiguous outputs)
     source: str = "<memory>"
     digest: str | None = None  # sha256 of the file
 
@@ -199,12 +200,13 @@ def load(
     input_size: tuple[int, int] | None = None,
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
+    nc: int | None = None,
 ) -> Bundle:
     """Read and validate a bundle file; options fill what a bare output lacks (CLI ``--head`` etc.)."""
     path = Path(path)
     data = _read(path)
     bundle = from_object(
-        data, head=head, input_size=input_size, strides=strides, image_ids=image_ids, source=str(path)
+        data, head=head, input_size=input_size, strides=strides, image_ids=image_ids, nc=nc, source=str(path)
     )
     return _replace(bundle, digest=_sha256(path))
 
@@ -222,6 +224,7 @@ def from_object(
     input_size: tuple[int, int] | None = None,
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
+    nc: int | None = None,
     source: str = "<memory>",
 ) -> Bundle:
     """Validate an in-memory bundle (canonical dict or bare head output)."""
@@ -278,6 +281,7 @@ def from_object(
         category_ids=cats,
         anchors=anchors,
         meta=dict(meta),
+        nc=nc,
         source=source,
     )
 
@@ -356,6 +360,9 @@ def save(
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(doc, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

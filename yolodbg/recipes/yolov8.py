@@ -70,7 +70,9 @@ class YoloV8(Recipe):
                 f"recipe {self.name} replays Ultralytics' anchor-free head, but {bundle.source} holds a "
                 f"{bundle.head} head; pick a recipe for that head (yolodbg recipes)"
             )
-        out = head.parse(bundle.outputs, strides=bundle.strides, input_size=bundle.input_size, where=bundle.source)
+        out = head.parse(
+            bundle.outputs, strides=bundle.strides, input_size=bundle.input_size, nc=bundle.nc, where=bundle.source
+        )
         if out.end2end:
             raise RecipeError(
                 f"{bundle.source}: an end-to-end output (one2many + one2one, YOLO26/YOLOv10); the yolov8 recipe "
@@ -83,9 +85,9 @@ class YoloV8(Recipe):
         return out.input_size, out.nc
 
     def run(self, bundle: Bundle, targets: Targets) -> LossResult:
-        out = self.parse(bundle)
+        raw = self.parse(bundle)
         warnings = list(targets.warnings)
-        out = _as_float32(out, warnings)
+        out = _as_float32(raw, warnings)
         rep = replay_branch(out, out.branches["main"], targets, tal_params(self.params), gains(self.params), self.params["box"])
         items = {k: float(v) for k, v in rep.items.items()}
         objective = float((torch.stack(list(rep.items.values())) * out.batch_size).sum())
@@ -108,6 +110,10 @@ class YoloV8(Recipe):
             normalizers={"target_scores_sum": rep.target_scores_sum},
             notes=notes,
             warnings=warnings,
+            inputs={
+                "box-distribution logit": raw.branches["main"].pred_dist,
+                "class logit": raw.branches["main"].pred_scores,
+            },
             **result,
         )
 

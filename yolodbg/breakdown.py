@@ -1,0 +1,301 @@
+"""Breakdown: a recipe's ledger -> per GT, per image, background, top negatives, checks.
+
+Reduction happens here and only here: every per-GT, per-image and background number is a
+float64 sum of ledger elements, and the conservation check verifies that those sums add
+up to the terms the framework logs (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from yolodbg.bundle import ImageInfo
+from yolodbg.geometry import pairwise_iou
+from yolodbg.groundtruth import Targets
+from yolodbg.result import GtReason, LossResult
+
+CONSERVATION_RTOL = 1e-5
+CONSERVATION_ATOL = 1e-6
+
+# thresholds of the negative-anchor hints
+HINT_IOU = 0.5  # "overlaps a GT"
+HINT_NO_OVERLAP = 0.1  # "overlaps no GT"
+HINT_CONFIDENT = 0.5  # "confident"
+HINT_SWAP_SCORE = 0.25
+
+
+@dataclass(frozen=True)
+class GtRow:
+    row: int  # global GT row
+    image_index: int
+    gt_index: int  # index among its image's GTs
+    ann_id: int | None
+    cls: int
+    category_id: int | None
+    box_xyxy: tuple[float, float, float, float]  # input pixels
+    num_pos: int
+    num_zero_weight: int  # positives whose loss weight is 0
+    mean_iou: float | None  # plain IoU of its positives' predicted boxes with it
+    mean_align: float | None  # assigner metric of its positives
+    terms: dict[str, float]
+    total: float
+    share: float  # total / batch total
+    reason: GtReason | None
+    flags: dict[str, int]  # e.g. dfl_clipped -> number of positives
+    positives: list[dict]  # anchor description + iou, align, weight
+
+    @property
+    def size(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box_xyxy
+        return (x2 - x1, y2 - y1)
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    index: int
+    image_id: int | str | None
+    terms: dict[str, float]
+    total: float
+    num_gt: int
+    num_pos: int
+    background: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Negative:
+    image_index: int
+    anchor: dict  # level, stride, cell, slot
+    pred_class: int
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+    best_iou: float
+    best_gt: int | None  # global GT row of the best-overlapping GT
+    terms: dict[str, float]
+    contribution: float
+    hint: str
+
+
+@dataclass
+class Breakdown:
+    result: LossResult
+    targets: Targets
+    gts: list[GtRow]
+    images: list[ImageRow]
+    background: dict[str, float]
+    background_by_level: list[dict]
+    negatives: list[Negative]
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def terms(self) -> dict[str, float]:
+        return self.result.terms
+
+    @property
+    def total(self) -> float:
+        return math.fsum(self.result.terms.values())
+
+    @property
+    def objective(self) -> float:
+        return self.result.objective
+
+    @property
+    def num_pos(self) -> int:
+        return int(self.result.positives.image.numel())
+
+
+def _sum_by(index, values, size: int) -> torch.Tensor:
+    out = torch.zeros(size, dtype=torch.float64)
+    return out.index_add_(0, index, values)
+
+
+def build(result: LossResult, targets: Targets, images: tuple[ImageInfo, ...] = (), top: int = 10) -> Breakdown:
+    """Reduce a recipe's ledger into the report; checks conservation (``violations``)."""
+    m = len(targets)
+    bs = result.batch_size
+    term_names = list(result.terms)
+    per_gt = {t: _sum_by(result.ledger[t].gt + 1, result.ledger[t].values, m + 1) for t in term_names}
+    per_img = {t: _sum_by(result.ledger[t].image, result.ledger[t].values, bs) for t in term_names}
+    bg_img = {
+        t: _sum_by(result.ledger[t].image, result.ledger[t].values * (result.ledger[t].gt < 0), bs)
+        for t in term_names
+    }
+    violations = _conservation(result, per_gt)
+    total = math.fsum(result.terms.values())
+    gts = _gt_rows(result, targets, per_gt, total)
+    pos = result.positives
+    images = []
+    for i in range(bs):
+        terms = {t: float(per_img[t][i]) for t in term_names}
+        images.append(
+            ImageRow(
+                index=i,
+                image_id=images[i].image_id if i < len(images) else None,
+                terms=terms,
+                total=math.fsum(terms.values()),
+                num_gt=int((targets.batch_idx == i).sum()),
+                num_pos=int((pos.image == i).sum()),
+                background={t: float(bg_img[t][i]) for t in term_names},
+            )
+        )
+    background = {t: float(per_gt[t][0]) for t in term_names}
+    by_level = _background_by_level(result, term_names)
+    negatives = _negatives(result, targets, top)
+    return Breakdown(result, targets, gts, images, background, by_level, negatives, violations)
+
+
+def _conservation(result: LossResult, per_gt: dict[str, torch.Tensor]) -> list[str]:
+    out = []
+    if set(result.ledger) != set(result.terms):
+        out.append(f"ledger terms {sorted(result.ledger)} differ from logged terms {sorted(result.terms)}")
+    for t, value in result.terms.items():
+        if t not in per_gt or not math.isfinite(value):
+            continue
+        parts = float(per_gt[t].sum())
+        if abs(parts - value) > CONSERVATION_ATOL + CONSERVATION_RTOL * abs(value):
+            out.append(
+                f"term {t}: Σ per-GT + background = {parts:.9g} but the loss logs {value:.9g} "
+                f"(difference {parts - value:.3g})"
+            )
+    return out
+
+
+def _gt_rows(result: LossResult, targets: Targets, per_gt: dict, total: float) -> list[GtRow]:
+    pos = result.positives
+    boxes = targets.boxes_xyxy()
+    local = targets.local_index()
+    anchors = result.anchors
+    rows = []
+    for r in range(len(targets)):
+        idx = (pos.gt == r).nonzero().flatten()
+        terms = {t: float(per_gt[t][r + 1]) for t in result.terms}
+        gt_total = math.fsum(terms.values())
+        ious, aligns, weights = pos.iou[idx], pos.align[idx], pos.weight[idx]
+        positives = []
+        for k, p in enumerate(idx.tolist()):
+            d = anchors.describe(int(pos.anchor[p]))
+            d.update(
+                iou=round(float(ious[k]), 6),
+                align=_num(aligns[k]),
+                weight=_num(weights[k]),
+            )
+            for name, flag in pos.flags.items():
+                if bool(flag[p]):
+                    d[name] = True
+            positives.append(d)
+        cls = int(targets.cls[r])
+        cat = targets.category_ids[cls] if targets.category_ids and cls < len(targets.category_ids) else None
+        finite_align = aligns[torch.isfinite(aligns)]
+        rows.append(
+            GtRow(
+                row=r,
+                image_index=int(targets.batch_idx[r]),
+                gt_index=int(local[r]),
+                ann_id=targets.ann_ids[r] if targets.ann_ids else None,
+                cls=cls,
+                category_id=cat,
+                box_xyxy=tuple(round(float(v), 4) for v in boxes[r]),
+                num_pos=len(positives),
+                num_zero_weight=int((weights == 0).sum()),
+                mean_iou=float(ious.mean()) if len(idx) else None,
+                mean_align=float(finite_align.mean()) if len(finite_align) else None,
+                terms=terms,
+                total=gt_total,
+                share=min(max(gt_total / total, 0.0), 1.0) if total > 0 else 0.0,
+                reason=result.gt_reasons.get(r),
+                flags={name: int(flag[idx].sum()) for name, flag in pos.flags.items() if int(flag[idx].sum())},
+                positives=positives,
+            )
+        )
+    return rows
+
+
+def _num(x) -> float | None:
+    v = float(x)
+    return round(v, 9) if math.isfinite(v) else None
+
+
+def _background_by_level(result: LossResult, term_names: list[str]) -> list[dict]:
+    levels = result.anchors.level
+    out = []
+    for lv, s in enumerate(result.anchors.strides):
+        terms = {}
+        for t in term_names:
+            led = result.ledger[t]
+            mask = (led.gt < 0) & (levels[led.anchor] == lv)
+            terms[t] = float(led.values[mask].sum())
+        out.append({"level": lv, "stride": s, "terms": terms})
+    return out
+
+
+def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]:
+    bs, n = result.fg.shape
+    if top <= 0:
+        return []
+    dense = {}
+    for t, led in result.ledger.items():
+        bg = led.gt < 0
+        dense[t] = _sum_by(led.image[bg] * n + led.anchor[bg], led.values[bg], bs * n)
+    totals = sum(dense.values())
+    totals = torch.where(result.fg.reshape(-1), torch.zeros_like(totals), totals)
+    k = min(top, int((totals > 0).sum()))
+    if k == 0:
+        return []
+    best = torch.topk(totals, k).indices
+    boxes = targets.boxes_xyxy().to(torch.float32)
+    out = []
+    for flat in best.tolist():
+        b, a = divmod(flat, n)
+        score, pred_cls = result.pred_scores[b, a].max(-1)
+        pbox = result.pred_boxes[b, a]
+        rows = (targets.batch_idx == b).nonzero().flatten()
+        best_iou, best_gt = 0.0, None
+        if len(rows):
+            ious = pairwise_iou(pbox[None].float(), boxes[rows])[0]
+            j = int(ious.argmax())
+            best_iou, best_gt = float(ious[j]), int(rows[j])
+        hint = _hint(result, targets, b, a, float(score), int(pred_cls), best_iou, best_gt)
+        out.append(
+            Negative(
+                image_index=b,
+                anchor=result.anchors.describe(a),
+                pred_class=int(pred_cls),
+                score=float(score),
+                box_xyxy=tuple(round(float(v), 2) for v in pbox),
+                best_iou=best_iou,
+                best_gt=best_gt,
+                terms={t: float(dense[t][flat]) for t in result.ledger},
+                contribution=float(totals[flat]),
+                hint=hint,
+            )
+        )
+    return out
+
+
+def _hint(
+    result: LossResult, targets: Targets, b: int, a: int, score: float, pred_cls: int, best_iou: float, best_gt
+) -> str:
+    """A short guess at why a background anchor costs loss (DESIGN §5)."""
+    if best_gt is not None and best_iou >= HINT_IOU:
+        if pred_cls != int(targets.cls[best_gt]) and score >= HINT_SWAP_SCORE:
+            return "class_swap?"
+        pos = result.positives
+        mine = pos.gt == best_gt
+        if bool(mine.any()):
+            anchors = result.anchors
+            lv = anchors.level[a]
+            same_level = anchors.level[pos.anchor[mine]] == lv
+            near = (anchors.cell[pos.anchor[mine]] - anchors.cell[a]).abs().amax(-1) <= 1
+            if bool((same_level & near).any()):
+                return "duplicate"
+        return "high_iou_negative"
+    if best_iou < HINT_NO_OVERLAP and score >= HINT_CONFIDENT:
+        for ig in targets.ignored:
+            if ig.image_index == b:
+                box = torch.tensor([ig.box_xyxy], dtype=torch.float32)
+                if float(pairwise_iou(result.pred_boxes[b, a][None].float(), box)[0, 0]) >= HINT_IOU:
+                    return f"{ig.reason}_region"
+        return "missing_label?"
+    return ""

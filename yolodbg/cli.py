@@ -1,0 +1,234 @@
+"""The ``yolodbg`` command line: parse options, call the library, render. No loss math here.
+
+Heavy imports (torch, pycocotools) happen inside the commands, so ``yolodbg --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from yolodbg import __version__
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Group(click.Group):
+    """Turns yolodbg's own errors into one line and an exit code (tracebacks only with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        from yolodbg.errors import YolodbgError
+
+        try:
+            return super().invoke(ctx)
+        except YolodbgError as e:
+            if _debug(ctx):
+                raise
+            click.echo(f"yolodbg: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
+            if _debug(ctx):
+                raise
+            click.echo(
+                f"yolodbg: internal error: {type(e).__name__}: {e} (a bug in yolodbg; rerun with --debug and "
+                "report the traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
+
+
+def _debug(ctx: click.Context) -> bool:
+    if "--debug" in sys.argv:
+        return True
+    sub = ctx.invoked_subcommand
+    return bool(ctx.params.get("debug")) or bool(sub and ctx.obj and ctx.obj.get("debug"))
+
+
+def _int_list(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=option) from None
+    if not values or any(v <= 0 for v in values):
+        raise click.BadParameter(f"{text!r}: expected positive numbers", param_hint=option)
+    return values
+
+
+def _imgsz(text: str | None) -> tuple[int, int] | None:
+    values = _int_list(text, "--imgsz")
+    if values is None:
+        return None
+    if len(values) == 1:
+        return (int(values[0]), int(values[0]))
+    if len(values) == 2:
+        return (int(values[0]), int(values[1]))
+    raise click.BadParameter(f"{text!r}: give one size or 'H,W'", param_hint="--imgsz")
+
+
+def bundle_options(f):
+    """Options that describe a bundle, spelled the same in every command."""
+
+    @click.option("--head", type=click.Choice(["ultralytics", "yolov5", "yolox", "yolov1"]),
+                  help="Head family of a bare output (inferred when unambiguous).")
+    @click.option("--imgsz", metavar="H[,W]", help="Network input size of a bare output, e.g. 640 or 384,640.")
+    @click.option("--strides", metavar="S,S,..", help="Stride per level (default 8,16,32 or from --imgsz).")
+    @click.option("--nc", type=click.IntRange(min=1), help="Number of classes, where the output is ambiguous.")
+    @click.option("--image-ids", metavar="ID,ID,..",
+                  help="COCO image id (or file stem) of each batch element, for bundles without images[].")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+
+    return wrapper
+
+
+def _load_bundle(path: Path, head, imgsz, strides, nc, image_ids):
+    from yolodbg import bundle
+
+    ids = [v.strip() for v in image_ids.split(",")] if image_ids else None
+    return bundle.load(
+        path, head=head, input_size=_imgsz(imgsz), strides=_int_list(strides, "--strides"), image_ids=ids, nc=nc
+    )
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="yolodbg")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Why is my YOLO loss what it is?
+
+    yolodbg replays a framework's label assignment and loss on a saved batch of raw head
+    outputs, to the float, and shows which ground-truth boxes, which positive anchors and
+    which background anchors make up every loss term.
+
+    \b
+    Examples:
+      yolodbg explain sample_data/yolov8n_val.pt --gt sample_data/coco_val.json
+      yolodbg explain batch.pt                      # GT from the bundle's own targets
+      yolodbg explain batch.pt -r yolov8:assigner.topk=13 --json report.json
+      yolodbg recipes yolov8
+
+    Exit codes: 0 ok · 1 a check failed (e.g. conservation) · 2 bad input or usage.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+@main.command()
+@click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--gt", type=click.Path(path_type=Path),
+              help="COCO json or YOLO labels folder (default: the bundle's own targets).")
+@click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]",
+              help="Loss to replay (default: the head's recipe, e.g. yolov8). See `yolodbg recipes`.")
+@click.option("--image", "image", metavar="ID",
+              help="Focus the tables on one image (COCO id, file name or batch index); numbers stay batch-wide.")
+@click.option("--top", type=click.IntRange(min=0), default=15, show_default=True,
+              help="Rows of the GT table and number of background anchors listed.")
+@click.option("--json", "json_out", metavar="FILE|-", help="Write the yolodbg.explain/1 JSON ('-' = stdout only).")
+@bundle_options
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids, debug):
+    """Break one batch's loss down per GT box, per anchor and per term.
+
+    PREDS is a prediction bundle (.pt): the raw train-mode head output of a batch, saved
+    with yolodbg.bundle.save or plain torch.save (then use --head/--imgsz/--image-ids).
+
+    \b
+    Examples:
+      yolodbg explain sample_data/yolov8n_val.pt --gt sample_data/coco_val.json
+      yolodbg explain sample_data/yolov8n_train_step.pt          # replays a training step
+      yolodbg explain preds.pt --gt labels/ --image 000123 --top 30
+      yolodbg explain preds.pt --gt ann.json --json - | jq .terms
+
+    The summary shows each term as the trainer logs it, the GT table each box's share of
+    it with a reason code when a box got no (or few) positive anchors, and the background
+    table the anchors with no GT that cost the most, with a hint (missing_label?,
+    class_swap?, duplicate, high_iou_negative).
+    """
+    from rich.console import Console
+
+    from yolodbg.explain import explain as run_explain
+    from yolodbg.recipes import get_recipe
+    from yolodbg.render import console as render
+    from yolodbg.render import jsonout
+
+    b = _load_bundle(preds, head, imgsz, strides, nc, image_ids)
+    recipe = get_recipe(recipe_spec) if recipe_spec else None
+    ex = run_explain(b, gt, recipe, top=max(top, 1) if json_out else top)
+    focus = _resolve_image(b, image) if image is not None else None
+    if json_out:
+        jsonout.write(jsonout.explain_doc(ex, focus), json_out)
+    err = Console(stderr=True)
+    if json_out != "-":
+        render.render_explain(Console(), ex, top, focus)
+    if ex.nonfinite is not None:
+        err.print(f"[bold red]non-finite loss:[/] {ex.nonfinite.message}", highlight=False)
+        sys.exit(EXIT_CHECK)
+    if ex.breakdown.violations:
+        for v in ex.breakdown.violations:
+            err.print(f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False)
+        sys.exit(EXIT_CHECK)
+
+
+def _resolve_image(b, key: str) -> int:
+    from yolodbg.errors import InputError
+
+    for info in b.images:
+        names = {str(info.image_id), info.file_name or "", Path(info.file_name).stem if info.file_name else ""}
+        if key in names - {""}:
+            return info.index
+    if key.lstrip("#").isdigit() and int(key.lstrip("#")) < b.batch_size:
+        return int(key.lstrip("#"))
+    known = ", ".join(i.label for i in b.images[:8])
+    raise InputError(f"--image {key}: no such image in {b.source} (images: {known}{', ...' if b.batch_size > 8 else ''})")
+
+
+@main.command()
+@click.argument("name", required=False)
+def recipes(name):
+    """List recipes, their parameters and defaults, and what each reproduces.
+
+    \b
+    Examples:
+      yolodbg recipes
+      yolodbg recipes yolov8
+    Variants are written NAME:key=value,key=value, e.g. yolov8:assigner.topk=13,gain.cls=1.0
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from yolodbg.recipes import ALIASES, RECIPES, get_recipe
+
+    console = Console()
+    if name is None:
+        table = Table(show_edge=False, header_style="bold")
+        table.add_column("recipe", no_wrap=True)
+        table.add_column("aliases", no_wrap=True)
+        table.add_column("head")
+        table.add_column("terms")
+        table.add_column("reproduces")
+        for key, cls in RECIPES.items():
+            aliases = ", ".join(a for a, k in ALIASES.items() if k == key)
+            table.add_row(key, aliases, ", ".join(cls.heads), ", ".join(cls.terms), cls.reproduces)
+        console.print(table)
+        console.print("Parameters of one recipe: yolodbg recipes NAME")
+        return
+    recipe = get_recipe(name)
+    console.print(f"[bold]{recipe.name}[/] — {recipe.reproduces}")
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("key", no_wrap=True)
+    table.add_column("default", no_wrap=True)
+    table.add_column("meaning")
+    for p in recipe.PARAMS:
+        default = "auto" if p.default is None else str(p.default)
+        extra = f" ({'|'.join(p.choices)})" if p.choices else ""
+        table.add_row(p.key, default, p.help + extra)
+    console.print(table)

@@ -1,0 +1,40 @@
+"""The ``explain`` job as a library call: bundle + ground truth + recipe -> report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from yolodbg import breakdown as breakdown_mod
+from yolodbg import groundtruth
+from yolodbg.breakdown import Breakdown
+from yolodbg.bundle import Bundle
+from yolodbg.groundtruth import Targets
+from yolodbg.nonfinite import NonFinite, locate
+from yolodbg.recipes import recipe_for_head
+from yolodbg.recipes.base import Recipe
+
+
+@dataclass
+class Explanation:
+    bundle: Bundle
+    recipe: Recipe
+    targets: Targets
+    breakdown: Breakdown
+    nonfinite: NonFinite | None
+
+    @property
+    def result(self):
+        return self.breakdown.result
+
+
+def explain(
+    bundle: Bundle, gt: str | Path | None = None, recipe: Recipe | None = None, top: int = 10
+) -> Explanation:
+    """Replay ``recipe`` (default: the head's recipe) on a bundle and break the loss down."""
+    recipe = recipe or recipe_for_head(bundle.head)
+    input_size, nc = recipe.input_layout(bundle)
+    targets = groundtruth.load_targets(gt, bundle, input_size, nc)
+    result = recipe.run(bundle, targets)
+    bd = breakdown_mod.build(result, targets, bundle.images, top=top)
+    return Explanation(bundle, recipe, targets, bd, locate(result, targets))

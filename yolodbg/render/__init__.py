@@ -1,0 +1,1 @@
+"""Renderers: console tables (rich), JSON documents, overlays."""

@@ -1,0 +1,160 @@
+"""The ``yolodbg.explain/1`` JSON document (DESIGN §5)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from yolodbg import __version__
+from yolodbg.explain import Explanation
+
+SCHEMA = "yolodbg.explain/1"
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    return {"yolodbg": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _f(x: float | None) -> float | None:
+    if x is None:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, Any]:
+    """The explain document; it always holds every GT of the batch (``focus_image`` is recorded only)."""
+    bd, res, rec, b = ex.breakdown, ex.breakdown.result, ex.recipe, ex.bundle
+    images_info = {i.index: i for i in b.images}
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "recipe": {"name": rec.name, "spec": rec.spec(), "params": res.params, "reproduces": rec.reproduces},
+        "objective": res.objective,
+        "terms": dict(res.terms),
+        "total": bd.total,
+        "batch_size": res.batch_size,
+        "num_gt": len(ex.targets),
+        "num_pos": bd.num_pos,
+        "normalizers": res.normalizers,
+        "notes": res.notes,
+        "input": {
+            "bundle": b.source,
+            "digest": b.digest,
+            "head": b.head,
+            "ground_truth": ex.targets.source,
+            "input_size": list(ex.targets.input_size),
+        },
+        "images": [
+            {
+                "index": im.index,
+                "image_id": im.image_id,
+                "file_name": images_info[im.index].file_name if im.index in images_info else None,
+                "terms": im.terms,
+                "total": im.total,
+                "num_gt": im.num_gt,
+                "num_pos": im.num_pos,
+                "background": {"terms": im.background},
+            }
+            for im in bd.images
+        ],
+        "gts": [
+            {
+                "image_index": g.image_index,
+                "gt_index": g.gt_index,
+                "row": g.row,
+                "ann_id": g.ann_id,
+                "class": g.cls,
+                "category_id": g.category_id,
+                "box_xyxy": list(g.box_xyxy),
+                "num_pos": g.num_pos,
+                "num_zero_weight": g.num_zero_weight,
+                "mean_iou": _f(g.mean_iou),
+                "mean_align": _f(g.mean_align),
+                "terms": g.terms,
+                "total": g.total,
+                "share": g.share,
+                "reason": None
+                if g.reason is None
+                else {"code": g.reason.code, "detail": g.reason.detail, "other_gt": g.reason.other_gt},
+                "flags": g.flags,
+                "positives": g.positives,
+            }
+            for g in bd.gts
+        ],
+        "background": {"terms": bd.background, "by_level": bd.background_by_level},
+        "negatives": [
+            {
+                "image_index": n.image_index,
+                **n.anchor,
+                "pred_class": n.pred_class,
+                "score": n.score,
+                "box_xyxy": list(n.box_xyxy),
+                "best_iou": n.best_iou,
+                "best_gt": n.best_gt,
+                "terms": n.terms,
+                "contribution": n.contribution,
+                "hint": n.hint,
+            }
+            for n in bd.negatives
+        ],
+        "ignored": [
+            {"image_index": i.image_index, "ann_id": i.ann_id, "box_xyxy": list(i.box_xyxy), "reason": i.reason}
+            for i in ex.targets.ignored
+        ],
+        "warnings": list(res.warnings) + list(bd.violations),
+        "versions": versions(),
+    }
+    if focus_image is not None:
+        doc["focus_image"] = focus_image
+    if ex.nonfinite is not None:
+        doc["nonfinite"] = ex.nonfinite.to_json()
+    return doc
+
+
+def _clean(x: Any) -> Any:
+    """Non-finite floats become null (JSON has no NaN); everything else passes through."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(_clean(doc), indent=2, allow_nan=False, default=_default) + "\n"
+
+
+def _default(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def write(doc: dict[str, Any], target: str) -> None:
+    """Write to a file atomically, or to stdout for ``-``."""
+    text = dumps(doc)
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
