@@ -111,7 +111,9 @@ def _sum_by(index, values, size: int) -> torch.Tensor:
     return out.index_add_(0, index, values)
 
 
-def build(result: LossResult, targets: Targets, images: tuple[ImageInfo, ...] = (), top: int = 10) -> Breakdown:
+def build(
+    result: LossResult, targets: Targets, images: tuple[ImageInfo, ...] = (), top: int = 10
+) -> Breakdown:
     """Reduce a recipe's ledger into the report; checks conservation (``violations``)."""
     m = len(targets)
     bs = result.batch_size
@@ -126,10 +128,10 @@ def build(result: LossResult, targets: Targets, images: tuple[ImageInfo, ...] = 
     total = math.fsum(result.terms.values())
     gts = _gt_rows(result, targets, per_gt, total)
     pos = result.positives
-    images = []
+    rows = []
     for i in range(bs):
         terms = {t: float(per_img[t][i]) for t in term_names}
-        images.append(
+        rows.append(
             ImageRow(
                 index=i,
                 image_id=images[i].image_id if i < len(images) else None,
@@ -143,7 +145,7 @@ def build(result: LossResult, targets: Targets, images: tuple[ImageInfo, ...] = 
     background = {t: float(per_gt[t][0]) for t in term_names}
     by_level = _background_by_level(result, term_names)
     negatives = _negatives(result, targets, top)
-    return Breakdown(result, targets, gts, images, background, by_level, negatives, violations)
+    return Breakdown(result, targets, gts, rows, background, by_level, negatives, violations)
 
 
 def _conservation(result: LossResult, per_gt: dict[str, torch.Tensor]) -> list[str]:
@@ -205,7 +207,9 @@ def _gt_rows(result: LossResult, targets: Targets, per_gt: dict, total: float) -
                 total=gt_total,
                 share=min(max(gt_total / total, 0.0), 1.0) if total > 0 else 0.0,
                 reason=result.gt_reasons.get(r),
-                flags={name: int(flag[idx].sum()) for name, flag in pos.flags.items() if int(flag[idx].sum())},
+                flags={
+                    name: int(flag[idx].sum()) for name, flag in pos.flags.items() if int(flag[idx].sum())
+                },
                 positives=positives,
             )
         )
@@ -275,7 +279,14 @@ def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]
 
 
 def _hint(
-    result: LossResult, targets: Targets, b: int, a: int, score: float, pred_cls: int, best_iou: float, best_gt
+    result: LossResult,
+    targets: Targets,
+    b: int,
+    a: int,
+    score: float,
+    pred_cls: int,
+    best_iou: float,
+    best_gt,
 ) -> str:
     """A short guess at why a background anchor costs loss (DESIGN §5)."""
     if best_gt is not None and best_iou >= HINT_IOU:

@@ -12,6 +12,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,17 +76,24 @@ def _read(path: Path) -> Any:
         raise BundleError(f"{path}: no such file; pass the .pt file written by torch.save or yolodbg capture")
     if path.is_dir():
         raise BundleError(f"{path}: is a folder; pass one bundle file (yolodbg scan takes folders)")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if not zipfile.is_zipfile(path) and not magic.startswith(b"\x80"):
+        raise BundleError(f"{path}: not a torch.save file; expected a .pt prediction bundle")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        why = lines[0] if lines else (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BundleError(
             f"{path}: refused to load: the file holds Python objects other than tensors, lists and dicts "
-            f"({first[:160]}); save plain tensors/dicts (yolodbg.bundle.save) — yolodbg never unpickles code"
+            f"({why[:160]}); save plain tensors/dicts (yolodbg.bundle.save) — yolodbg never unpickles code"
         ) from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BundleError(f"{path}: not a torch.save file ({msg[:160]}); expected a .pt prediction bundle") from e
+        raise BundleError(
+            f"{path}: not a torch.save file ({msg[:160]}); expected a .pt prediction bundle"
+        ) from e
 
 
 def _guess_head(outputs: Any, where: str) -> str:
@@ -93,9 +101,10 @@ def _guess_head(outputs: Any, where: str) -> str:
 
     if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
         outputs = outputs[1]
-    if isinstance(outputs, dict):
-        if {"boxes", "scores"} <= outputs.keys() or {"one2many", "one2one"} <= outputs.keys():
-            return "ultralytics"
+    if isinstance(outputs, dict) and (
+        {"boxes", "scores"} <= outputs.keys() or {"one2many", "one2one"} <= outputs.keys()
+    ):
+        return "ultralytics"
     if isinstance(outputs, torch.Tensor) and outputs.ndim == 4:
         return "yolov1"
     if isinstance(outputs, (list, tuple)) and outputs and all(isinstance(t, torch.Tensor) for t in outputs):
@@ -155,7 +164,9 @@ def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) 
     if raw is None:
         raw = []
     if not isinstance(raw, list):
-        raise BundleError(f"{where}: images is a {type(raw).__name__}; expected a list with one dict per image")
+        raise BundleError(
+            f"{where}: images is a {type(raw).__name__}; expected a list with one dict per image"
+        )
     if raw and len(raw) != batch_size:
         raise BundleError(
             f"{where}: images has {len(raw)} entries but the outputs hold {batch_size} images; "
@@ -185,11 +196,11 @@ def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) 
             try:
                 top, left = (float(p) for p in pad)
             except (TypeError, ValueError):
-                raise BundleError(f"{where}: images[{i}].pad is {pad!r}; expected [pad_top, pad_left]") from None
+                raise BundleError(
+                    f"{where}: images[{i}].pad is {pad!r}; expected [pad_top, pad_left]"
+                ) from None
             letterbox = Letterbox(sy, sx, top, left)
-        infos.append(
-            ImageInfo(i, image_id, entry.get("file_name"), orig_size, letterbox)
-        )
+        infos.append(ImageInfo(i, image_id, entry.get("file_name"), orig_size, letterbox))
     return tuple(infos)
 
 
@@ -264,7 +275,9 @@ def from_object(
             "head output (see DESIGN §2.1)"
         )
     if targets is not None and not isinstance(targets, dict):
-        raise BundleError(f"{source}: targets is a {type(targets).__name__}; expected a dict with batch_idx, cls, bboxes")
+        raise BundleError(
+            f"{source}: targets is a {type(targets).__name__}; expected a dict with batch_idx, cls, bboxes"
+        )
     if cats is not None:
         try:
             cats = tuple(int(c) for c in cats)
@@ -344,7 +357,11 @@ def save(
     path = Path(path)
     if path.exists() and not overwrite:
         raise BundleError(f"{path}: exists already; pass overwrite=True or choose another name")
-    doc: dict[str, Any] = {"yolodbg": FORMAT_VERSION, "head": head, "outputs": _detach(_shrink_feats(outputs))}
+    doc: dict[str, Any] = {
+        "yolodbg": FORMAT_VERSION,
+        "head": head,
+        "outputs": _detach(_shrink_feats(outputs)),
+    }
     if input_size is not None:
         doc["input_size"] = [int(v) for v in input_size]
     if strides is not None:

@@ -43,10 +43,27 @@ class _Group(click.Group):
 
 
 def _debug(ctx: click.Context) -> bool:
-    if "--debug" in sys.argv:
-        return True
-    sub = ctx.invoked_subcommand
-    return bool(ctx.params.get("debug")) or bool(sub and ctx.obj and ctx.obj.get("debug"))
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        root.obj["debug"] = True
+    return value
+
+
+def debug_option(f):
+    """``--debug`` on every command (and on the group): tracebacks instead of one-line errors."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        is_eager=True,
+        expose_value=False,
+        callback=_set_debug,
+        help="Show tracebacks instead of one-line errors.",
+    )(f)
 
 
 def _int_list(text: str | None, option: str) -> tuple[float, ...] | None:
@@ -55,7 +72,9 @@ def _int_list(text: str | None, option: str) -> tuple[float, ...] | None:
     try:
         values = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=option) from None
+        raise click.BadParameter(
+            f"{text!r} is not a comma-separated list of numbers", param_hint=option
+        ) from None
     if not values or any(v <= 0 for v in values):
         raise click.BadParameter(f"{text!r}: expected positive numbers", param_hint=option)
     return values
@@ -75,13 +94,23 @@ def _imgsz(text: str | None) -> tuple[int, int] | None:
 def bundle_options(f):
     """Options that describe a bundle, spelled the same in every command."""
 
-    @click.option("--head", type=click.Choice(["ultralytics", "yolov5", "yolox", "yolov1"]),
-                  help="Head family of a bare output (inferred when unambiguous).")
-    @click.option("--imgsz", metavar="H[,W]", help="Network input size of a bare output, e.g. 640 or 384,640.")
+    @click.option(
+        "--head",
+        type=click.Choice(["ultralytics", "yolov5", "yolox", "yolov1"]),
+        help="Head family of a bare output (inferred when unambiguous).",
+    )
+    @click.option(
+        "--imgsz", metavar="H[,W]", help="Network input size of a bare output, e.g. 640 or 384,640."
+    )
     @click.option("--strides", metavar="S,S,..", help="Stride per level (default 8,16,32 or from --imgsz).")
-    @click.option("--nc", type=click.IntRange(min=1), help="Number of classes, where the output is ambiguous.")
-    @click.option("--image-ids", metavar="ID,ID,..",
-                  help="COCO image id (or file stem) of each batch element, for bundles without images[].")
+    @click.option(
+        "--nc", type=click.IntRange(min=1), help="Number of classes, where the output is ambiguous."
+    )
+    @click.option(
+        "--image-ids",
+        metavar="ID,ID,..",
+        help="COCO image id (or file stem) of each batch element, for bundles without images[].",
+    )
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         return f(*args, **kwargs)
@@ -94,15 +123,20 @@ def _load_bundle(path: Path, head, imgsz, strides, nc, image_ids):
 
     ids = [v.strip() for v in image_ids.split(",")] if image_ids else None
     return bundle.load(
-        path, head=head, input_size=_imgsz(imgsz), strides=_int_list(strides, "--strides"), image_ids=ids, nc=nc
+        path,
+        head=head,
+        input_size=_imgsz(imgsz),
+        strides=_int_list(strides, "--strides"),
+        image_ids=ids,
+        nc=nc,
     )
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="yolodbg")
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@debug_option
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context) -> None:
     """Why is my YOLO loss what it is?
 
     yolodbg replays a framework's label assignment and loss on a saved batch of raw head
@@ -119,23 +153,41 @@ def main(ctx: click.Context, debug: bool) -> None:
     Exit codes: 0 ok · 1 a check failed (e.g. conservation) · 2 bad input or usage.
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
 
 
 @main.command()
 @click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--gt", type=click.Path(path_type=Path),
-              help="COCO json or YOLO labels folder (default: the bundle's own targets).")
-@click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]",
-              help="Loss to replay (default: the head's recipe, e.g. yolov8). See `yolodbg recipes`.")
-@click.option("--image", "image", metavar="ID",
-              help="Focus the tables on one image (COCO id, file name or batch index); numbers stay batch-wide.")
-@click.option("--top", type=click.IntRange(min=0), default=15, show_default=True,
-              help="Rows of the GT table and number of background anchors listed.")
-@click.option("--json", "json_out", metavar="FILE|-", help="Write the yolodbg.explain/1 JSON ('-' = stdout only).")
+@click.option(
+    "--gt",
+    type=click.Path(path_type=Path),
+    help="COCO json or YOLO labels folder (default: the bundle's own targets).",
+)
+@click.option(
+    "-r",
+    "--recipe",
+    "recipe_spec",
+    metavar="NAME[:k=v,..]",
+    help="Loss to replay (default: the head's recipe, e.g. yolov8). See `yolodbg recipes`.",
+)
+@click.option(
+    "--image",
+    "image",
+    metavar="ID",
+    help="Focus the tables on one image (COCO id, file name or batch index); numbers stay batch-wide.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=15,
+    show_default=True,
+    help="Rows of the GT table and number of background anchors listed.",
+)
+@click.option(
+    "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.explain/1 JSON ('-' = stdout only)."
+)
 @bundle_options
-@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids, debug):
+@debug_option
+def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids):
     """Break one batch's loss down per GT box, per anchor and per term.
 
     PREDS is a prediction bundle (.pt): the raw train-mode head output of a batch, saved
@@ -174,7 +226,9 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
         sys.exit(EXIT_CHECK)
     if ex.breakdown.violations:
         for v in ex.breakdown.violations:
-            err.print(f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False)
+            err.print(
+                f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False
+            )
         sys.exit(EXIT_CHECK)
 
 
@@ -182,17 +236,24 @@ def _resolve_image(b, key: str) -> int:
     from yolodbg.errors import InputError
 
     for info in b.images:
-        names = {str(info.image_id), info.file_name or "", Path(info.file_name).stem if info.file_name else ""}
+        names = {
+            str(info.image_id),
+            info.file_name or "",
+            Path(info.file_name).stem if info.file_name else "",
+        }
         if key in names - {""}:
             return info.index
     if key.lstrip("#").isdigit() and int(key.lstrip("#")) < b.batch_size:
         return int(key.lstrip("#"))
     known = ", ".join(i.label for i in b.images[:8])
-    raise InputError(f"--image {key}: no such image in {b.source} (images: {known}{', ...' if b.batch_size > 8 else ''})")
+    raise InputError(
+        f"--image {key}: no such image in {b.source} (images: {known}{', ...' if b.batch_size > 8 else ''})"
+    )
 
 
 @main.command()
 @click.argument("name", required=False)
+@debug_option
 def recipes(name):
     """List recipes, their parameters and defaults, and what each reproduces.
 

@@ -87,7 +87,9 @@ def from_batch(
     """Targets from the training batch's own ``batch_idx``, ``cls``, ``bboxes`` (normalised cxcywh)."""
     missing = [k for k in ("batch_idx", "cls", "bboxes") if k not in raw]
     if missing:
-        raise GroundTruthError(f"{where}: targets lacks {', '.join(missing)}; expected batch_idx, cls and bboxes")
+        raise GroundTruthError(
+            f"{where}: targets lacks {', '.join(missing)}; expected batch_idx, cls and bboxes"
+        )
     bidx = _as_tensor(raw["batch_idx"], "batch_idx", where).reshape(-1)
     cls = _as_tensor(raw["cls"], "cls", where).reshape(-1)
     bboxes = _as_tensor(raw["bboxes"], "bboxes", where)
@@ -156,7 +158,12 @@ class _Rows:
         if self.boxes:
             b = torch.tensor(self.boxes, dtype=torch.float64)
             cxcywh = torch.stack(
-                ((b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h, (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h),
+                (
+                    (b[:, 0] + b[:, 2]) / 2 / w,
+                    (b[:, 1] + b[:, 3]) / 2 / h,
+                    (b[:, 2] - b[:, 0]) / w,
+                    (b[:, 3] - b[:, 1]) / h,
+                ),
                 1,
             ).to(torch.float32)
         else:
@@ -181,9 +188,17 @@ def _clip_to_content(
     """Clip an input-pixel box to the image content (as the dataloader clips labels to the image)."""
     h, w = orig
     x_lo, y_lo = lb.pad_left, lb.pad_top
-    x_hi, y_hi = min(lb.pad_left + w * lb.scale_x, input_size[1]), min(lb.pad_top + h * lb.scale_y, input_size[0])
+    x_hi, y_hi = (
+        min(lb.pad_left + w * lb.scale_x, input_size[1]),
+        min(lb.pad_top + h * lb.scale_y, input_size[0]),
+    )
     x1, y1, x2, y2 = box
-    return (min(max(x1, x_lo), x_hi), min(max(y1, y_lo), y_hi), min(max(x2, x_lo), x_hi), min(max(y2, y_lo), y_hi))
+    return (
+        min(max(x1, x_lo), x_hi),
+        min(max(y1, y_lo), y_hi),
+        min(max(x2, x_lo), x_hi),
+        min(max(y2, y_lo), y_hi),
+    )
 
 
 def _letterbox_for(img: ImageInfo, orig: tuple[int, int], input_size: tuple[int, int]) -> Letterbox:
@@ -248,7 +263,9 @@ def _load_coco(path: Path):
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GroundTruthError(f"{path}: not valid JSON ({e}); expected a COCO detection file") from None
     if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
-        raise GroundTruthError(f"{path}: not a COCO detection file; it needs 'images' and 'annotations' lists")
+        raise GroundTruthError(
+            f"{path}: not a COCO detection file; it needs 'images' and 'annotations' lists"
+        )
     for i, ann in enumerate(data["annotations"]):
         bbox = ann.get("bbox") if isinstance(ann, dict) else None
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
@@ -257,7 +274,9 @@ def _load_coco(path: Path):
         for key in ("image_id", "category_id"):
             if key not in ann:
                 raise GroundTruthError(f"{path}: annotations[{i}] lacks {key}")
-    data.setdefault("categories", [{"id": c} for c in sorted({a["category_id"] for a in data["annotations"]})])
+    data.setdefault(
+        "categories", [{"id": c} for c in sorted({a["category_id"] for a in data["annotations"]})]
+    )
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
@@ -323,7 +342,9 @@ def _add_coco_ann(
         rows.warnings.append(f"{path.name}: annotation {ann_id} lies outside its image; left out")
         return
     if clipped != box:
-        rows.warnings.append(f"{path.name}: annotation {ann_id} extends beyond its image; clipped to the image")
+        rows.warnings.append(
+            f"{path.name}: annotation {ann_id} extends beyond its image; clipped to the image"
+        )
     rows.add(image, mapping[cat], clipped, ann_id)
 
 
@@ -335,7 +356,11 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
     rows = _Rows()
     letterboxes, origs = [], []
     for info in bundle.images:
-        stem = Path(info.file_name).stem if info.file_name else (str(info.image_id) if info.image_id is not None else None)
+        stem = (
+            Path(info.file_name).stem
+            if info.file_name
+            else (str(info.image_id) if info.image_id is not None else None)
+        )
         if stem is None:
             raise GroundTruthError(
                 f"{bundle.source}: image {info.index} has no file_name or image_id to find its label file in "
@@ -347,7 +372,10 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
             orig = input_size  # no letterbox information: labels are relative to the input itself
         lb = _letterbox_for(info, orig, input_size) if orig is not None else info.letterbox
         if orig is None:
-            orig = (round((input_size[0] - 2 * lb.pad_top) / lb.scale_y), round((input_size[1] - 2 * lb.pad_left) / lb.scale_x))
+            orig = (
+                round((input_size[0] - 2 * lb.pad_top) / lb.scale_y),
+                round((input_size[1] - 2 * lb.pad_left) / lb.scale_x),
+            )
         letterboxes.append(lb)
         origs.append(orig)
         if not label.exists():
@@ -365,7 +393,9 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
             except ValueError:
                 raise GroundTruthError(f"{label}:{ln}: not numbers: {line.strip()!r}") from None
             if not 0 <= c < nc:
-                raise GroundTruthError(f"{label}:{ln}: class {c} but the outputs have {nc} classes (0..{nc - 1})")
+                raise GroundTruthError(
+                    f"{label}:{ln}: class {c} but the outputs have {nc} classes (0..{nc - 1})"
+                )
             oh, ow = orig
             box = lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh)
             if w <= 0 or h <= 0:
@@ -403,5 +433,8 @@ def load_targets(gt: str | Path | None, bundle: Bundle, input_size: tuple[int, i
     from dataclasses import replace
 
     return replace(
-        t, category_ids=bundle.category_ids, letterboxes=lbs, orig_sizes=tuple(i.orig_size for i in bundle.images)
+        t,
+        category_ids=bundle.category_ids,
+        letterboxes=lbs,
+        orig_sizes=tuple(i.orig_size for i in bundle.images),
     )

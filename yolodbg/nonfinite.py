@@ -51,7 +51,8 @@ def locate(result: LossResult, targets: Targets) -> NonFinite | None:
             operand = "fp16 overflow" if overflow and math.isinf(value) else f"non-finite {name}"
             return NonFinite(
                 f"image {b}: {name} channel {c} of anchor {a} (level {desc['level']}, cell "
-                f"{tuple(desc['cell'])}) is {value}" + (" — an fp16 overflow" if operand == "fp16 overflow" else "")
+                f"{tuple(desc['cell'])}) is {value}"
+                + (" — an fp16 overflow" if operand == "fp16 overflow" else "")
                 + f"; {int(bad.sum())} non-finite values in all",
                 None,
                 b,

@@ -51,7 +51,9 @@ class TalAssignment:
     min_side: float
 
 
-def candidates_in_gts(points: Tensor, gt_bboxes: Tensor, mask_gt: Tensor, min_side: float, eps: float = 1e-9) -> Tensor:
+def candidates_in_gts(
+    points: Tensor, gt_bboxes: Tensor, mask_gt: Tensor, min_side: float, eps: float = 1e-9
+) -> Tensor:
     """Step A: ``(N, 2)`` anchor centres × ``(B, M, 4)`` GT boxes -> ``(B, M, N)`` bool.
 
     Valid GTs go through xyxy -> cxcywh -> xyxy (the round trip can move an edge by one ulp),

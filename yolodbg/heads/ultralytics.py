@@ -75,7 +75,7 @@ def _strides(
         return tuple(float(s) for s in strides)
     if input_size is not None:
         out = []
-        for (h, w) in level_shapes:
+        for h, w in level_shapes:
             sy, sx = input_size[0] / h, input_size[1] / w
             if sy != sx or sy != int(sy):
                 raise BundleError(
@@ -149,7 +149,9 @@ def parse(
         bs = int(outputs[0].shape[0])
         cat = torch.cat([t.reshape(bs, no, -1) for t in outputs], 2)
         boxes, scores = cat.split((4 * reg_max, n_cls), 1)
-        branches = {"main": Branch(boxes.permute(0, 2, 1).contiguous(), scores.permute(0, 2, 1).contiguous(), reg_max)}
+        branches = {
+            "main": Branch(boxes.permute(0, 2, 1).contiguous(), scores.permute(0, 2, 1).contiguous(), reg_max)
+        }
         feats, form = list(outputs), "list"
     else:
         raise BundleError(
@@ -160,7 +162,7 @@ def parse(
     strd = _strides(level_shapes, strides, input_size, where)
     n_anchors = sum(h * w for h, w in level_shapes)
     first = next(iter(branches.values()))
-    bs, n, n_cls = first.pred_scores.shape
+    bs, _, n_cls = first.pred_scores.shape
     for name, br in branches.items():
         if br.pred_scores.shape[1] != n_anchors:
             raise BundleError(

@@ -28,7 +28,9 @@ class Param:
     def parse(self, text: Any, recipe: str) -> Any:
         """Convert a value given as text (``-r``) or from TOML into this parameter's type."""
         where = f"recipe {recipe}: {self.key}"
-        if text is None or (isinstance(text, str) and text.lower() in ("none", "auto") and self.default is None):
+        if text is None or (
+            isinstance(text, str) and text.lower() in ("none", "auto") and self.default is None
+        ):
             return None
         try:
             if self.type is bool:
@@ -103,6 +105,8 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
         for item in rest.split(","):
             key, eq, value = item.partition("=")
             if not eq or not key.strip():
-                raise RecipeError(f"recipe {spec!r}: {item!r} is not key=value; write e.g. yolov8:assigner.topk=13")
+                raise RecipeError(
+                    f"recipe {spec!r}: {item!r} is not key=value; write e.g. yolov8:assigner.topk=13"
+                )
             params[key.strip()] = value.strip()
     return name.strip(), params

@@ -114,7 +114,10 @@ def replay_branch(
         tr = tl + 1
         wl = tr - tgt
         wr = 1 - wl
-        side = logp.gather(1, tl.view(-1, 1)).view(tl.shape) * wl + logp.gather(1, tr.view(-1, 1)).view(tl.shape) * wr
+        side = (
+            logp.gather(1, tl.view(-1, 1)).view(tl.shape) * wl
+            + logp.gather(1, tr.view(-1, 1)).view(tl.shape) * wr
+        )
         dist_fg = -side.mean(-1) * weight[fg]
         dist_name = "dfl"
     else:

@@ -28,7 +28,9 @@ TAL_PARAMS = (
         "(default: stride[1]; 0 = off, as Ultralytics ≤ 8.3)",
         minimum=0.0,
     ),
-    Param("assigner.topk2", int, None, "keep only this many best positives per GT after conflicts", minimum=1),
+    Param(
+        "assigner.topk2", int, None, "keep only this many best positives per GT after conflicts", minimum=1
+    ),
     Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
 )
 GAIN_PARAMS = (
@@ -71,7 +73,11 @@ class YoloV8(Recipe):
                 f"{bundle.head} head; pick a recipe for that head (yolodbg recipes)"
             )
         out = head.parse(
-            bundle.outputs, strides=bundle.strides, input_size=bundle.input_size, nc=bundle.nc, where=bundle.source
+            bundle.outputs,
+            strides=bundle.strides,
+            input_size=bundle.input_size,
+            nc=bundle.nc,
+            where=bundle.source,
         )
         if out.end2end:
             raise RecipeError(
@@ -88,7 +94,14 @@ class YoloV8(Recipe):
         raw = self.parse(bundle)
         warnings = list(targets.warnings)
         out = _as_float32(raw, warnings)
-        rep = replay_branch(out, out.branches["main"], targets, tal_params(self.params), gains(self.params), self.params["box"])
+        rep = replay_branch(
+            out,
+            out.branches["main"],
+            targets,
+            tal_params(self.params),
+            gains(self.params),
+            self.params["box"],
+        )
         items = {k: float(v) for k, v in rep.items.items()}
         objective = float((torch.stack(list(rep.items.values())) * out.batch_size).sum())
         result = branch_result(rep, out, targets, self.params["assigner.topk"])

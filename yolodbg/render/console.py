@@ -76,7 +76,11 @@ def counts(ex: Explanation) -> Text:
     text = Text()
     text.append(f"{n_gt} GTs")
     if ex.targets.ignored:
-        text.append(f" (+{len(ex.targets.ignored)} ignored: " + ", ".join(sorted({i.reason for i in ex.targets.ignored})) + ")")
+        text.append(
+            f" (+{len(ex.targets.ignored)} ignored: "
+            + ", ".join(sorted({i.reason for i in ex.targets.ignored}))
+            + ")"
+        )
     text.append(f" · {bd.num_pos} positive anchors")
     if n_gt:
         text.append(f" · {bd.num_pos / n_gt:.1f} per GT")
@@ -97,8 +101,16 @@ def gt_table(ex: Explanation, limit: int, image: int | None = None) -> Table:
     shown = rows[:limit]
     title = f"Ground-truth boxes by contribution ({len(shown)} of {len(rows)})"
     table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for col, just in (("image", "left"), ("gt", "right"), ("ann", "right"), ("cls", "right"), ("w×h px", "right"),
-                      ("pos", "right"), ("IoU", "right"), ("align", "right")):
+    for col, just in (
+        ("image", "left"),
+        ("gt", "right"),
+        ("ann", "right"),
+        ("cls", "right"),
+        ("w×h px", "right"),
+        ("pos", "right"),
+        ("IoU", "right"),
+        ("align", "right"),
+    ):
         table.add_column(col, justify=just, no_wrap=True)
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)

@@ -105,7 +105,12 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
             for n in bd.negatives
         ],
         "ignored": [
-            {"image_index": i.image_index, "ann_id": i.ann_id, "box_xyxy": list(i.box_xyxy), "reason": i.reason}
+            {
+                "image_index": i.image_index,
+                "ann_id": i.ann_id,
+                "box_xyxy": list(i.box_xyxy),
+                "reason": i.reason,
+            }
             for i in ex.targets.ignored
         ],
         "warnings": list(res.warnings) + list(bd.violations),

@@ -1,0 +1,107 @@
+"""Task-aligned assignment on scenes small enough to check by hand (one level, stride 8, 4×4 cells)."""
+
+from __future__ import annotations
+
+import torch
+
+from yolodbg.assigners.tal import TalParams, assign
+from yolodbg.assigners.tal_reasons import tal_reasons
+
+STRIDES = (8.0,)
+# anchor centres of a 32×32 input at stride 8: x, y ∈ {4, 12, 20, 28}, row-major (y outer)
+YS, XS = torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij")
+POINTS = torch.stack((XS.reshape(-1), YS.reshape(-1)), -1) * 8 + 4
+
+
+def _run(gt_boxes, scores, pred, params=TalParams(), labels=None):
+    """One image: gt_boxes (M, 4) px; scores (16,) score of class 0 per anchor; pred (16, 4) px."""
+    m = len(gt_boxes)
+    gt = torch.tensor(gt_boxes, dtype=torch.float32)[None]
+    lab = torch.zeros(1, m, 1) if labels is None else torch.tensor(labels, dtype=torch.float32).view(1, m, 1)
+    mask = (gt.sum(-1, keepdim=True) > 0).float()
+    s = torch.stack((scores, torch.zeros(16)), -1)[None]  # 2 classes, only class 0 scored
+    return assign(s, pred[None], POINTS, lab, gt, mask, STRIDES, params), gt, mask
+
+
+def test_topk_keeps_the_best_scored_candidates():
+    # GT [0, 0, 16, 16] holds anchors 0 (4,4), 1 (12,4), 4 (4,12), 5 (12,12); every prediction is the GT itself,
+    # so CIoU = 1 and t = score^0.5: with topk 2 the anchors of scores 0.9 and 0.64 win
+    scores = torch.full((16,), 0.01)
+    scores[[0, 1, 4, 5]] = torch.tensor([0.25, 0.9, 0.64, 0.36])
+    pred = torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(16, 4)
+    a, _, _ = _run([[0, 0, 16, 16]], scores, pred, TalParams(topk=2))
+    assert a.candidates[0, 0].nonzero().flatten().tolist() == [0, 1, 4, 5]
+    assert a.fg[0].nonzero().flatten().tolist() == [1, 4]
+    # t̂ = t · max IoU / max t with t = √score: 1 for the best, √0.64 / √0.9 = 0.8 / 0.9487 for the second
+    assert torch.allclose(a.target_weight[0, [1, 4]], torch.tensor([1.0, 0.8 / 0.9**0.5]), atol=1e-6)
+
+
+def test_topk_13_adds_exactly_the_next_candidates():
+    # GT covering the whole 32×32 input holds all 16 anchors; scores 16 distinct values
+    scores = torch.linspace(0.2, 0.95, 16)
+    pred = torch.tensor([0.0, 0.0, 32.0, 32.0]).expand(16, 4)
+    a10, _, _ = _run([[0, 0, 32, 32]], scores, pred, TalParams(topk=10))
+    a13, _, _ = _run([[0, 0, 32, 32]], scores, pred, TalParams(topk=13))
+    assert a10.fg[0].nonzero().flatten().tolist() == list(range(6, 16))
+    assert a13.fg[0].nonzero().flatten().tolist() == list(range(3, 16))
+
+
+def test_shared_anchor_goes_to_the_gt_of_larger_ciou():
+    # both GTs contain anchor 5 at (12, 12); its predicted box equals GT 1, so CIoU(GT 1) > CIoU(GT 0)
+    pred = torch.tensor([8.0, 8.0, 24.0, 24.0]).expand(16, 4).clone()
+    a, _, _ = _run([[0, 0, 16, 16], [8, 8, 24, 24]], torch.full((16,), 0.5), pred)
+    assert int(a.gt_slot[0, 5]) == 1
+    assert bool(a.selected[0, 0, 5]) and not bool(a.mask_pos[0, 0, 5])
+
+
+def test_small_box_floor_creates_candidates():
+    # a 4×4 box between anchor centres holds none; floored to 8 px (stride[0] for one level) it spans 11..19,
+    # which holds the centre (12, 12) only
+    scores = torch.full((16,), 0.5)
+    pred = torch.tensor([13.0, 13.0, 17.0, 17.0]).expand(16, 4)
+    a, gt, mask = _run([[13, 13, 17, 17]], scores, pred)
+    assert a.candidates[0, 0].nonzero().flatten().tolist() == [5]
+    reasons = tal_reasons(a, torch.tensor([[0]]), gt, POINTS, mask, topk=10)
+    assert reasons[0].code == "floor_only"
+    a0, gt, mask = _run([[13, 13, 17, 17]], scores, pred, TalParams(min_side=0.0))
+    assert not bool(a0.candidates.any()) and not bool(a0.fg.any())
+    assert tal_reasons(a0, torch.tensor([[0]]), gt, POINTS, mask, topk=10)[0].code == "no_anchor_inside"
+
+
+def test_zero_metric_when_predictions_miss():
+    # predictions far away: CIoU < 0 → clamped to 0 → every t is 0
+    pred = torch.tensor([30.0, 30.0, 31.0, 31.0]).expand(16, 4)
+    a, gt, mask = _run([[0, 0, 16, 16]], torch.full((16,), 0.5), pred)
+    assert float(a.align_metric.max()) == 0.0
+    assert tal_reasons(a, torch.tensor([[0]]), gt, POINTS, mask, topk=10)[0].code == "zero_metric"
+    assert float(a.target_weight.sum()) == 0.0
+
+
+def test_lost_conflict_names_the_winner():
+    # GT 1 sits inside GT 0 and every prediction equals GT 1: GT 0's anchors all go to GT 1
+    pred = torch.tensor([0.0, 0.0, 16.0, 16.0]).expand(16, 4)
+    a, gt, mask = _run([[0, 0, 17, 17], [0, 0, 16, 16]], torch.full((16,), 0.5), pred)
+    reasons = tal_reasons(a, torch.tensor([[0, 1]]), gt, POINTS, mask, topk=10)
+    assert reasons[0].code == "lost_conflict" and reasons[0].other_gt == 1
+
+
+def test_padding_and_empty_batches():
+    a, _, _ = _run([[0, 0, 0, 0]], torch.full((16,), 0.5), torch.zeros(16, 4))
+    assert not bool(a.fg.any())
+    empty = assign(
+        torch.rand(1, 16, 2),
+        torch.rand(1, 16, 4),
+        POINTS,
+        torch.zeros(1, 0, 1),
+        torch.zeros(1, 0, 4),
+        torch.zeros(1, 0, 1),
+        STRIDES,
+    )
+    assert empty.fg.shape == (1, 16) and not bool(empty.fg.any())
+
+
+def test_topk2_keeps_one_positive_per_gt():
+    scores = torch.linspace(0.2, 0.95, 16)
+    pred = torch.tensor([0.0, 0.0, 32.0, 32.0]).expand(16, 4)
+    a, _, _ = _run([[0, 0, 32, 32]], scores, pred, TalParams(topk=7, topk2=1))
+    assert a.fg[0].nonzero().flatten().tolist() == [15]
