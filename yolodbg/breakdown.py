@@ -46,6 +46,7 @@ class GtRow:
     reason: GtReason | None
     flags: dict[str, int]  # e.g. dfl_clipped -> number of positives
     positives: list[dict]  # anchor description + iou, align, weight
+    details: dict = field(default_factory=dict)  # recipe-specific extras (e.g. the one-to-one match)
 
     @property
     def size(self) -> tuple[float, float]:
@@ -117,7 +118,7 @@ def build(
     """Reduce a recipe's ledger into the report; checks conservation (``violations``)."""
     m = len(targets)
     bs = result.batch_size
-    term_names = list(result.terms)
+    term_names = [*result.terms, *result.extra_terms]  # logged terms, then extras such as o2m.box
     per_gt = {t: _sum_by(result.ledger[t].gt + 1, result.ledger[t].values, m + 1) for t in term_names}
     per_img = {t: _sum_by(result.ledger[t].image, result.ledger[t].values, bs) for t in term_names}
     bg_img = {
@@ -136,7 +137,7 @@ def build(
                 index=i,
                 image_id=images[i].image_id if i < len(images) else None,
                 terms=terms,
-                total=math.fsum(terms.values()),
+                total=math.fsum(terms[t] for t in result.terms),
                 num_gt=int((targets.batch_idx == i).sum()),
                 num_pos=int((pos.image == i).sum()),
                 background={t: float(bg_img[t][i]) for t in term_names},
@@ -150,9 +151,10 @@ def build(
 
 def _conservation(result: LossResult, per_gt: dict[str, torch.Tensor]) -> list[str]:
     out = []
-    if set(result.ledger) != set(result.terms):
-        out.append(f"ledger terms {sorted(result.ledger)} differ from logged terms {sorted(result.terms)}")
-    for t, value in result.terms.items():
+    expected = {**result.terms, **result.extra_terms}
+    if set(result.ledger) != set(expected):
+        out.append(f"ledger terms {sorted(result.ledger)} differ from the reported terms {sorted(expected)}")
+    for t, value in expected.items():
         if t not in per_gt or not math.isfinite(value):
             continue
         parts = float(per_gt[t].sum())
@@ -172,8 +174,8 @@ def _gt_rows(result: LossResult, targets: Targets, per_gt: dict, total: float) -
     rows = []
     for r in range(len(targets)):
         idx = (pos.gt == r).nonzero().flatten()
-        terms = {t: float(per_gt[t][r + 1]) for t in result.terms}
-        gt_total = math.fsum(terms.values())
+        terms = {t: float(per_gt[t][r + 1]) for t in [*result.terms, *result.extra_terms]}
+        gt_total = math.fsum(terms[t] for t in result.terms)
         ious, aligns, weights = pos.iou[idx], pos.align[idx], pos.weight[idx]
         positives = []
         for k, p in enumerate(idx.tolist()):
@@ -211,6 +213,7 @@ def _gt_rows(result: LossResult, targets: Targets, per_gt: dict, total: float) -
                     name: int(flag[idx].sum()) for name, flag in pos.flags.items() if int(flag[idx].sum())
                 },
                 positives=positives,
+                details=result.gt_details.get(r, {}),
             )
         )
     return rows
@@ -239,7 +242,8 @@ def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]
     if top <= 0:
         return []
     dense = {}
-    for t, led in result.ledger.items():
+    for t in result.terms:  # rank by what the framework logs
+        led = result.ledger[t]
         bg = led.gt < 0
         dense[t] = _sum_by(led.image[bg] * n + led.anchor[bg], led.values[bg], bs * n)
     totals = sum(dense.values())
@@ -270,7 +274,7 @@ def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]
                 box_xyxy=tuple(round(float(v), 2) for v in pbox),
                 best_iou=best_iou,
                 best_gt=best_gt,
-                terms={t: float(dense[t][flat]) for t in result.ledger},
+                terms={t: float(dense[t][flat]) for t in dense},
                 contribution=float(totals[flat]),
                 hint=hint,
             )

@@ -32,7 +32,7 @@ def explain(
     bundle: Bundle, gt: str | Path | None = None, recipe: Recipe | None = None, top: int = 10
 ) -> Explanation:
     """Replay ``recipe`` (default: the head's recipe) on a bundle and break the loss down."""
-    recipe = recipe or recipe_for_head(bundle.head)
+    recipe = recipe or recipe_for_head(bundle.head, bundle.outputs)
     input_size, nc = recipe.input_layout(bundle)
     targets = groundtruth.load_targets(gt, bundle, input_size, nc)
     result = recipe.run(bundle, targets)

@@ -90,6 +90,7 @@ class LossResult:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     extra_terms: dict[str, float] = field(default_factory=dict)  # e.g. per-branch "o2m.box"
-    inputs: dict[str, Tensor] = field(
-        default_factory=dict
-    )  # name -> (B, N, C) raw head values, for the NaN locator
+    gt_details: dict[int, dict[str, Any]] = field(default_factory=dict)  # global GT row -> JSON-ready extras
+    extra_assignments: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # e.g. "one2one": fg, ...
+    # name -> (B, N, C) raw head values, for the NaN locator
+    inputs: dict[str, Tensor] = field(default_factory=dict)

@@ -11,11 +11,13 @@ import difflib
 
 from yolodbg.errors import RecipeError
 from yolodbg.recipes.base import Param, Recipe, parse_spec
+from yolodbg.recipes.yolo26 import Yolo26
 from yolodbg.recipes.yolov8 import YoloV8
+from yolodbg.recipes.yolox import YoloX, YoloXMain
 
-RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (YoloV8,)}
+RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain)}
 ALIASES: dict[str, str] = {"yolo11": "yolov8", "v8": "yolov8"}
-DEFAULT_FOR_HEAD: dict[str, str] = {"ultralytics": "yolov8"}
+DEFAULT_FOR_HEAD: dict[str, str] = {"ultralytics": "yolov8", "yolox": "yolox"}
 
 __all__ = ["ALIASES", "RECIPES", "Param", "Recipe", "get_recipe", "list_recipes", "recipe_for_head"]
 
@@ -36,8 +38,10 @@ def get_recipe(spec: str) -> Recipe:
     return RECIPES[key](params, label=spec)
 
 
-def recipe_for_head(head: str) -> Recipe:
-    """The default recipe for a bundle's head."""
+def recipe_for_head(head: str, outputs: object = None) -> Recipe:
+    """The default recipe for a bundle's head (``yolo26`` for end-to-end Ultralytics outputs)."""
+    if head == "ultralytics" and isinstance(outputs, dict) and "one2one" in outputs:
+        return get_recipe("yolo26")
     if head not in DEFAULT_FOR_HEAD:
         raise RecipeError(
             f"no recipe for head {head!r} in this version of yolodbg (available: "

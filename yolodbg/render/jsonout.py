@@ -38,6 +38,7 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
         "recipe": {"name": rec.name, "spec": rec.spec(), "params": res.params, "reproduces": rec.reproduces},
         "objective": res.objective,
         "terms": dict(res.terms),
+        "extra_terms": dict(res.extra_terms),
         "total": bd.total,
         "batch_size": res.batch_size,
         "num_gt": len(ex.targets),
@@ -84,6 +85,7 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
                 if g.reason is None
                 else {"code": g.reason.code, "detail": g.reason.detail, "other_gt": g.reason.other_gt},
                 "flags": g.flags,
+                "details": g.details,
                 "positives": g.positives,
             }
             for g in bd.gts
