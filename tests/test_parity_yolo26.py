@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("ultralytics")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
-import yolo26_cases as Y  # noqa: E402
-from test_golden_yolo26 import check_case  # noqa: E402
+import yolo26_cases as Y
+from test_golden_yolo26 import check_case
 
 
 @pytest.mark.parametrize("spec", Y.SPECS, ids=[s[0] for s in Y.SPECS])

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yolo26_cases as Y  # noqa: E402
+import yolo26_cases as Y
 
 
 def main() -> None:
