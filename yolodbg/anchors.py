@@ -28,13 +28,22 @@ class Anchors:
 
     def describe(self, a: int) -> dict[str, object]:
         """A JSON-ready description of anchor ``a``."""
+        level, stride, cell, slot = self._lists()
         return {
             "anchor": int(a),
-            "level": int(self.level[a]),
-            "stride": float(self.stride[a]),
-            "cell": [int(self.cell[a, 0]), int(self.cell[a, 1])],
-            "slot": int(self.slot[a]),
+            "level": level[a],
+            "stride": stride[a],
+            "cell": list(cell[a]),
+            "slot": slot[a],
         }
+
+    def _lists(self) -> tuple[list, list, list, list]:
+        """Python lists of the table (built once; describing anchors one by one is then cheap)."""
+        cached = self.__dict__.get("_as_lists")
+        if cached is None:
+            cached = (self.level.tolist(), self.stride.tolist(), self.cell.tolist(), self.slot.tolist())
+            object.__setattr__(self, "_as_lists", cached)
+        return cached
 
     @classmethod
     def grid(

@@ -225,16 +225,15 @@ def _num(x) -> float | None:
 
 
 def _background_by_level(result: LossResult, term_names: list[str]) -> list[dict]:
-    levels = result.anchors.level
-    out = []
-    for lv, s in enumerate(result.anchors.strides):
-        terms = {}
-        for t in term_names:
-            led = result.ledger[t]
-            mask = (led.gt < 0) & (levels[led.anchor] == lv)
-            terms[t] = float(led.values[mask].sum())
-        out.append({"level": lv, "stride": s, "terms": terms})
-    return out
+    nl = len(result.anchors.strides)
+    sums = {}
+    for t in term_names:
+        led = result.ledger[t]
+        sums[t] = _sum_by(result.anchors.level[led.anchor], led.values * (led.gt < 0), nl)
+    return [
+        {"level": lv, "stride": s, "terms": {t: float(sums[t][lv]) for t in term_names}}
+        for lv, s in enumerate(result.anchors.strides)
+    ]
 
 
 def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]:
@@ -244,10 +243,8 @@ def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]
     dense = {}
     for t in result.terms:  # rank by what the framework logs
         led = result.ledger[t]
-        bg = led.gt < 0
-        dense[t] = _sum_by(led.image[bg] * n + led.anchor[bg], led.values[bg], bs * n)
-    totals = sum(dense.values())
-    totals = torch.where(result.fg.reshape(-1), torch.zeros_like(totals), totals)
+        dense[t] = _sum_by(led.image * n + led.anchor, led.values * (led.gt < 0), bs * n)
+    totals = sum(dense.values())  # positives carry no background element in the logged terms
     k = min(top, int((totals > 0).sum()))
     if k == 0:
         return []

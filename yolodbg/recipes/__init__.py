@@ -12,12 +12,13 @@ import difflib
 from yolodbg.errors import RecipeError
 from yolodbg.recipes.base import Param, Recipe, parse_spec
 from yolodbg.recipes.yolo26 import Yolo26
+from yolodbg.recipes.yolov1 import YoloV1
 from yolodbg.recipes.yolov8 import YoloV8
 from yolodbg.recipes.yolox import YoloX, YoloXMain
 
-RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain)}
+RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain, YoloV1)}
 ALIASES: dict[str, str] = {"yolo11": "yolov8", "v8": "yolov8"}
-DEFAULT_FOR_HEAD: dict[str, str] = {"ultralytics": "yolov8", "yolox": "yolox"}
+DEFAULT_FOR_HEAD: dict[str, str] = {"ultralytics": "yolov8", "yolox": "yolox", "yolov1": "yolov1"}
 
 __all__ = ["ALIASES", "RECIPES", "Param", "Recipe", "get_recipe", "list_recipes", "recipe_for_head"]
 

@@ -80,6 +80,15 @@ class Recipe:
         self.params: dict[str, Any] = values
         self.label = label or self.name
 
+    def parsed(self, bundle: Bundle, parse: Any) -> Any:
+        """``parse(bundle)``, computed once per bundle (input_layout and run both need it)."""
+        cache = self.__dict__.setdefault("_parsed", {})
+        key = id(bundle.outputs)
+        if key not in cache:
+            cache.clear()
+            cache[key] = (bundle.outputs, parse(bundle))  # keeps the outputs alive while cached
+        return cache[key][1]
+
     def changed(self) -> dict[str, Any]:
         """The parameters that differ from the defaults."""
         return {p.key: self.params[p.key] for p in self.PARAMS if self.params[p.key] != p.default}

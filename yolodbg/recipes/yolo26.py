@@ -64,6 +64,9 @@ class Yolo26(Recipe):
     )
 
     def parse(self, bundle: Bundle) -> head.UltralyticsOutput:
+        return self.parsed(bundle, self._parse)
+
+    def _parse(self, bundle: Bundle) -> head.UltralyticsOutput:
         if bundle.head != "ultralytics":
             raise RecipeError(
                 f"recipe yolo26 replays Ultralytics heads, but {bundle.source} holds a {bundle.head} head"

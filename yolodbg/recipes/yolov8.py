@@ -67,6 +67,9 @@ class YoloV8(Recipe):
     )
 
     def parse(self, bundle: Bundle) -> head.UltralyticsOutput:
+        return self.parsed(bundle, self._parse)
+
+    def _parse(self, bundle: Bundle) -> head.UltralyticsOutput:
         if bundle.head != "ultralytics":
             raise RecipeError(
                 f"recipe {self.name} replays Ultralytics' anchor-free head, but {bundle.source} holds a "

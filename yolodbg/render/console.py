@@ -65,6 +65,15 @@ def summary(ex: Explanation) -> Table:
             _fmt(gts),
             _fmt(bd.background[name]),
         )
+    for name, value in res.extra_terms.items():  # not logged by the framework (e.g. the o2m branch)
+        gts = sum(g.terms[name] for g in bd.gts)
+        table.add_row(
+            Text(f"  {name}", style="dim"),
+            Text(_fmt(value), style="dim"),
+            "",
+            _fmt(gts),
+            _fmt(bd.background[name]),
+        )
     return table
 
 
@@ -115,6 +124,9 @@ def gt_table(ex: Explanation, limit: int, image: int | None = None) -> Table:
     for name in names:
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("share", justify="right", no_wrap=True)
+    one2one = any("o2o_anchor" in g.details for g in shown)
+    if one2one:
+        table.add_column("o2o match", no_wrap=True)
     table.add_column("why", overflow="fold", ratio=1)
     images = {i.index: i for i in ex.bundle.images}
     for g in shown:
@@ -136,9 +148,19 @@ def gt_table(ex: Explanation, limit: int, image: int | None = None) -> Table:
             _fmt(g.mean_align, 3),
             *(_fmt(g.terms[n]) for n in names),
             _pct(g.share),
+            *([_o2o_cell(g.details)] if one2one else []),
             why,
         )
     return table
+
+
+def _o2o_cell(details: dict) -> Text:
+    """The one-to-one anchor of a GT, ``+`` when it is also one of its one-to-many positives."""
+    a = details.get("o2o_anchor")
+    if a is None:
+        return Text("none", style="bold red")
+    mark = " +" if details.get("o2o_in_o2m") else " (not o2m)"
+    return Text(f"{level_label(a['level'], a['stride'])} {a['cell'][0]},{a['cell'][1]}{mark}")
 
 
 def negatives_table(ex: Explanation, image: int | None = None) -> Table:
@@ -158,6 +180,7 @@ def negatives_table(ex: Explanation, image: int | None = None) -> Table:
             table.add_column(name, justify="right", no_wrap=True)
     table.add_column("hint", no_wrap=True)
     shown_terms = [name for name in names if any(n.terms.get(name) for n in rows)]
+    local = ex.targets.local_index().tolist()
     images = {i.index: i for i in ex.bundle.images}
     for n in rows:
         a = n.anchor
@@ -168,7 +191,7 @@ def negatives_table(ex: Explanation, image: int | None = None) -> Table:
             str(n.pred_class),
             f"{n.score:.3f}",
             f"{n.best_iou:.2f}",
-            "" if n.best_gt is None else str(n.best_gt),
+            "" if n.best_gt is None else str(local[n.best_gt]),
             *(_fmt(n.terms.get(name, 0.0)) for name in shown_terms),
             Text(n.hint, style=REASON_STYLE if n.hint else ""),
         )

@@ -33,6 +33,7 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
     """The explain document; it always holds every GT of the batch (``focus_image`` is recorded only)."""
     bd, res, rec, b = ex.breakdown, ex.breakdown.result, ex.recipe, ex.bundle
     images_info = {i.index: i for i in b.images}
+    local = ex.targets.local_index().tolist()
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "recipe": {"name": rec.name, "spec": rec.spec(), "params": res.params, "reproduces": rec.reproduces},
@@ -100,6 +101,7 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
                 "box_xyxy": list(n.box_xyxy),
                 "best_iou": n.best_iou,
                 "best_gt": n.best_gt,
+                "best_gt_index": None if n.best_gt is None else local[n.best_gt],
                 "terms": n.terms,
                 "contribution": n.contribution,
                 "hint": n.hint,

@@ -1,0 +1,170 @@
+"""YOLOX decoupled head (Megvii YOLOX): raw train-mode outputs -> the tensors ``get_losses`` reads.
+
+The bundle holds, per level, the ``(B, 4 + 1 + nc, H, W)`` map that ``YOLOXHead`` concatenates
+before decoding: regression ``(tx, ty, tw, th)``, the objectness logit, the class logits. The
+training forward decodes it as follows (LOSSES.md §3.1), and so does :func:`parse`:
+
+* the map is viewed as ``(B, 1, C, H, W)``, moved to ``(B, H*W, C)`` (cells row-major: y outer,
+  x inner) and the levels are concatenated in stride order -> ``(B, N, C)``;
+* the box centre is ``(t_xy + cell_xy) * stride`` -- from the cell *corner*, no +0.5;
+* the box size is ``exp(t_wh) * stride``; objectness and class logits are left as they are.
+
+The SimOTA centre prior, by contrast, uses the cell centre ``(cell_xy + 0.5) * stride``, which is
+what :func:`anchors` returns as anchor points.
+
+The decode is done with the same operations on tensors of the same shapes and strides as
+YOLOX's, because PyTorch's CPU kernels may round a transcendental function differently for
+an element that falls in a vectorised block and one that falls in the scalar tail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from yolodbg.anchors import Anchors
+from yolodbg.errors import BundleError
+
+DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
+
+
+@dataclass(frozen=True)
+class YoloxOutput:
+    """A parsed YOLOX training output, laid out as ``YOLOXHead.get_losses`` receives it."""
+
+    outputs: Tensor  # (B, N, 5 + nc) decoded: cx, cy, w, h (input px), obj logit, class logits
+    raw_reg: Tensor  # (B, N, 4) undecoded regression (YOLOX's ``origin_preds``, used by the L1 term)
+    x_shifts: Tensor  # (N,) cell column of each anchor, float
+    y_shifts: Tensor  # (N,) cell row of each anchor, float
+    expanded_strides: Tensor  # (N,) stride of each anchor's level, float
+    level_shapes: tuple[tuple[int, int], ...]
+    strides: tuple[float, ...]
+    input_size: tuple[int, int]  # (H, W) of the network input
+    batch_size: int
+    nc: int
+
+
+def _check_levels(outputs: Any, nc: int | None, where: str) -> tuple[int, int]:
+    if (
+        not isinstance(outputs, (list, tuple))
+        or not outputs
+        or not all(isinstance(t, Tensor) for t in outputs)
+    ):
+        raise BundleError(
+            f"{where}: YOLOX outputs must be a list of per-level (B, 5+nc, H, W) tensors (the maps YOLOXHead "
+            "concatenates before decoding); got something else"
+        )
+    for i, t in enumerate(outputs):
+        if t.ndim != 4:
+            raise BundleError(f"{where}: outputs[{i}] has shape {tuple(t.shape)}; expected (B, 5+nc, H, W)")
+        if t.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise BundleError(f"{where}: outputs[{i}] is {t.dtype}; expected floating point")
+    channels = {int(t.shape[1]) for t in outputs}
+    batches = {int(t.shape[0]) for t in outputs}
+    if len(channels) != 1 or len(batches) != 1:
+        raise BundleError(
+            f"{where}: per-level tensors disagree in channels {sorted(channels)} or batch size {sorted(batches)}"
+        )
+    c = channels.pop()
+    if c < 6:
+        raise BundleError(
+            f"{where}: {c} channels per level; a YOLOX head has 4 box + 1 objectness + nc ≥ 1 class channels"
+        )
+    if nc is not None and c != 5 + nc:
+        raise BundleError(
+            f"{where}: {c} channels per level do not fit --nc {nc} (expected {5 + nc}); fix --nc"
+        )
+    return batches.pop(), c - 5
+
+
+def _layout(
+    shapes: tuple[tuple[int, int], ...],
+    strides: tuple[float, ...] | None,
+    input_size: tuple[int, int] | None,
+    where: str,
+) -> tuple[tuple[float, ...], tuple[int, int]]:
+    """Strides (given, else by number of levels) and input size (given, else first level × stride)."""
+    if strides is None:
+        if len(shapes) not in DEFAULT_STRIDES:
+            raise BundleError(f"{where}: cannot infer the strides of {len(shapes)} levels; pass --strides")
+        strides = DEFAULT_STRIDES[len(shapes)]
+    if len(strides) != len(shapes):
+        raise BundleError(
+            f"{where}: {len(strides)} strides given for {len(shapes)} levels; pass one per level"
+        )
+    strides = tuple(float(s) for s in strides)
+    (h0, w0), s0 = shapes[0], strides[0]
+    if input_size is None:
+        return strides, (int(h0 * s0), int(w0 * s0))
+    h, w = int(input_size[0]), int(input_size[1])
+    # a backbone of stride-2 convolutions gives ceil(size / stride) cells, a plain division floor(...)
+    if not (abs(h0 * s0 - h) < s0 and abs(w0 * s0 - w) < s0):
+        raise BundleError(
+            f"{where}: input_size {[h, w]} does not fit the first level {h0}x{w0} at stride {s0:g}; fix "
+            "input_size/--imgsz or --strides"
+        )
+    return strides, (h, w)
+
+
+def _decode_level(t: Tensor, stride: float) -> tuple[Tensor, Tensor]:
+    """One level ``(B, C, H, W)`` -> decoded ``(B, H*W, C)`` and the cell grid ``(H*W, 2)``, as YOLOX."""
+    b, c, h, w = t.shape
+    flat = t.reshape(b, 1, c, h, w).permute(0, 1, 3, 4, 2).reshape(b, h * w, c)
+    yv, xv = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    grid = torch.stack((xv, yv), 2).view(1, h * w, 2).to(t.dtype)
+    xy = (flat[..., :2] + grid) * stride
+    wh = torch.exp(flat[..., 2:4]) * stride
+    return torch.cat((xy, wh, flat[..., 4:]), -1), grid[0]
+
+
+def parse(
+    outputs: Any,
+    *,
+    strides: tuple[float, ...] | None = None,
+    input_size: tuple[int, int] | None = None,
+    nc: int | None = None,
+    where: str = "bundle",
+) -> YoloxOutput:
+    """Validate a YOLOX training output and decode it exactly as the training forward does.
+
+    Float16/bfloat16 maps are upcast to float32 first (the caller warns); inputs are not modified.
+    """
+    bs, n_cls = _check_levels(outputs, nc, where)
+    levels = [t.detach().to(torch.float32) if t.dtype != torch.float32 else t.detach() for t in outputs]
+    shapes = tuple((int(t.shape[2]), int(t.shape[3])) for t in levels)
+    strd, size = _layout(shapes, strides, input_size, where)
+    decoded, grids, raw, stride_col = [], [], [], []
+    for t, s in zip(levels, strd, strict=True):
+        dec, grid = _decode_level(t, s)
+        decoded.append(dec)
+        grids.append(grid)
+        h, w = t.shape[2:]
+        raw.append(t[:, :4].permute(0, 2, 3, 1).reshape(bs, h * w, 4))
+        stride_col.append(torch.full((h * w,), s, dtype=torch.float32))
+    grid = torch.cat(grids)
+    return YoloxOutput(
+        outputs=torch.cat(decoded, 1),
+        raw_reg=torch.cat(raw, 1),
+        x_shifts=grid[:, 0],
+        y_shifts=grid[:, 1],
+        expanded_strides=torch.cat(stride_col),
+        level_shapes=shapes,
+        strides=strd,
+        input_size=size,
+        batch_size=bs,
+        nc=n_cls,
+    )
+
+
+def anchors(out: YoloxOutput) -> Anchors:
+    """The anchor table: one anchor per cell, points at the cell centres (SimOTA's centre prior)."""
+    return Anchors.grid(out.level_shapes, out.strides)
+
+
+def boxes_xyxy(out: YoloxOutput) -> Tensor:
+    """``(B, N, 4)`` decoded predicted boxes as xyxy input pixels (for reports)."""
+    cxcy, wh = out.outputs[..., :2], out.outputs[..., 2:4]
+    return torch.cat((cxcy - wh / 2, cxcy + wh / 2), -1)

@@ -1,0 +1,188 @@
+"""``yolov5``: YOLOv5 ``ComputeLoss`` as of ultralytics/yolov5 v7.0 (PyPI ``yolov5`` 7.0.14).
+
+Gains start from ``hyp.scratch-low.yaml`` (box 0.05, obj 1.0, cls 0.5) and are rescaled as
+``train.py`` does before it builds the loss: ``box × 3/nl``, ``cls × nc/80 × 3/nl``,
+``obj × (imgsz/640)² × 3/nl``, with ``imgsz`` the training ``--imgsz`` (default: the longer side
+of the bundle's input).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from yolodbg.assigners import yolov5 as assigner
+from yolodbg.bundle import Bundle
+from yolodbg.errors import RecipeError
+from yolodbg.groundtruth import Targets
+from yolodbg.heads import yolov5 as head
+from yolodbg.recipes import yolov5_loss as loss
+from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.yolov5_ledger import assemble
+from yolodbg.result import LossResult
+
+YOLOV5_VERSION = "7.0.14"
+BALANCE = {3: (4.0, 1.0, 0.4)}
+BALANCE_OTHER = (4.0, 1.0, 0.25, 0.06, 0.02)
+
+
+def rescaled_gains(
+    box: float, obj: float, cls: float, nl: int, nc: int, imgsz: int
+) -> tuple[float, float, float]:
+    """``train.py``'s hyp scaling, with its operation order: ``x *= 3 / nl`` etc.
+
+    >>> rescaled_gains(0.05, 1.0, 0.5, nl=3, nc=20, imgsz=1280)
+    (0.05, 4.0, 0.125)
+    """
+    box *= 3 / nl
+    cls *= nc / 80 * 3 / nl
+    obj *= (imgsz / 640) ** 2 * 3 / nl
+    return box, obj, cls
+
+
+def default_balance(nl: int) -> tuple[float, ...]:
+    """Per-level objectness weights: [4, 1, 0.4] for 3 levels, else the first nl of [4, 1, 0.25, 0.06, 0.02]."""
+    return BALANCE.get(nl, BALANCE_OTHER[:nl])
+
+
+def _balance(text: str | None, nl: int, where: str) -> tuple[float, ...]:
+    if text is None:
+        if nl > len(BALANCE_OTHER):
+            raise RecipeError(
+                f"{where}: no default objectness balance for {nl} levels; pass balance=w0/w1/..."
+            )
+        return default_balance(nl)
+    try:
+        values = tuple(float(v) for v in text.replace("/", " ").replace(";", " ").split())
+    except ValueError:
+        raise RecipeError(f"recipe yolov5: balance={text!r}; expected numbers separated by '/'") from None
+    if len(values) != nl:
+        raise RecipeError(
+            f"recipe yolov5: balance={text!r} has {len(values)} values; the model has {nl} levels"
+        )
+    return values
+
+
+class YoloV5(Recipe):
+    name = "yolov5"
+    reproduces = f"YOLOv5 ComputeLoss (ultralytics/yolov5 v7.0, PyPI yolov5 {YOLOV5_VERSION})"
+    heads = ("yolov5",)
+    terms = ("box", "obj", "cls")
+    PARAMS = (
+        Param("box", str, "ciou", "IoU form of the box term (and objectness target)", choices=loss.IOU_KINDS),
+        Param("gain.box", float, 0.05, "box gain before train.py's rescaling (hyp box)", minimum=0.0),
+        Param("gain.obj", float, 1.0, "objectness gain before rescaling (hyp obj)", minimum=0.0),
+        Param("gain.cls", float, 0.5, "class gain before rescaling (hyp cls)", minimum=0.0),
+        Param(
+            "gain.rescale", bool, True, "rescale the gains as train.py does (×3/nl, ×nc/80, ×(imgsz/640)²)"
+        ),
+        Param(
+            "gain.imgsz",
+            int,
+            None,
+            "train.py --imgsz for the obj rescaling (default: longer input side)",
+            minimum=1,
+        ),
+        Param(
+            "assigner.anchor_t", float, 4.0, "largest GT/anchor side ratio that still matches (hyp anchor_t)"
+        ),
+        Param(
+            "assigner.g", float, 0.5, "neighbour-cell offset: the nearer neighbours within g of an edge join"
+        ),
+        Param(
+            "balance", str, None, "objectness weight per level, e.g. 4/1/0.4 (default by number of levels)"
+        ),
+        Param(
+            "label_smoothing", float, 0.0, "class label smoothing eps: targets 1−eps/2 and eps/2", minimum=0.0
+        ),
+        Param(
+            "fl_gamma",
+            float,
+            0.0,
+            "focal-loss gamma for obj and cls BCE (0 = plain BCE; alpha 0.25)",
+            minimum=0.0,
+        ),
+        Param("cls_pw", float, 1.0, "pos_weight of the class BCE (hyp cls_pw)", minimum=0.0),
+        Param("obj_pw", float, 1.0, "pos_weight of the objectness BCE (hyp obj_pw)", minimum=0.0),
+        Param("gr", float, 1.0, "IoU ratio of the objectness target: (1−gr) + gr·IoU", minimum=0.0),
+        Param("sort_obj_iou", bool, False, "sort positives by IoU before writing objectness (highest wins)"),
+    )
+
+    def parse(self, bundle: Bundle) -> head.V5Output:
+        if bundle.head != "yolov5":
+            raise RecipeError(
+                f"recipe {self.name} replays YOLOv5's anchor-based head, but {bundle.source} holds a {bundle.head} "
+                "head; pick a recipe for that head (yolodbg recipes)"
+            )
+        return head.parse(
+            bundle.outputs,
+            strides=bundle.strides,
+            input_size=bundle.input_size,
+            anchors=bundle.anchors,
+            nc=bundle.nc,
+            where=bundle.source,
+        )
+
+    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
+        out = self.parse(bundle)
+        return out.input_size, out.nc
+
+    def loss_params(self, out: head.V5Output) -> tuple[loss.V5LossParams, dict[str, float]]:
+        """The loss configuration for this output, and the numbers behind its gains (for notes)."""
+        p = self.params
+        imgsz = p["gain.imgsz"] or max(out.input_size)
+        base = (p["gain.box"], p["gain.obj"], p["gain.cls"])
+        gains = rescaled_gains(*base, nl=out.nl, nc=out.nc, imgsz=imgsz) if p["gain.rescale"] else base
+        lp = loss.V5LossParams(
+            box=p["box"],
+            gains=gains,
+            balance=_balance(p["balance"], out.nl, f"recipe {self.name}"),
+            label_smoothing=p["label_smoothing"],
+            fl_gamma=p["fl_gamma"],
+            cls_pw=p["cls_pw"],
+            obj_pw=p["obj_pw"],
+            gr=p["gr"],
+            sort_obj_iou=p["sort_obj_iou"],
+        )
+        return lp, {"imgsz": float(imgsz), "box": gains[0], "obj": gains[1], "cls": gains[2]}
+
+    def run(self, bundle: Bundle, targets: Targets) -> LossResult:
+        out = self.parse(bundle)
+        warnings = list(targets.warnings)
+        if out.anchors_from == "default":
+            warnings.append(
+                f"{bundle.source} has no anchors field: used the yolov5s default anchors (pixels) "
+                f"{[[list(map(int, a)) for a in lv] for lv in out.anchors_px.tolist()]}; AutoAnchor may have changed "
+                "your model's — save Detect.anchors × stride as bundle['anchors']"
+            )
+        if out.levels[0].dtype != torch.float32:
+            warnings.append(
+                f"outputs are {out.levels[0].dtype}; replayed in float32 (YOLOv5 trains under autocast, so its "
+                "numbers can differ in the last digits)"
+            )
+        levels = [t.detach().float() for t in out.levels]
+        lp, gain_info = self.loss_params(out)
+        rows = assigner.target_rows(targets.batch_idx, targets.cls, targets.bboxes)
+        a = assigner.build_targets(
+            rows,
+            out.level_shapes,
+            out.anchors_grid,
+            self.params["assigner.anchor_t"],
+            self.params["assigner.g"],
+        )
+        terms = [loss.level_terms(pi, m, lp) for pi, m in zip(levels, a.levels, strict=True)]
+        lbox, lobj, lcls = loss.items(terms, lp)
+        objective = float((lbox + lobj + lcls) * out.batch_size)
+        return assemble(
+            recipe=self,
+            out=out,
+            levels=levels,
+            targets=targets,
+            rows=rows,
+            assignment=a,
+            terms=terms,
+            lp=lp,
+            items={"box": float(lbox), "obj": float(lobj), "cls": float(lcls)},
+            objective=objective,
+            gain_info=gain_info,
+            warnings=warnings,
+        )

@@ -1,0 +1,182 @@
+"""From the YOLOv5 replay's unreduced values to a :class:`LossResult`: ledger, positives, notes.
+
+Attribution: a positive's box and class values go to its GT; each cell's objectness value goes
+to the GT whose IoU the cell holds after every write (the last writer on the CPU), every other
+cell's to the background. Per-element values are gain-weighted and divided by the same counts
+the framework divides by (positives of the level; cells of the level), so they sum to the items.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from yolodbg.assigners import yolov5 as assigner
+from yolodbg.groundtruth import Targets
+from yolodbg.heads import yolov5 as head
+from yolodbg.recipes import yolov5_loss as loss
+from yolodbg.result import LossResult, Positives, TermLedger
+
+if TYPE_CHECKING:
+    from yolodbg.recipes.yolov5 import YoloV5
+
+
+def level_name(i: int, stride: float) -> str:
+    """``P3`` for stride 8 (the usual pyramid naming), ``L{i}`` when the stride is not a power of two."""
+    p = math.log2(stride) if stride > 0 else 0.5
+    return f"P{int(p)}" if p == int(p) else f"L{i}"
+
+
+def _flags(a: assigner.V5Assignment, flat_anchor: Tensor, owner: Tensor, n_total: int) -> dict[str, Tensor]:
+    """Per positive: which offset brought it in, whether another GT's IoU holds its objectness cell,
+    whether its cell index was clamped, whether the same GT hit the same cell twice (integer centre)."""
+    lv = a.levels
+    offset = torch.cat([m.offset for m in lv])
+    gt = torch.cat([m.gt for m in lv])
+    flags = {f"offset_{name}": offset == k for k, name in enumerate(assigner.OFFSET_NAMES)}
+    flags["obj_overwritten"] = owner != gt
+    flags["cell_clamped"] = torch.cat([m.clamped for m in lv])
+    key = gt * n_total + flat_anchor  # a GT lives in one image
+    _, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
+    flags["duplicate_cell"] = counts[inv] > 1
+    return flags
+
+
+def assemble(
+    *,
+    recipe: YoloV5,
+    out: head.V5Output,
+    levels: list[Tensor],
+    targets: Targets,
+    rows: Tensor,
+    assignment: assigner.V5Assignment,
+    terms: list[loss.LevelTerms],
+    lp: loss.V5LossParams,
+    items: dict[str, float],
+    objective: float,
+    gain_info: dict[str, float],
+    warnings: list[str],
+) -> LossResult:
+    bs = out.batch_size
+    n_total = out.num_anchors
+    g_box, g_obj, g_cls = lp.gains
+    obj_dense = torch.empty(bs, n_total, dtype=torch.float64)
+    gt_of_anchor = torch.full((bs, n_total), -1, dtype=torch.long)
+    target_score = torch.empty(bs, n_total, dtype=torch.float32)
+    box_parts, cls_parts, flat_parts, owner_parts = [], [], [], []
+    normalizers: dict[str, float] = {}
+    conflicts = 0
+    for i, (m, t, (h, w)) in enumerate(zip(assignment.levels, terms, out.level_shapes, strict=True)):
+        start, cells = out.level_offsets[i], out.na * h * w
+        name = level_name(i, out.strides[i])
+        n, numel = len(m), t.obj_target.numel()
+        normalizers[f"positives.{name}"] = float(n)
+        normalizers[f"obj_cells.{name}"] = float(numel)
+        normalizers[f"balance.{name}"] = float(lp.balance[i])
+        part = obj_dense[:, start : start + cells]
+        part.copy_(t.obj_bce.detach().reshape(bs, -1))
+        part.mul_(g_obj * lp.balance[i] / numel)
+        target_score[:, start : start + cells] = t.obj_target.reshape(bs, -1)
+        flat = start + (m.slot * h + m.gj) * w + m.gi
+        win = loss.winners(m, t)
+        owner = m.gt[win]
+        gt_of_anchor[m.image, flat] = owner
+        conflicts += int((owner != m.gt).sum())
+        box_parts.append(
+            t.box_loss.detach().double() * (g_box / n) if n else torch.zeros(0, dtype=torch.float64)
+        )
+        if t.cls_bce.numel():
+            cls_parts.append(t.cls_bce.detach().double().sum(1) * (g_cls / (n * t.cls_bce.shape[1])))
+        else:
+            cls_parts.append(torch.zeros(n, dtype=torch.float64))
+        flat_parts.append(flat)
+        owner_parts.append(owner)
+    for k, v in zip(("box", "obj", "cls"), lp.gains, strict=True):
+        normalizers[f"gain.{k}"] = float(v)
+    image = torch.cat([m.image for m in assignment.levels])
+    gt = torch.cat([m.gt for m in assignment.levels])
+    flat = torch.cat(flat_parts)
+    owner = torch.cat(owner_parts)
+    ledger = {
+        "box": TermLedger.sparse(torch.cat(box_parts), image, flat, gt),
+        "obj": TermLedger.dense(obj_dense, gt_of_anchor),
+        "cls": TermLedger.sparse(torch.cat(cls_parts), image, flat, gt),
+    }
+    positives = Positives(
+        image=image,
+        anchor=flat,
+        gt=gt,
+        iou=torch.cat([t.plain_iou.detach() for t in terms]).double(),
+        align=torch.cat([m.ratio for m in assignment.levels]).double(),
+        weight=torch.ones(len(gt), dtype=torch.float64),
+        flags=_flags(assignment, flat, owner, n_total),
+    )
+    reasons = assigner.reasons(
+        assignment, rows, out.level_shapes, out.anchors_px, out.input_size, owner_parts
+    )
+    return LossResult(
+        recipe=recipe.name,
+        params=dict(recipe.params),
+        reproduces=recipe.reproduces,
+        batch_size=bs,
+        terms=items,
+        objective=objective,
+        ledger=ledger,
+        positives=positives,
+        anchors=head.anchors(out),
+        pred_boxes=head.lazy_boxes(out),  # computed per anchor on demand: the report needs a few
+        pred_scores=head.lazy_scores(out),
+        fg=gt_of_anchor >= 0,
+        gt_of_anchor=gt_of_anchor,
+        target_score=target_score,
+        gt_reasons=reasons,
+        normalizers=normalizers,
+        notes=_notes(recipe, out, lp, normalizers, gain_info, conflicts),
+        warnings=warnings,
+        inputs={
+            "box logit": head.lazy_raw(out, slice(0, 4), 4),
+            "objectness logit": head.lazy_raw(out, slice(4, 5), 1),
+            "class logit": head.lazy_raw(out, slice(5, None), out.nc),
+        },
+    )
+
+
+def _notes(
+    recipe: YoloV5,
+    out: head.V5Output,
+    lp: loss.V5LossParams,
+    normalizers: dict[str, float],
+    gain_info: dict[str, float],
+    conflicts: int,
+) -> list[str]:
+    names = [level_name(i, s) for i, s in enumerate(out.strides)]
+    counts = ", ".join(f"{n} {int(normalizers[f'positives.{n}'])}" for n in names)
+    balance = "/".join(f"{b:g}" for b in lp.balance)
+    if recipe.params["gain.rescale"]:
+        how = (
+            f"hyp {recipe.params['gain.box']:g}/{recipe.params['gain.obj']:g}/{recipe.params['gain.cls']:g} rescaled "
+            f"as train.py does for nl {out.nl}, nc {out.nc}, imgsz {int(gain_info['imgsz'])}"
+        )
+    else:
+        how = "hyp values, not rescaled"
+    notes = [
+        f"positives per level: {counts}; box = gain × mean(1 − {lp.box.upper()}) over each level's positives, so "
+        "one positive weighs gain / (its level's count); cls likewise over count × nc",
+        f"obj = gain × Σ_level balance ({balance}) × mean BCE over all B·na·H·W cells of the level; a positive cell's "
+        "target is its clamped IoU, every other cell's 0 (background)",
+        f"gains box {lp.gains[0]:.6g}, obj {lp.gains[1]:.6g}, cls {lp.gains[2]:.6g} ({how})",
+        f"objective = (box + obj + cls) × batch size {out.batch_size}, what the trainer back-propagates",
+        f"align column = anchor shape ratio max(w/aw, aw/w, h/ah, ah/h) of each positive (matches below "
+        f"{recipe.params['assigner.anchor_t']:g})",
+    ]
+    if out.nc == 1:
+        notes.append("nc = 1: YOLOv5 has no class term for a single class (cls = 0)")
+    if conflicts:
+        notes.append(
+            f"{conflicts} positives share their objectness cell with a later-written positive of another GT; the cell "
+            "holds the last write's IoU (CPU order) and its objectness is attributed to that GT"
+        )
+    return notes
