@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yolodbg._atomic import atomic_write
 from yolodbg.errors import BundleError
 from yolodbg.geometry import Letterbox
 
@@ -372,16 +372,4 @@ def save(
     if targets is not None:
         doc["targets"] = {k: _detach(v) for k, v in targets.items() if k in ("batch_idx", "cls", "bboxes")}
     doc["meta"] = dict(meta or {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(doc, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(doc, f))

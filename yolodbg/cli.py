@@ -293,3 +293,13 @@ def recipes(name):
         extra = f" ({'|'.join(p.choices)})" if p.choices else ""
         table.add_row(p.key, default, p.help + extra)
     console.print(table)
+
+
+def _register() -> None:
+    from yolodbg.cli_snapshot import check, snapshot
+
+    main.add_command(snapshot)
+    main.add_command(check)
+
+
+_register()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from yolodbg import __version__
+from yolodbg._atomic import atomic_write
 from yolodbg.explain import Explanation
 
 SCHEMA = "yolodbg.explain/1"
@@ -151,19 +149,14 @@ def _default(x: Any) -> Any:
 
 
 def write(doc: dict[str, Any], target: str) -> None:
-    """Write to a file atomically, or to stdout for ``-``."""
-    text = dumps(doc)
+    """Write a document to a file atomically, or to stdout for ``-``."""
+    write_text(dumps(doc), target)
+
+
+def write_text(text: str, target: str) -> None:
+    """Write text to a file atomically (temp file + rename), or to stdout for ``-``."""
     if target == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda f: f.write(text.encode("utf-8")))

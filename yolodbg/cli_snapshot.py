@@ -1,0 +1,218 @@
+"""``yolodbg snapshot`` and ``yolodbg check``: loss-number regression tests for CI."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from yolodbg.cli import EXIT_CHECK, _imgsz, _int_list, bundle_options, debug_option
+
+
+def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
+    from yolodbg import bundle
+
+    ids = [v.strip() for v in image_ids.split(",")] if image_ids else None
+    options = {"head": head, "imgsz": imgsz, "strides": strides, "nc": nc, "image_ids": image_ids}
+    b = bundle.load(
+        preds,
+        head=head,
+        input_size=_imgsz(imgsz),
+        strides=_int_list(strides, "--strides"),
+        image_ids=ids,
+        nc=nc,
+    )
+    return b, options
+
+
+@click.command()
+@click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--gt", type=click.Path(path_type=Path), help="COCO json or YOLO labels folder (default: bundle targets)."
+)
+@click.option(
+    "-r",
+    "--recipe",
+    "recipe_specs",
+    multiple=True,
+    metavar="NAME[:k=v,..]",
+    help="Recipe(s) to record (repeatable; default: the head's recipe).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Snapshot file to write (JSON).",
+)
+@click.option("--update", is_flag=True, help="Overwrite an existing snapshot.")
+@bundle_options
+@debug_option
+def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, image_ids):
+    """Record a batch's loss numbers so CI can detect drift (yolodbg check).
+
+    Records the input digests, every recipe with all its parameters, the per-term totals,
+    per-image and per-GT terms and each GT's positive anchors. The file is deterministic
+    (sorted keys, 9 significant digits) and written atomically.
+
+    \b
+    Examples:
+      yolodbg snapshot sample_data/yolov8n_val.pt --gt sample_data/coco_val.json -o snap.json
+      yolodbg snapshot batch.pt -r yolov8 -r yolov8:assigner.topk=13 -o tests/loss.snap.json
+      yolodbg snapshot batch.pt -o tests/loss.snap.json --update     # accept new numbers
+    """
+    from yolodbg import snapshot as snap
+    from yolodbg.errors import InputError
+    from yolodbg.recipes import get_recipe, recipe_for_head
+    from yolodbg.render.jsonout import write_text
+
+    if output.exists() and not update:
+        raise InputError(f"{output}: exists already; pass --update to overwrite it with the new numbers")
+    b, options = _bundle_and_options(preds, head, imgsz, strides, nc, image_ids)
+    recipes = [get_recipe(s) for s in recipe_specs] or [recipe_for_head(b.head, b.outputs)]
+    doc = snap.make(b, gt, recipes, options)
+    write_text(snap.dumps(doc), str(output))
+    n = sum(len(r["gts"]) for r in doc["recipes"])
+    click.echo(f"wrote {output}: {len(recipes)} recipe(s), {b.batch_size} images, {n} GT rows")
+
+
+@click.command()
+@click.argument("snapshot_path", metavar="SNAPSHOT", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--gt", type=click.Path(path_type=Path), help="Ground truth (default: the one the snapshot names)."
+)
+@click.option(
+    "-r",
+    "--recipe",
+    "recipe_specs",
+    multiple=True,
+    metavar="NAME[:k=v,..]",
+    help="Recompute with these recipes instead of the snapshot's (parameter changes are reported).",
+)
+@click.option(
+    "--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Relative tolerance."
+)
+@click.option(
+    "--atol", type=click.FloatRange(min=0), default=1e-7, show_default=True, help="Absolute tolerance."
+)
+@click.option("--allow-changed-inputs", is_flag=True, help="Compare even if the inputs' digests differ.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "github"]),
+    default="text",
+    show_default=True,
+    help="github: also print GitHub Actions ::error annotations.",
+)
+@click.option(
+    "--json", "json_out", metavar="FILE|-", help="Write a yolodbg.check/1 report ('-' = stdout only)."
+)
+@bundle_options
+@debug_option
+def check(
+    snapshot_path,
+    preds,
+    gt,
+    recipe_specs,
+    rtol,
+    atol,
+    allow_changed_inputs,
+    fmt,
+    json_out,
+    head,
+    imgsz,
+    strides,
+    nc,
+    image_ids,
+):
+    """Recompute a snapshot's numbers and fail (exit 1) if any drifted.
+
+    Exit codes: 0 within tolerance · 1 drift (terms that moved, GTs whose positives
+    changed, recipe parameters that changed) · 2 inputs missing or changed.
+
+    \b
+    Examples:
+      yolodbg check tests/loss.snap.json
+      yolodbg check snap.json preds.pt --gt ann.json --rtol 1e-6
+      yolodbg check snap.json --format github          # annotations in a GitHub Actions log
+    """
+    from yolodbg import snapshot as snap
+    from yolodbg.errors import InputError
+    from yolodbg.recipes import get_recipe
+    from yolodbg.render.jsonout import write_text
+
+    doc = snap.load(snapshot_path)
+    inputs = doc["inputs"]
+    preds = preds or _resolve(inputs["bundle"].get("path"), snapshot_path, "bundle")
+    recorded_gt = inputs.get("gt")
+    if gt is None and recorded_gt:
+        gt = _resolve(recorded_gt.get("path"), snapshot_path, "ground truth")
+    opts = inputs.get("options", {})
+    b, _ = _bundle_and_options(
+        preds,
+        head or opts.get("head"),
+        imgsz or opts.get("imgsz"),
+        strides or opts.get("strides"),
+        nc or opts.get("nc"),
+        image_ids or opts.get("image_ids"),
+    )
+    changed = []
+    if b.digest != inputs["bundle"].get("sha256"):
+        changed.append(f"bundle {preds}")
+    if recorded_gt and gt is not None and snap.digest_path(gt) != recorded_gt.get("sha256"):
+        changed.append(f"ground truth {gt}")
+    if changed and not allow_changed_inputs:
+        raise InputError(
+            f"{snapshot_path}: the inputs differ from the ones snapshotted ({', '.join(changed)}); "
+            "pass --allow-changed-inputs to compare anyway, or rewrite the snapshot with --update"
+        )
+    recipes = [get_recipe(s) for s in recipe_specs] or snap.recipes_of(doc)
+    new = snap.make(b, gt, recipes, {})
+    drift = snap.diff(doc, new, rtol, atol)
+    lines = drift.lines()
+    if json_out:
+        report = {
+            "schema": "yolodbg.check/1",
+            "snapshot": str(snapshot_path),
+            "ok": not drift.drifted,
+            "inputs_changed": changed,
+            "params": drift.params,
+            "terms": drift.terms,
+            "gts": drift.gts,
+            "structure": drift.structure,
+            "rtol": rtol,
+            "atol": atol,
+        }
+        write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", json_out)
+    out = sys.stderr if json_out == "-" else sys.stdout
+    if fmt == "github":
+        for line in lines:
+            print(f"::error file={snapshot_path}::{line}", file=out)
+    if not drift.drifted:
+        print(
+            f"ok: {snapshot_path} — {len(doc['recipes'])} recipe(s) within rtol {rtol:g}, atol {atol:g}",
+            file=out,
+        )
+        return
+    print(f"DRIFT in {snapshot_path} ({len(lines)} difference(s), rtol {rtol:g}, atol {atol:g}):", file=out)
+    for line in lines[:200]:
+        print(f"  {line}", file=out)
+    if len(lines) > 200:
+        print(f"  ... and {len(lines) - 200} more", file=out)
+    sys.exit(EXIT_CHECK)
+
+
+def _resolve(path: str | None, snapshot_path: Path, what: str) -> Path:
+    """A path recorded in a snapshot: as written (relative to the working directory), else next to it."""
+    from yolodbg.errors import InputError
+
+    if not path:
+        raise InputError(f"{snapshot_path}: records no {what} path; pass it on the command line")
+    p = Path(path)
+    for candidate in (p, snapshot_path.parent / p):
+        if candidate.exists():
+            return candidate
+    raise InputError(f"{snapshot_path}: its {what} {path} is missing; pass the file on the command line")

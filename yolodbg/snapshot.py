@@ -1,0 +1,294 @@
+"""Regression snapshots of loss numbers (DESIGN §6): write, read, recompute and diff.
+
+A snapshot records the inputs (paths and sha256 digests), every recipe with all its
+parameters, the per-term totals, per-image and per-GT terms and each GT's positive anchors.
+Files are deterministic — sorted keys, floats written with 9 significant digits (enough to
+round-trip float32) — so they diff well in review and two runs give identical bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yolodbg import __version__
+from yolodbg.bundle import Bundle
+from yolodbg.errors import InputError
+from yolodbg.explain import Explanation, explain
+from yolodbg.recipes import get_recipe
+from yolodbg.recipes.base import Recipe
+
+SCHEMA = "yolodbg.snapshot/1"
+
+
+def _num(x: float) -> float | None:
+    return float(f"{x:.9g}") if math.isfinite(x) else None
+
+
+def _terms(d: dict[str, float]) -> dict[str, float | None]:
+    return {k: _num(v) for k, v in d.items()}
+
+
+def digest_path(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's ``*.txt`` files (names and contents, sorted)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():
+        for f in sorted(p.glob("*.txt")):
+            h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+        return h.hexdigest()
+    h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def recipe_record(ex: Explanation) -> dict[str, Any]:
+    """The numbers of one recipe on one bundle, in snapshot form."""
+    bd, res = ex.breakdown, ex.breakdown.result
+    return {
+        "spec": ex.recipe.spec(),
+        "name": ex.recipe.name,
+        "params": dict(sorted(res.params.items())),
+        "objective": _num(res.objective),
+        "terms": _terms(res.terms),
+        "extra_terms": _terms(res.extra_terms),
+        "images": [
+            {"index": im.index, "image_id": im.image_id, "terms": _terms(im.terms)} for im in bd.images
+        ],
+        "gts": [
+            {
+                "image_index": g.image_index,
+                "gt_index": g.gt_index,
+                "ann_id": g.ann_id,
+                "class": g.cls,
+                "num_pos": g.num_pos,
+                "positives": sorted(p["anchor"] for p in g.positives),
+                "terms": _terms(g.terms),
+            }
+            for g in bd.gts
+        ],
+    }
+
+
+def make(
+    bundle: Bundle, gt: str | Path | None, recipes: list[Recipe], options: dict[str, Any]
+) -> dict[str, Any]:
+    """A snapshot document of ``recipes`` on ``bundle``."""
+    import torch
+
+    records = [recipe_record(explain(bundle, gt, r, top=0)) for r in recipes]
+    return {
+        "schema": SCHEMA,
+        "created_with": {"yolodbg": __version__, "torch": torch.__version__.split("+")[0]},
+        "inputs": {
+            "bundle": {"path": bundle.source, "sha256": bundle.digest},
+            "gt": None if gt is None else {"path": str(gt), "sha256": digest_path(gt)},
+            "options": {k: v for k, v in sorted(options.items()) if v is not None},
+        },
+        "recipes": records,
+    }
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and validate a snapshot; a damaged file is an :class:`InputError` naming what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such snapshot; write one with yolodbg snapshot PREDS -o {p}")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(
+            f"{p}: not a valid snapshot (JSON error at line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}); "
+            "the file is truncated or was edited by hand — rewrite it with yolodbg snapshot --update"
+        ) from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise InputError(f"{p}: schema is {got!r}, expected {SCHEMA!r}; not a yolodbg snapshot")
+    _require(doc, p, "inputs", dict)
+    _require(doc["inputs"], p, "bundle", dict, "inputs.")
+    _require(doc, p, "recipes", list)
+    for i, rec in enumerate(doc["recipes"]):
+        where = f"recipes[{i}]."
+        if not isinstance(rec, dict):
+            raise InputError(f"{p}: recipes[{i}] is not an object; rewrite with yolodbg snapshot --update")
+        for key, typ in (
+            ("spec", str),
+            ("name", str),
+            ("params", dict),
+            ("terms", dict),
+            ("gts", list),
+            ("images", list),
+            ("objective", (int, float)),
+        ):
+            _require(rec, p, key, typ, where)
+        for j, g in enumerate(rec["gts"]):
+            for key in ("image_index", "gt_index", "positives", "terms"):
+                if not isinstance(g, dict) or key not in g:
+                    raise InputError(
+                        f"{p}: {where}gts[{j}].{key} missing; rewrite with yolodbg snapshot --update"
+                    )
+    return doc
+
+
+def _require(d: dict, p: Path, key: str, typ, prefix: str = "") -> None:
+    if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
+        raise InputError(f"{p}: {prefix}{key} is missing or malformed; rewrite the snapshot with --update")
+
+
+@dataclass
+class Drift:
+    """What moved between a snapshot and a recomputation (empty lists = no drift)."""
+
+    params: list[str] = field(default_factory=list)
+    terms: list[dict[str, Any]] = field(default_factory=list)  # recipe, term, old, new, abs, rel
+    gts: list[dict[str, Any]] = field(default_factory=list)  # recipe, image, ann_id/gt_index, what changed
+    structure: list[str] = field(default_factory=list)  # recipes/GTs added or missing
+
+    @property
+    def drifted(self) -> bool:
+        return bool(self.params or self.terms or self.gts or self.structure)
+
+    def lines(self) -> list[str]:
+        out = list(self.structure) + list(self.params)
+        for t in self.terms:
+            out.append(
+                f"{t['recipe']}: term {t['term']} moved {t['old']:.9g} → {t['new']:.9g} "
+                f"({t['abs']:+.3g}, {t['rel']:+.3%})"
+            )
+        for g in self.gts:
+            out.append(f"{g['recipe']}: {g['gt']}: {g['change']}")
+        return out
+
+
+def _rel(old: float | None, new: float | None) -> float:
+    if old is None or new is None:
+        return math.inf
+    return (new - old) / abs(old) if old else (math.inf if new else 0.0)
+
+
+def _fmt(x: float | None) -> str:
+    return "missing" if x is None else f"{x:.6g}"
+
+
+def _close(a: float | None, b: float | None, rtol: float, atol: float) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= atol + rtol * abs(b)
+
+
+def _gt_name(g: dict, labels: dict[int, str]) -> str:
+    img = labels.get(g["image_index"], f"#{g['image_index']}")
+    who = f"ann {g['ann_id']}" if g.get("ann_id") is not None else f"gt {g['gt_index']}"
+    return f"image {img} {who}"
+
+
+def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> Drift:
+    """Compare two snapshot documents recipe by recipe."""
+    drift = Drift()
+    new_by_spec = {r["spec"]: r for r in new["recipes"]}
+    new_by_name = {}
+    for r in new["recipes"]:
+        new_by_name.setdefault(r["name"], []).append(r)
+    for rec in old["recipes"]:
+        cur = new_by_spec.get(rec["spec"])
+        if cur is None and len(new_by_name.get(rec["name"], [])) == 1:
+            cur = new_by_name[rec["name"]][0]  # recomputed with other parameters (check -r)
+        if cur is None:
+            drift.structure.append(f"recipe {rec['spec']} is in the snapshot but was not recomputed")
+            continue
+        name = rec["spec"]
+        for key in sorted(set(rec["params"]) | set(cur["params"])):
+            a, b = rec["params"].get(key, "<absent>"), cur["params"].get(key, "<absent>")
+            if a != b:
+                drift.params.append(f"{name}: parameter {key} changed: snapshot {a!r}, now {b!r}")
+        all_old = {**rec["terms"], **rec.get("extra_terms", {}), "objective": rec["objective"]}
+        all_new = {**cur["terms"], **cur.get("extra_terms", {}), "objective": cur["objective"]}
+        for term in all_old:
+            a, b = all_old[term], all_new.get(term)
+            if not _close(b, a, rtol, atol):
+                if a is None or b is None:
+                    drift.structure.append(f"{name}: term {term} is {a} in the snapshot, {b} now")
+                    continue
+                drift.terms.append(
+                    {
+                        "recipe": name,
+                        "term": term,
+                        "old": a,
+                        "new": b,
+                        "abs": b - a,
+                        "rel": (b - a) / abs(a) if a else math.inf,
+                    }
+                )
+        labels = {
+            im["index"]: str(im.get("image_id") if im.get("image_id") is not None else f"#{im['index']}")
+            for im in rec["images"]
+        }
+        _diff_gts(drift, name, rec["gts"], cur["gts"], labels, rtol, atol)
+    return drift
+
+
+def _common_ratios(old: list, new_by: dict, key) -> dict[str, float]:
+    """Per term, the median new/old ratio over GTs: the batch-wide normaliser's share of any change."""
+    ratios: dict[str, list[float]] = {}
+    for g in old:
+        cur = new_by.get(key(g))
+        for t, a in g["terms"].items():
+            b = cur["terms"].get(t) if cur else None
+            if a and b is not None and a > 0:
+                ratios.setdefault(t, []).append(b / a)
+    return {t: sorted(r)[len(r) // 2] for t, r in ratios.items()}
+
+
+def _diff_gts(drift: Drift, name: str, old: list, new: list, labels: dict, rtol: float, atol: float) -> None:
+    key = lambda g: (g["image_index"], g["gt_index"])  # noqa: E731
+    new_by = {key(g): g for g in new}
+    common = _common_ratios(old, new_by, key)
+    for g in old:
+        cur = new_by.pop(key(g), None)
+        who = _gt_name(g, labels)
+        if cur is None:
+            drift.structure.append(f"{name}: {who} is in the snapshot but not in the ground truth now")
+            continue
+        gained = sorted(set(cur["positives"]) - set(g["positives"]))
+        lost = sorted(set(g["positives"]) - set(cur["positives"]))
+        if gained or lost:
+            drift.gts.append(
+                {
+                    "recipe": name,
+                    "gt": who,
+                    "score": math.inf,
+                    "change": f"positives {len(g['positives'])} → {len(cur['positives'])}"
+                    + (f", gained anchors {gained[:8]}" if gained else "")
+                    + (f", lost anchors {lost[:8]}" if lost else ""),
+                }
+            )
+        moved = [t for t in g["terms"] if not _close(cur["terms"].get(t), g["terms"][t], rtol, atol)]
+        if moved:
+            rels = {t: _rel(g["terms"][t], cur["terms"].get(t)) for t in moved}
+            # how far this GT moved beyond the shared normaliser's ripple (the median ratio of its term)
+            own = {
+                t: abs((1 + rels[t]) / common.get(t, 1.0) - 1) if math.isfinite(rels[t]) else math.inf
+                for t in moved
+            }
+            parts = ", ".join(
+                f"{t} {g['terms'][t]:.6g} → {_fmt(cur['terms'].get(t))} ({rels[t]:+.2%})" for t in moved
+            )
+            if max(own.values()) <= max(10 * rtol, 1e-6):
+                parts += " — only the batch-wide normaliser moved"
+            drift.gts.append({"recipe": name, "gt": who, "change": parts, "score": max(own.values())})
+    # the GTs that moved most first: a local change (one box) stands out from the batch-wide normaliser's ripple
+    drift.gts.sort(key=lambda d: (d["recipe"] != name, -d.get("score", math.inf)))
+    for g in new_by.values():
+        drift.structure.append(f"{name}: {_gt_name(g, labels)} is new (not in the snapshot)")
+
+
+def recipes_of(doc: dict[str, Any]) -> list[Recipe]:
+    """Rebuild the snapshot's recipes from their specs (with today's defaults for unnamed params)."""
+    return [get_recipe(r["spec"]) for r in doc["recipes"]]
