@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from synth import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main
 from yolodbg.testing import assert_loss_snapshot
-
-from synth import batch, ultra_output
 
 ROWS = [(0, 1, 0.5, 0.5, 0.4, 0.3), (0, 2, 0.2, 0.3, 0.1, 0.2), (1, 0, 0.7, 0.6, 0.3, 0.5)]
 
@@ -141,7 +140,7 @@ def test_pytest_helper(tmp_path, monkeypatch):
     path = tmp_path / "snap.json"
     assert_loss_snapshot(preds, None, "yolov8", path)  # first run writes
     assert_loss_snapshot(preds, None, "yolov8", path)  # second run compares
-    with pytest.raises(AssertionError, match="parameter gain.cls changed"):
+    with pytest.raises(AssertionError, match=r"parameter gain\.cls changed"):
         assert_loss_snapshot(preds, None, "yolov8:gain.cls=0.6", path)
     monkeypatch.setenv("YOLODBG_UPDATE_SNAPSHOTS", "1")
     assert_loss_snapshot(preds, None, "yolov8:gain.cls=0.6", path)  # accepted

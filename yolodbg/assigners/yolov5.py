@@ -26,6 +26,7 @@ YOLOv5 has no padding rows (targets are a flat list), so there is no ``treated_a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -129,7 +130,7 @@ def build_targets(
     for i, (shape, anc) in enumerate(zip(level_shapes, anchors_grid, strict=True)):
         size = torch.tensor([shape[1], shape[0]], dtype=torch.float32)
         r = (rows[:, 4:6] * size)[None] / anc[:, None]
-        ratio = torch.max(r, 1 / r).max(2)[0].nan_to_num(float("inf"))  # (na, M)
+        ratio = torch.max(r, 1 / r).max(2)[0].nan_to_num(nan=math.inf, posinf=math.inf)  # (na, M)
         value, slot = ratio.min(0) if m else (best, best_at[:, 1])
         better = value < best
         best = torch.where(better, value, best)

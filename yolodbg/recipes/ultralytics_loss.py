@@ -4,6 +4,10 @@ Used by the ``yolov8`` recipe (one branch) and by end-to-end recipes (two branch
 logged items are reduced exactly as the framework reduces them (same dtype, same order of
 operations, one ``sum()`` per term) so they match the trainer's log to the bit; the same
 per-element values go into the ledger, which sums them in float64.
+
+Loss variants (``box=siou``, ``cls=varifocal``, ...) replace the per-element box or class values
+by a function of :mod:`yolodbg.terms` and keep everything else (assignment, weights t̂,
+normaliser S, gains); the default forms (CIoU, BCE) never leave the framework's arithmetic.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from yolodbg import terms
 from yolodbg.assigners.tal import TalAssignment, TalParams, assign
-from yolodbg.geometry import bbox_iou, cxcywh_to_xyxy
+from yolodbg.geometry import IOU_KINDS, bbox_iou, cxcywh_to_xyxy
 from yolodbg.groundtruth import Targets
 from yolodbg.heads.ultralytics import Branch, UltralyticsOutput, decode_distances, dist_to_xyxy, make_anchors
 
@@ -25,6 +30,17 @@ class Gains:
     box: float = 7.5
     cls: float = 0.5
     dfl: float = 1.5  # also the gain of the L1 term when reg_max is 1
+
+
+@dataclass(frozen=True)
+class TermForms:
+    """Which function computes the box and class terms (see :mod:`yolodbg.terms`)."""
+
+    box: str = "ciou"  # one of terms.BOX_FORMS
+    box_beta: float = 1.0  # smooth L1's beta (grid units)
+    cls: str = "bce"  # one of terms.CLS_FORMS
+    cls_gamma: float | None = None  # None = the form's paper default
+    cls_alpha: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,9 +92,10 @@ def replay_branch(
     targets: Targets,
     tal: TalParams,
     gains: Gains,
-    box_kind: str = "ciou",
+    forms: TermForms | str = "ciou",
 ) -> BranchReplay:
-    """Replay ``v8DetectionLoss`` on one branch."""
+    """Replay ``v8DetectionLoss`` on one branch; ``forms`` picks the box/class functions (a str = box IoU kind)."""
+    forms = TermForms(box=forms) if isinstance(forms, str) else forms
     pred_distri, pred_scores = branch.pred_dist, branch.pred_scores
     dtype = pred_scores.dtype
     bs = pred_scores.shape[0]
@@ -95,14 +112,22 @@ def replay_branch(
     target_scores = a.target_scores
     s = target_scores.sum().clamp(min=1)
 
-    bce = F.binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), reduction="none")
-    cls_item = bce.sum() / s
+    if forms.cls == "bce":  # the framework's own op
+        cls_el = F.binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), reduction="none")
+    else:
+        cls_el = terms.cls_loss(
+            forms.cls, pred_scores, target_scores.to(dtype), forms.cls_gamma, forms.cls_alpha
+        )
+    cls_item = cls_el.sum() / s
 
     fg = a.fg
     weight = target_scores.sum(-1)  # (B, N), zero off the foreground
     target_grid = a.target_bboxes / stride_t
-    iou_fg = bbox_iou(pred_bboxes[fg], target_grid[fg], box_kind)
-    box_fg = (1.0 - iou_fg) * weight[fg]
+    if forms.box in IOU_KINDS:  # the framework's own arithmetic
+        iou_fg = bbox_iou(pred_bboxes[fg], target_grid[fg], forms.box)
+        box_fg = (1.0 - iou_fg) * weight[fg]
+    else:  # grid units of each anchor's level, like the framework's CIoU
+        box_fg = terms.box_loss(forms.box, pred_bboxes[fg], target_grid[fg], forms.box_beta) * weight[fg]
     box_item = box_fg.sum() / s
 
     target_dist = torch.cat((points - target_grid[..., :2], target_grid[..., 2:] - points), -1)
@@ -134,7 +159,7 @@ def replay_branch(
     s64 = s.double()
     per_anchor = {
         "box": _scatter_fg(fg, box_fg) * gains.box / s64,
-        "cls": bce.sum(-1).double() * gains.cls / s64,
+        "cls": cls_el.sum(-1).double() * gains.cls / s64,
         dist_name: _scatter_fg(fg, dist_fg) * gains.dfl / s64,
     }
     iou_px = torch.zeros(bs, pred_px.shape[1], dtype=pred_px.dtype)

@@ -18,7 +18,16 @@ from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
 from yolodbg.recipes.base import Param, Recipe
 from yolodbg.recipes.ultralytics_loss import gt_slots, replay_branch
-from yolodbg.recipes.yolov8 import GAIN_PARAMS, ULTRALYTICS_VERSION, _as_float32, branch_result, gains
+from yolodbg.recipes.yolov8 import (
+    FORM_PARAMS,
+    GAIN_PARAMS,
+    ULTRALYTICS_VERSION,
+    _as_float32,
+    branch_result,
+    form_notes,
+    gains,
+    term_forms,
+)
 from yolodbg.result import GtReason, LossResult
 
 
@@ -43,7 +52,7 @@ class Yolo26(Recipe):
     heads = ("ultralytics",)
     terms = ("box", "cls", "l1|dfl", "o2m.*")
     PARAMS = (
-        Param("box", str, "ciou", "IoU form of the box term", choices=("iou", "giou", "diou", "ciou")),
+        *FORM_PARAMS,
         Param("epoch", int, 0, "completed epochs (sets the one-to-many/one-to-one weights)", minimum=0),
         Param("epochs", int, 100, "epochs of the run (hyp epochs)", minimum=1),
         Param(
@@ -62,6 +71,15 @@ class Yolo26(Recipe):
         Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
         *GAIN_PARAMS,
     )
+    ASSIGNER_KEYS = (
+        "o2m.topk",
+        "o2o.topk",
+        "o2o.topk2",
+    )  # besides assigner.*: keys that change the positives
+
+    def __init__(self, params: dict | None = None, *, label: str | None = None):
+        super().__init__(params, label=label)
+        self.forms = term_forms(self.params, self.name)
 
     def parse(self, bundle: Bundle) -> head.UltralyticsOutput:
         return self.parsed(bundle, self._parse)
@@ -105,7 +123,7 @@ class Yolo26(Recipe):
         raw = self.parse(bundle)
         warnings = list(targets.warnings)
         out = _as_float32(raw, warnings)
-        g, kind = gains(self.params), self.params["box"]
+        g, kind = gains(self.params), self.forms  # kind: the box/class functions of both branches
         o2m = replay_branch(
             out, out.branches["one2many"], targets, self._tal(self.params["o2m.topk"], None), g, kind
         )
@@ -155,6 +173,7 @@ class Yolo26(Recipe):
                 f"positives listed per GT are the one-to-many ones (top-{self.params['o2m.topk']}); details.o2o_anchor "
                 f"is the one-to-one match. box/cls/{dist} are divided by S_o2o = {o2o.target_scores_sum:.6g}, "
                 f"o2m.* by S_o2m = {o2m.target_scores_sum:.6g}",
+                *form_notes(self.params),
             ],
             warnings=warnings,
             inputs={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from yolodbg import terms
 from yolodbg.assigners.tal import TalParams
 from yolodbg.assigners.tal_reasons import tal_reasons
 from yolodbg.bundle import Bundle
@@ -11,7 +12,7 @@ from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
 from yolodbg.recipes.base import Param, Recipe
-from yolodbg.recipes.ultralytics_loss import BranchReplay, Gains, gt_slots, replay_branch
+from yolodbg.recipes.ultralytics_loss import BranchReplay, Gains, TermForms, gt_slots, replay_branch
 from yolodbg.result import LossResult, Positives, TermLedger
 
 ULTRALYTICS_VERSION = "8.4.190"
@@ -32,6 +33,20 @@ TAL_PARAMS = (
         "assigner.topk2", int, None, "keep only this many best positives per GT after conflicts", minimum=1
     ),
     Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
+)
+FORM_PARAMS = (
+    Param(
+        "box",
+        str,
+        "ciou",
+        "box term: 1 − IoU-kind, or a coordinate loss on xyxy in grid units summed over the 4 coordinates "
+        "(sqrt_wh_mse: cx, cy, √w, √h)",
+        choices=terms.BOX_FORMS,
+    ),
+    Param("box.beta", float, 1.0, "β of box=smooth_l1, in grid units", minimum=0.0),
+    Param("cls", str, "bce", "class term on the TAL soft targets t̂", choices=terms.CLS_FORMS),
+    Param("cls.gamma", float, None, "γ of focal / varifocal, β of qfl (default 2)", minimum=0.0),
+    Param("cls.alpha", float, None, "α of focal (default 0.25, −1 = off) / varifocal (default 0.75)"),
 )
 GAIN_PARAMS = (
     Param("gain.box", float, 7.5, "box term gain (hyp box)", minimum=0.0),
@@ -55,16 +70,57 @@ def gains(p: dict) -> Gains:
     return Gains(p["gain.box"], p["gain.cls"], p["gain.dfl"])
 
 
+def term_forms(p: dict, recipe: str) -> TermForms:
+    """The box/class functions of a recipe's params; a modifier the chosen form lacks is an error."""
+    box, cls = p["box"], p["cls"]
+    if p["box.beta"] != 1.0 and box != "smooth_l1":
+        raise RecipeError(f"recipe {recipe}: box.beta applies to box=smooth_l1 only (box is {box})")
+    gamma_ok, alpha_ok = (v is not None for v in terms.CLS_DEFAULTS[cls])
+    for key, ok in (("cls.gamma", gamma_ok), ("cls.alpha", alpha_ok)):
+        if p[key] is not None and not ok:
+            users = [f for f, d in terms.CLS_DEFAULTS.items() if d[key == "cls.alpha"] is not None]
+            raise RecipeError(f"recipe {recipe}: {key} applies to cls={'|'.join(users)} only (cls is {cls})")
+    alpha = p["cls.alpha"]
+    if alpha is not None and not (0 <= alpha <= 1 or (cls == "focal" and alpha == -1)):
+        raise RecipeError(
+            f"recipe {recipe}: cls.alpha={alpha:g}; expected a value in [0, 1] (focal: or −1 = off)"
+        )
+    return TermForms(box, p["box.beta"], cls, p["cls.gamma"], alpha)
+
+
+def form_notes(p: dict) -> list[str]:
+    """Notes that say which parts of the loss a variant replaced."""
+    notes = []
+    if p["box"] != "ciou":
+        notes.append(f"box term: {p['box']} instead of Ultralytics' CIoU (same positives, weights t̂ and S)")
+    if p["cls"] != "bce":
+        extra = "; no background class, so background anchors cost 0" if p["cls"] == "ce" else ""
+        notes.append(f"class term: {p['cls']} instead of BCE on the same soft targets t̂{extra}")
+    return notes
+
+
 class YoloV8(Recipe):
     name = "yolov8"
     reproduces = f"Ultralytics v8DetectionLoss (ultralytics {ULTRALYTICS_VERSION}; YOLOv8, YOLO11 and kin)"
     heads = ("ultralytics",)
     terms = ("box", "cls", "dfl")
     PARAMS = (
-        Param("box", str, "ciou", "IoU form of the box term", choices=("iou", "giou", "diou", "ciou")),
+        *FORM_PARAMS,
+        Param(
+            "branch",
+            str,
+            None,
+            "branch of an end-to-end output to replay v8DetectionLoss on (default: the only branch)",
+            choices=("one2many", "one2one"),
+        ),
         *TAL_PARAMS,
         *GAIN_PARAMS,
     )
+    ASSIGNER_KEYS = ("branch",)  # besides assigner.*: keys that change the positives
+
+    def __init__(self, params: dict | None = None, *, label: str | None = None):
+        super().__init__(params, label=label)
+        self.forms = term_forms(self.params, self.name)
 
     def parse(self, bundle: Bundle) -> head.UltralyticsOutput:
         return self.parsed(bundle, self._parse)
@@ -82,12 +138,20 @@ class YoloV8(Recipe):
             nc=bundle.nc,
             where=bundle.source,
         )
-        if out.end2end:
+        branch = self.params["branch"]
+        if out.end2end and branch is None:
             raise RecipeError(
                 f"{bundle.source}: an end-to-end output (one2many + one2one, YOLO26/YOLOv10); the yolov8 recipe "
-                "replays single-branch models — use the yolo26 recipe"
+                "replays single-branch models — use the yolo26 recipe, or yolov8:branch=one2many for one branch"
+            )
+        if not out.end2end and branch is not None:
+            raise RecipeError(
+                f"recipe yolov8: branch={branch}, but {bundle.source} holds a single-branch output; drop branch="
             )
         return out
+
+    def branch(self, out: head.UltralyticsOutput) -> str:
+        return self.params["branch"] or "main"
 
     def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
         out = self.parse(bundle)
@@ -97,13 +161,9 @@ class YoloV8(Recipe):
         raw = self.parse(bundle)
         warnings = list(targets.warnings)
         out = _as_float32(raw, warnings)
+        name = self.branch(out)
         rep = replay_branch(
-            out,
-            out.branches["main"],
-            targets,
-            tal_params(self.params),
-            gains(self.params),
-            self.params["box"],
+            out, out.branches[name], targets, tal_params(self.params), gains(self.params), self.forms
         )
         items = {k: float(v) for k, v in rep.items.items()}
         objective = float((torch.stack(list(rep.items.values())) * out.batch_size).sum())
@@ -116,6 +176,9 @@ class YoloV8(Recipe):
         ]
         if out.form == "list":
             notes.append("outputs in the pre-8.4 list form; replayed with the 8.4.190 loss")
+        if name != "main":
+            notes.append(f"v8DetectionLoss replayed on the {name} branch of an end-to-end output")
+        notes += form_notes(self.params)
         return LossResult(
             recipe=self.name,
             params=dict(self.params),
@@ -127,8 +190,8 @@ class YoloV8(Recipe):
             notes=notes,
             warnings=warnings,
             inputs={
-                "box-distribution logit": raw.branches["main"].pred_dist,
-                "class logit": raw.branches["main"].pred_scores,
+                "box-distribution logit": raw.branches[name].pred_dist,
+                "class logit": raw.branches[name].pred_scores,
             },
             **result,
         )

@@ -262,7 +262,11 @@ class YoloX(Recipe):
             batch_size=out.batch_size,
             terms={k: float(v) for k, v in rep.items.items()},
             objective=float(rep.total),
-            normalizers={"num_fg": rep.num_fg, "num_gts": float(rep.num_gts)},
+            normalizers={
+                "num_fg": rep.num_fg,
+                "num_gts": float(rep.num_gts),
+                "num_fg_per_gt": rep.num_fg / max(rep.num_gts, 1),
+            },
             notes=self._notes(rep, sp),
             warnings=warnings,
             inputs={
@@ -276,11 +280,11 @@ class YoloX(Recipe):
         )
 
     def _notes(self, rep: YoloxReplay, sp: simota.SimOtaParams) -> list[str]:
-        fg_per_gt = (rep.num_fg if rep.fg.any() else 0.0) / max(rep.num_gts, 1)
+        fg_per_gt = rep.num_fg / max(rep.num_gts, 1)
         prior = "in its box and its" if sp.variant == "release" else "in its"
         return [
             f"normaliser num_fg = Σ positives over the batch = {rep.num_fg:g} (at least 1): every term and every "
-            f"GT's share is divided by it; YOLOX logs num_fg / num_gts = {fg_per_gt:.4g}",
+            f"GT's share is divided by it; YOLOX logs num_fg / max(num_gts, 1) = {fg_per_gt:.4g}",
             f"objective = {self.params['gain.iou']:g}·IoU + obj + cls + l1 as get_losses returns it (no batch-size "
             f"factor); the iou term is logged already × {self.params['gain.iou']:g}",
             f"SimOTA ({sp.variant}): a GT keeps its k = max(1, ⌊Σ {sp.candidate_k} best IoUs⌋) cheapest candidates; "

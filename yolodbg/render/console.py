@@ -54,7 +54,11 @@ def summary(ex: Explanation) -> Table:
     table.add_column("share", justify="right")
     table.add_column("from GTs", justify="right")
     table.add_column("background", justify="right")
-    table.add_row("objective", _fmt(res.objective), "", "", f"total × batch {res.batch_size}")
+    if math.isclose(res.objective, total * res.batch_size, rel_tol=1e-5):
+        how = f"total × batch {res.batch_size}"
+    else:  # recipes whose objective is not total × batch (yolov1: the sum of the terms)
+        how = "= total" if math.isclose(res.objective, total, rel_tol=1e-5) else ""
+    table.add_row("objective", _fmt(res.objective), "", "", how)
     table.add_row(Text("total", style="bold"), Text(_fmt(total), style="bold"), "100%", "", "")
     for name, value in res.terms.items():
         gts = sum(g.terms[name] for g in bd.gts)
