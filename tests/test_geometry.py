@@ -88,6 +88,16 @@ def test_ultralytics_letterbox_of_a_wide_image():
     assert lb.to_original_xyxy((32.0, 48.0, 96.0, 80.0)) == pytest.approx((50, 25, 150, 75))
 
 
+def test_letterbox_follows_load_image_ceil_then_letterbox():
+    # Ultralytics val: long side 500 → 640 (r = 1.28), short side ceil(333 · 1.28 = 426.24) = 427 rows,
+    # then 213 rows of padding: round(106.5 − 0.1) = 106 on top; the y scale is 427/333, not 1.28
+    lb = Letterbox.ultralytics((333, 500), (640, 640))
+    assert (lb.scale_x, lb.scale_y, lb.pad_top, lb.pad_left) == (1.28, 427 / 333, 106.0, 0.0)
+    # a rect batch shape smaller than the resized image: LetterBox shrinks it (scaleup=False keeps r2 ≤ 1)
+    lb = Letterbox.ultralytics((480, 640), (384, 640))
+    assert lb.scale_x == pytest.approx(0.8) and lb.pad_left == 64.0 and lb.pad_top == 0.0
+
+
 def test_letterbox_odd_padding_rounds_like_ultralytics():
     # 3 px of padding: round(1.5 − 0.1) = 1 on top, the other 2 px at the bottom
     lb = Letterbox.ultralytics((61, 64), (64, 64))

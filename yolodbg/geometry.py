@@ -96,15 +96,29 @@ class Letterbox:
     pad_left: float
 
     @classmethod
-    def ultralytics(cls, orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
-        """Ultralytics' centred letterbox: ratio ``min(H/h, W/w)``, padding split as ``round(d/2 ∓ 0.1)``."""
-        h, w = orig_hw
+    def ultralytics(
+        cls, orig_hw: tuple[int, int], input_hw: tuple[int, int], imgsz: int | None = None
+    ) -> Letterbox:
+        """How Ultralytics' validation pipeline maps an image of ``orig_hw`` into an input of ``input_hw``.
+
+        ``load_image`` first resizes the long side to ``imgsz`` (default: the input's long side)
+        with ``ceil`` on the other side, then ``LetterBox(scaleup=False)`` fits that into the input
+        (ratio ``min(H/h1, W/w1, 1)``, rounded size) and pads it centred, ``round(d/2 - 0.1)``
+        before. Labels follow the same two scalings, so the per-axis scales can differ slightly.
+
+        >>> Letterbox.ultralytics((333, 500), (640, 640))   # 333 * 1.28 = 426.24 -> 427 rows
+        Letterbox(scale_y=1.2822822822822824, scale_x=1.28, pad_top=106.0, pad_left=0.0)
+        """
+        h0, w0 = orig_hw
         big_h, big_w = input_hw
-        r = min(big_h / h, big_w / w)
-        new_w, new_h = max(round(w * r), 1), max(round(h * r), 1)
+        imgsz = imgsz or max(big_h, big_w)
+        r = imgsz / max(h0, w0)
+        h1, w1 = (min(math.ceil(h0 * r), imgsz), min(math.ceil(w0 * r), imgsz)) if r != 1 else (h0, w0)
+        r2 = min(big_h / h1, big_w / w1, 1.0)
+        new_w, new_h = max(round(w1 * r2), 1), max(round(h1 * r2), 1)
         pad_left = round((big_w - new_w) / 2 - 0.1)
         pad_top = round((big_h - new_h) / 2 - 0.1)
-        return cls(r, r, float(pad_top), float(pad_left))
+        return cls(h1 / h0 * r2, w1 / w0 * r2, float(pad_top), float(pad_left))
 
     def to_input_xyxy(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
         """A COCO ``[x, y, w, h]`` box of the original image -> xyxy in network-input pixels."""

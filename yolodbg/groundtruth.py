@@ -201,8 +201,23 @@ def _clip_to_content(
     )
 
 
-def _letterbox_for(img: ImageInfo, orig: tuple[int, int], input_size: tuple[int, int]) -> Letterbox:
-    return img.letterbox if img.letterbox is not None else Letterbox.ultralytics(orig, input_size)
+def _letterbox_for(
+    img: ImageInfo, orig: tuple[int, int], input_size: tuple[int, int], imgsz: int | None = None
+) -> Letterbox:
+    """The bundle's scale/pad for this image, else Ultralytics' validation letterbox (``meta.imgsz`` for rect batches)."""
+    return img.letterbox if img.letterbox is not None else Letterbox.ultralytics(orig, input_size, imgsz)
+
+
+def _meta_imgsz(bundle: Bundle) -> int | None:
+    value = bundle.meta.get("imgsz")
+    if value is None:
+        return None
+    try:
+        return int(max(value)) if isinstance(value, (list, tuple)) else int(value)
+    except (TypeError, ValueError):
+        raise GroundTruthError(
+            f"{bundle.source}: meta.imgsz is {value!r}; expected the training image size, e.g. 640"
+        ) from None
 
 
 def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
@@ -238,7 +253,7 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
             raise GroundTruthError(
                 f"{path}: images entry {image_id} lacks width/height; add them or give orig_size in the bundle"
             ) from None
-        lb = _letterbox_for(info, orig, input_size)
+        lb = _letterbox_for(info, orig, input_size, _meta_imgsz(bundle))
         letterboxes.append(lb)
         origs.append(orig)
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
@@ -370,7 +385,11 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
         orig = info.orig_size
         if orig is None and info.letterbox is None:
             orig = input_size  # no letterbox information: labels are relative to the input itself
-        lb = _letterbox_for(info, orig, input_size) if orig is not None else info.letterbox
+        lb = (
+            _letterbox_for(info, orig, input_size, _meta_imgsz(bundle))
+            if orig is not None
+            else info.letterbox
+        )
         if orig is None:
             orig = (
                 round((input_size[0] - 2 * lb.pad_top) / lb.scale_y),
