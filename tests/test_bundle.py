@@ -124,7 +124,7 @@ def test_unknown_format_version():
 
 
 def test_input_size_must_agree_with_the_levels():
-    with pytest.raises(BundleError, match="disagrees with the first level"):
+    with pytest.raises(BundleError, match="does not fit the first level"):
         head.parse(ultra_output(size=(128, 128)), input_size=(640, 640), strides=(8, 16, 32))
 
 

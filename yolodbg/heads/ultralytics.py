@@ -9,6 +9,7 @@ Accepted forms of the training output:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,14 @@ class UltralyticsOutput:
     batch_size: int
     nc: int
     form: str  # "dict", "e2e" or "list"
+    declared_size: tuple[int, int] | None = (
+        None  # the bundle's input_size (the real input; GT is normalised by it)
+    )
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The real network input (the bundle's input_size, else the derived size)."""
+        return self.declared_size or self.input_size
 
     @property
     def end2end(self) -> bool:
@@ -73,20 +82,25 @@ def _strides(
                 f"{where}: {len(strides)} strides given for {len(level_shapes)} levels; pass one stride per level"
             )
         return tuple(float(s) for s in strides)
-    if input_size is not None:
-        out = []
-        for h, w in level_shapes:
-            sy, sx = input_size[0] / h, input_size[1] / w
-            if sy != sx or sy != int(sy):
-                raise BundleError(
-                    f"{where}: input size {input_size[0]}x{input_size[1]} does not divide into the level shape "
-                    f"{h}x{w}; pass --strides"
-                )
-            out.append(float(sy))
-        return tuple(out)
-    if len(level_shapes) in DEFAULT_STRIDES:
-        return DEFAULT_STRIDES[len(level_shapes)]
-    raise BundleError(f"{where}: cannot infer the strides of {len(level_shapes)} levels; pass --strides")
+    default = DEFAULT_STRIDES.get(len(level_shapes))
+    if input_size is None:
+        if default is not None:
+            return default
+        raise BundleError(f"{where}: cannot infer the strides of {len(level_shapes)} levels; pass --strides")
+    # a level of stride s has ceil(H / s) × ceil(W / s) cells (inputs that are not multiples of s are padded)
+    fits = lambda s, hw: all(math.ceil(n / s) == m for n, m in zip(input_size, hw, strict=True))  # noqa: E731
+    if default is not None and all(fits(s, hw) for s, hw in zip(default, level_shapes, strict=True)):
+        return default
+    out = []
+    for h, w in level_shapes:
+        s = round(input_size[0] / h)
+        if s < 1 or not fits(s, (h, w)):
+            raise BundleError(
+                f"{where}: input size {input_size[0]}x{input_size[1]} does not match the level shape {h}x{w} "
+                "for any stride; pass --strides (or fix input_size/--imgsz)"
+            )
+        out.append(float(s))
+    return tuple(out)
 
 
 def _branch_from_dict(d: dict, where: str) -> tuple[Branch, Any]:
@@ -178,12 +192,13 @@ def parse(
             raise BundleError(f"{where}: {name} outputs are {br.pred_dist.dtype}; expected floating point")
     h0, w0 = level_shapes[0]
     size = (int(h0 * strd[0]), int(w0 * strd[0]))
-    if input_size is not None and tuple(input_size) != size:
+    declared = tuple(int(v) for v in input_size) if input_size is not None else size
+    if any(math.ceil(n / strd[0]) != m for n, m in zip(declared, (h0, w0), strict=True)):
         raise BundleError(
-            f"{where}: input_size {list(input_size)} disagrees with the first level {h0}x{w0} × stride "
-            f"{strd[0]:g} = {list(size)}; fix input_size/--imgsz or --strides"
+            f"{where}: input_size {list(declared)} does not fit the first level {h0}x{w0} at stride {strd[0]:g}; "
+            "fix input_size/--imgsz or --strides"
         )
-    return UltralyticsOutput(branches, level_shapes, strd, size, int(bs), int(n_cls), form)
+    return UltralyticsOutput(branches, level_shapes, strd, size, int(bs), int(n_cls), form, declared)
 
 
 def anchors(out: UltralyticsOutput) -> Anchors:

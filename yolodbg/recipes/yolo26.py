@@ -26,6 +26,7 @@ from yolodbg.recipes.yolov8 import (
     branch_result,
     form_notes,
     gains,
+    size_warning,
     term_forms,
 )
 from yolodbg.result import GtReason, LossResult
@@ -105,7 +106,7 @@ class Yolo26(Recipe):
 
     def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
         out = self.parse(bundle)
-        return out.input_size, out.nc
+        return out.image_size, out.nc
 
     def weights(self) -> tuple[float, float]:
         if self.params["weights.o2m"] is not None:
@@ -121,7 +122,7 @@ class Yolo26(Recipe):
 
     def run(self, bundle: Bundle, targets: Targets) -> LossResult:
         raw = self.parse(bundle)
-        warnings = list(targets.warnings)
+        warnings = list(targets.warnings) + size_warning(raw)
         out = _as_float32(raw, warnings)
         g, kind = gains(self.params), self.forms  # kind: the box/class functions of both branches
         o2m = replay_branch(

@@ -155,11 +155,11 @@ class YoloV8(Recipe):
 
     def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
         out = self.parse(bundle)
-        return out.input_size, out.nc
+        return out.image_size, out.nc
 
     def run(self, bundle: Bundle, targets: Targets) -> LossResult:
         raw = self.parse(bundle)
-        warnings = list(targets.warnings)
+        warnings = list(targets.warnings) + size_warning(raw)
         out = _as_float32(raw, warnings)
         name = self.branch(out)
         rep = replay_branch(
@@ -195,6 +195,17 @@ class YoloV8(Recipe):
             },
             **result,
         )
+
+
+def size_warning(out: head.UltralyticsOutput) -> list[str]:
+    """Ultralytics scales targets by the size it derives from the first level, not by the real input size."""
+    if out.image_size == out.input_size:
+        return []
+    (h, w), (dh, dw) = out.image_size, out.input_size
+    return [
+        f"input {w}×{h} is not a multiple of stride {out.strides[0]:g}: Ultralytics scales the normalised targets by "
+        f"the {dw}×{dh} it derives from the first level, and so does this replay"
+    ]
 
 
 def _as_float32(out: head.UltralyticsOutput, warnings: list[str]) -> head.UltralyticsOutput:
