@@ -12,8 +12,9 @@ No framework owns this loss, so the recipe states every choice the paper leaves 
 √ of a predicted w, h that can be negative (the head has no activation), ``wh_sqrt``: ``signed``
 (default) = sign(w)·√(|w| + ε), as the most copied PyTorch re-implementation (Aladdin Persson's
 YOLOv1 tutorial and its forks) does; ``clamp`` = √(max(w, 0) + ε); ``plain`` = √(w + ε) (NaN below −ε;
-right for heads with a sigmoid). ε = ``wh_eps`` (1e-6) is added to the prediction only; the target
-uses √w of the GT. Normalisation ``normalize``: ``batch`` (default) divides each summed term by the
+right for heads with a sigmoid); ``direct`` = the head predicts √w, √h itself (darknet ``sqrt=1``):
+the output is compared with √w of the GT and its box has w = output². ε = ``wh_eps`` (1e-6) is
+added to the prediction only; the target uses √w of the GT. Normalisation ``normalize``: ``batch`` (default) divides each summed term by the
 batch size, as most implementations do; ``none`` is the paper's plain sum. Objective = Σ terms.
 
 Each term is summed once in float32 (its logged value); the ledger holds the same per-element
@@ -49,6 +50,8 @@ def sqrt_wh(v: Tensor, mode: str, eps: float) -> Tensor:
         return torch.sign(v) * torch.sqrt(v.abs() + eps)
     if mode == "clamp":
         return torch.sqrt(v.clamp(min=0) + eps)
+    if mode == "direct":
+        return v
     return torch.sqrt(v + eps)
 
 
@@ -99,15 +102,26 @@ class YoloV1(Recipe):
         Param("gain.obj", float, 1.0, "weight of the responsible predictors' confidence error", minimum=0.0),
         Param("gain.cls", float, 1.0, "weight of the class error of object cells", minimum=0.0),
         Param(
-            "conf_target", str, "iou", "confidence target of a responsible predictor", choices=("iou", "one")
+            "conf_target",
+            str,
+            "iou",
+            "confidence target of a responsible predictor: its IoU with the GT (paper), or 1",
+            choices=("iou", "one"),
         ),
-        Param("wh_sqrt", str, "signed", "√ of a predicted w, h < 0", choices=("signed", "clamp", "plain")),
+        Param(
+            "wh_sqrt",
+            str,
+            "signed",
+            "predicted √w, √h: signed = sign(w)·√(|w|+ε) as common PyTorch ports, clamp = √(max(w,0)+ε), "
+            "plain = √(w+ε), NaN for w < -ε; direct = the head outputs √w, √h (darknet sqrt=1; box w = out²)",
+            choices=("signed", "clamp", "plain", "direct"),
+        ),
         Param("wh_eps", float, 1e-6, "ε under the root of the predicted w, h", minimum=0.0),
         Param(
             "normalize",
             str,
             "batch",
-            "divide each summed term by the batch size, or not",
+            "batch: divide each summed term by the batch size; none: the paper's plain sum",
             choices=("batch", "none"),
         ),
         Param(
@@ -160,6 +174,8 @@ class YoloV1(Recipe):
             out = head.parse(raw.raw.float(), input_size=raw.input_size, nc=raw.nc, where=bundle.source)
         p = self.params
         pred = head.decode_cxcywh(out)
+        if p["wh_sqrt"] == "direct":  # the head predicts √w, √h: the box it means has w = out²
+            pred = torch.cat((pred[..., :2], pred[..., 2:] ** 2), -1)
         a = assigner.assign(pred, targets, out.input_size, p["assigner.conflict"], p["assigner.zero_iou"])
         elems, conf_t = element_terms(out, a, targets, p)
         bs = out.batch_size
@@ -258,6 +274,7 @@ def _notes(out: head.Yolov1Output, p: dict, divisor: int) -> list[str]:
         "signed": "sign(w)·√(|w| + ε)",
         "clamp": "√(max(w, 0) + ε)",
         "plain": "√(w + ε)",
+        "direct": "the output itself (the head predicts √w, √h; ε unused)",
     }[p["wh_sqrt"]]
     return [
         f"grid {sh}x{sw}, {out.nb} predictors per cell, {out.nc} classes ({out.layout_note}); anchor "
