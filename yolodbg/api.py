@@ -61,8 +61,13 @@ def replay(
     input_size: tuple[int, int] | None = None,
     strides: tuple[float, ...] | None = None,
     head: str | None = None,
+    anchors: Any = None,
 ) -> Replay:
-    """Replay a recipe on a raw head output and a batch's targets (``batch_idx``, ``cls``, ``bboxes``)."""
+    """Replay a recipe on a raw head output and a batch's targets (``batch_idx``, ``cls``, ``bboxes``).
+
+    ``anchors``: anchor-based heads (yolov5) only, per level ``[[w, h], ...]`` in input pixels
+    (``Detect.anchors × stride``); without them the recipe uses its defaults and warns.
+    """
     if isinstance(recipe, str):
         rec = get_recipe(recipe)
         if params:
@@ -70,7 +75,13 @@ def replay(
     else:
         rec = recipe
     b = bundle_mod.from_object(
-        {"yolodbg": 1, "outputs": outputs, "targets": targets, "head": head or rec.heads[0]},
+        {
+            "yolodbg": 1,
+            "outputs": outputs,
+            "targets": targets,
+            "head": head or rec.heads[0],
+            "anchors": anchors,
+        },
         input_size=input_size,
         strides=strides,
     )
