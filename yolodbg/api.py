@@ -62,6 +62,7 @@ def replay(
     strides: tuple[float, ...] | None = None,
     head: str | None = None,
     anchors: Any = None,
+    nc: int | None = None,
 ) -> Replay:
     """Replay a recipe on a raw head output and a batch's targets (``batch_idx``, ``cls``, ``bboxes``).
 
@@ -84,6 +85,7 @@ def replay(
         },
         input_size=input_size,
         strides=strides,
+        nc=nc,
     )
     size, nc = rec.input_layout(b)
     t = groundtruth.from_batch(b.targets, b.batch_size, size, nc)
