@@ -1,0 +1,78 @@
+"""``yolodbg capture``: run an Ultralytics detection model on images and write prediction bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from yolodbg.cli import debug_option
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model",
+    required=True,
+    metavar="WEIGHTS_OR_YAML",
+    help="Ultralytics detection checkpoint (.pt) or model yaml (random weights, seed 0).",
+)
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of images (all of them, by name), or where the --gt json's files are.",
+)
+@click.option(
+    "--gt",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="COCO json: which images (files next to it or in --images), their ids, categories and boxes.",
+)
+@click.option(
+    "--imgsz", type=click.IntRange(min=32), default=640, show_default=True, help="Input size (square)."
+)
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Images per bundle.")
+@click.option(
+    "--letterbox",
+    type=click.Choice(["val", "predict"]),
+    default="val",
+    show_default=True,
+    help="Ultralytics' validation dataloader (long side resized, other side rounded up) or its predictor.",
+)
+@click.option(
+    "--nc", type=click.IntRange(min=1), help="Classes of a yaml model (default: the --gt categories)."
+)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder (one bundle per batch: batch_0000.pt, ...) or a .pt file (all images in one batch).",
+)
+@debug_option
+def capture(model, images_dir, gt, imgsz, batch, letterbox, nc, out):
+    """Run an Ultralytics detection model on images and save its raw head outputs as bundles.
+
+    Images are letterboxed exactly as Ultralytics validation does; the model runs with
+    BatchNorm in eval mode and the raw train-mode head output, without gradients. With --gt
+    the bundles also hold image ids, category ids and the GT boxes, so `yolodbg explain`
+    replays the loss Ultralytics' validator computes on the same batch. Existing files are
+    never overwritten. Needs the extra: pip install 'yolodbg[ultralytics]'.
+
+    \b
+    Examples:
+      yolodbg capture --model best.pt --gt data/val.json -o preds/
+      yolodbg capture --model yolov8n.yaml --images data/val/ --imgsz 320 --batch 4 -o preds/
+      yolodbg explain preds/batch_0000.pt --plot plots/ --html report.html
+    """
+    from yolodbg.capture import capture_model
+    from yolodbg.errors import InputError
+
+    if images_dir is None and gt is None:
+        raise InputError("capture: give --images DIR or --gt ANN.json (or both)")
+    paths = capture_model(
+        model, images_dir, gt, imgsz=imgsz, batch=batch, out=out, letterbox=letterbox, nc=nc
+    )
+    for path in paths:
+        click.echo(str(path))
