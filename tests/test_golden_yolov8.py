@@ -1,0 +1,109 @@
+"""Golden parity of the ``yolov8`` recipe with Ultralytics 8.4.190 ``v8DetectionLoss``.
+
+The expected numbers were produced by the real criterion (``tests/golden/make_golden.py``) and are stored in
+``tests/golden/yolov8_cases.pt``; this module needs neither ultralytics nor a network. Each case replays the stored
+raw head output and batch targets with :func:`yolodbg.api.replay` and checks
+
+* the loss items box / cls / dfl and the objective (returned loss tensor summed) to relative 1e-5,
+* the foreground mask exactly, the assigned gt index on every fg anchor (-1 elsewhere),
+* the soft target score t̂ of every anchor to 1e-6 absolute.
+
+Regenerate the fixtures with ``/work/venv-ref/bin/python tests/golden/make_golden.py`` (ultralytics 8.4.190).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_FILE = GOLDEN_DIR / "yolov8_cases.pt"
+
+
+def _golden_cases_module():
+    name = "yolodbg_golden_cases"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "cases.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+C = _golden_cases_module()
+DATA = C.load_golden(GOLDEN_FILE)
+CASES = {c["name"]: c for c in DATA["cases"]}
+
+from yolodbg.api import replay  # noqa: E402
+
+
+def _replay(case: dict, recipe: str = "yolov8"):
+    outputs, targets, imgsz = C.golden_inputs(DATA, case)
+    res = replay(
+        C.outputs_for_form(outputs, case["form"]),
+        targets,
+        recipe=recipe,
+        params=dict(case["params"]) or None,
+        input_size=tuple(case["input_size"]) if case["input_size"] else None,
+    )
+    return res, imgsz
+
+
+def _fail_message(case: dict, exp: dict, problems: list[str]) -> str:
+    return (
+        f"{case['name']} (inputs {case['inputs']}, form {case['form']}, params {case['params']}; "
+        f"expected {C.case_summary(exp)}):\n  " + "\n  ".join(problems)
+    )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_golden_yolov8(name: str) -> None:
+    case = CASES[name]
+    exp = C.unpack_expected(case["expected"])
+    res, imgsz = _replay(case)
+    problems = C.compare(res, exp, imgsz)
+    assert not problems, _fail_message(case, exp, problems)
+
+
+@pytest.mark.parametrize("name", ["v11n_fit_96x160_b3_crowd", "v11n_rand_256_edges"])
+def test_golden_yolo11_alias(name: str) -> None:
+    case = CASES[name]
+    exp = C.unpack_expected(case["expected"])
+    res, imgsz = _replay(case, recipe="yolo11")
+    problems = C.compare(res, exp, imgsz)
+    assert not problems, _fail_message(case, exp, problems)
+
+
+def test_replay_leaves_inputs_untouched() -> None:
+    case = CASES["v8n_fit_96x128_b4_empty"]
+    outputs, targets, _ = C.golden_inputs(DATA, case)
+    before = (outputs["boxes"].clone(), outputs["scores"].clone(), {k: v.clone() for k, v in targets.items()})
+    replay(outputs, targets, recipe="yolov8")
+    assert torch.equal(outputs["boxes"], before[0]) and torch.equal(outputs["scores"], before[1])
+    for k, v in before[2].items():
+        assert torch.equal(targets[k], v), f"targets[{k!r}] modified in place"
+
+
+def test_golden_file_is_consistent() -> None:
+    """The fixture file itself: plain weights_only data, versions recorded, small, internally consistent."""
+    assert DATA["versions"]["ultralytics"] == C.ULTRALYTICS_VERSION
+    # tests/golden/ as a whole (all frameworks' fixtures) must stay under 3 MB; this harness's share:
+    size = GOLDEN_FILE.stat().st_size
+    assert size < 1_400_000, f"{GOLDEN_FILE.name} is {size} bytes"
+    assert len(CASES) == len(DATA["cases"]), "duplicate case names"
+    for case in DATA["cases"]:
+        exp = case["expected"]
+        rec = DATA["inputs"][case["inputs"]]
+        B, N = exp["fg"].shape
+        assert rec["boxes"].shape == (B, 4 * C.REG_MAX, N)
+        assert sum(f.shape[2] * f.shape[3] for f in rec["feats"]) == N
+        assert exp["gt_index_fg"].numel() == exp["target_score_fg"].numel() == int(exp["fg"].sum())
+        loss = exp["loss"]
+        items = [exp["items"][k] for k in ("box", "cls", "dfl")]
+        for item, total in zip(items, loss, strict=True):
+            assert C.rel_close(total, item * B, 1e-6)
+        assert C.rel_close(exp["objective"], sum(loss), 1e-6)
