@@ -22,6 +22,7 @@ per-GT repeat), which can move a sigmoid by one ulp, so both layouts are kept.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,8 +211,8 @@ def gt_reasons(
     """
     reasons: dict[int, GtReason] = {}
     details: dict[int, dict[str, Any]] = {}
-    prior = "its box and its" if params.variant == "release" else "its"
-    region = f"{prior} {params.center_radius:g}-stride centre square"
+    box = "its box ∩ " if params.variant == "release" else ""
+    region = f"{box}its {params.center_radius:g}-stride centre square"
     for b, a in enumerate(images):
         for slot in range(row_of_slot.shape[1]):
             row = int(row_of_slot[b, slot])
@@ -238,13 +239,19 @@ def gt_reasons(
                 "num_kept": int(kept.sum()),
                 "num_lost": int(lost.sum()),
                 "lost_to": other,
+                "num_gained": int((kept & ~a.selected[slot]).sum()),
             }
             details[row] = d
             story = (
-                f"k = {d['dynamic_k']} (its {min(params.candidate_k, d['num_candidates'])} best IoUs of "
-                f"{d['num_candidates']} candidates sum to {d['topk_iou_sum']:.3g}); {d['num_prior']} candidates in "
-                f"{region}; kept {d['num_kept']}"
+                f"k = {d['dynamic_k']} (⌊{math.floor(d['topk_iou_sum'] * 1e4) / 1e4:.4f}⌋, the sum of its "
+                f"{min(params.candidate_k, d['num_candidates'])} best IoUs over the image's {d['num_candidates']} "
+                f"candidates); {d['num_prior']} candidates in {region}; kept {d['num_kept']}"
             )
+            if d["num_gained"]:
+                story += (
+                    f" ({d['num_gained']} not among its k: anchors that several other GTs selected go to the "
+                    "cheapest of all GTs)"
+                )
             outside = int((kept & ~a.in_prior[slot]).sum())
             if not bool(row_positive[b, slot]):
                 reasons[row] = GtReason(

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.heads.lazy import LazyAnchorTensor
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -120,6 +121,21 @@ def _decode_level(t: Tensor, stride: float) -> tuple[Tensor, Tensor]:
     return torch.cat((xy, wh, flat[..., 4:]), -1), grid[0]
 
 
+def layout(
+    outputs: Any,
+    *,
+    strides: tuple[float, ...] | None = None,
+    input_size: tuple[int, int] | None = None,
+    nc: int | None = None,
+    where: str = "bundle",
+) -> tuple[tuple[tuple[int, int], ...], tuple[float, ...], tuple[int, int], int, int]:
+    """Validate without decoding: ``(level_shapes, strides, input_size, batch_size, nc)``."""
+    bs, n_cls = _check_levels(outputs, nc, where)
+    shapes = tuple((int(t.shape[2]), int(t.shape[3])) for t in outputs)
+    strd, size = _layout(shapes, strides, input_size, where)
+    return shapes, strd, size, bs, n_cls
+
+
 def parse(
     outputs: Any,
     *,
@@ -132,10 +148,10 @@ def parse(
 
     Float16/bfloat16 maps are upcast to float32 first (the caller warns); inputs are not modified.
     """
-    bs, n_cls = _check_levels(outputs, nc, where)
-    levels = [t.detach().to(torch.float32) if t.dtype != torch.float32 else t.detach() for t in outputs]
-    shapes = tuple((int(t.shape[2]), int(t.shape[3])) for t in levels)
-    strd, size = _layout(shapes, strides, input_size, where)
+    shapes, strd, size, bs, n_cls = layout(
+        outputs, strides=strides, input_size=input_size, nc=nc, where=where
+    )
+    levels = [t.detach().to(torch.float32) for t in outputs]
     decoded, grids, raw, stride_col = [], [], [], []
     for t, s in zip(levels, strd, strict=True):
         dec, grid = _decode_level(t, s)
@@ -168,3 +184,16 @@ def boxes_xyxy(out: YoloxOutput) -> Tensor:
     """``(B, N, 4)`` decoded predicted boxes as xyxy input pixels (for reports)."""
     cxcy, wh = out.outputs[..., :2], out.outputs[..., 2:4]
     return torch.cat((cxcy - wh / 2, cxcy + wh / 2), -1)
+
+
+def scores(out: YoloxOutput) -> LazyAnchorTensor:
+    """``(B, N, nc)`` detection scores σ(cls)·σ(obj), as YOLOX ranks its detections; computed for single
+    anchors on demand (see :mod:`yolodbg.heads.lazy`)."""
+    o = out.outputs
+
+    def row(b: int, a: int) -> Tensor:
+        return o[b, a, 5:].sigmoid() * o[b, a, 4:5].sigmoid()
+
+    return LazyAnchorTensor(
+        (out.batch_size, o.shape[1], out.nc), row, lambda: o[:, :, 5:].sigmoid() * o[:, :, 4:5].sigmoid()
+    )

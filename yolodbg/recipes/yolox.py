@@ -35,7 +35,10 @@ YOLOX_MAIN = "6ddff48"
 def _params(radius: float, penalty: float) -> tuple[Param, ...]:
     return (
         Param(
-            "use_l1", bool, False, "add the L1 term on the raw regression (YOLOX: last 15 epochs, mosaic off)"
+            "use_l1",
+            bool,
+            False,
+            "add the L1 term on the raw regression (YOLOX: on in its final no-mosaic epochs)",
         ),
         Param(
             "box",
@@ -216,23 +219,25 @@ class YoloX(Recipe):
     PARAMS = _params(2.5, 1e5)
     VARIANT = "release"
 
-    def parse(self, bundle: Bundle) -> head.YoloxOutput:
+    def _options(self, bundle: Bundle) -> dict:
         if bundle.head != "yolox":
             raise RecipeError(
                 f"recipe {self.name} replays YOLOX's decoupled head, but {bundle.source} holds a {bundle.head} "
                 "head; pick a recipe for that head (yolodbg recipes)"
             )
-        return head.parse(
-            bundle.outputs,
-            strides=bundle.strides,
-            input_size=bundle.input_size,
-            nc=bundle.nc,
-            where=bundle.source,
-        )
+        return {
+            "strides": bundle.strides,
+            "input_size": bundle.input_size,
+            "nc": bundle.nc,
+            "where": bundle.source,
+        }
+
+    def parse(self, bundle: Bundle) -> head.YoloxOutput:
+        return head.parse(bundle.outputs, **self._options(bundle))
 
     def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
-        out = self.parse(bundle)
-        return out.input_size, out.nc
+        _, _, size, _, nc = head.layout(bundle.outputs, **self._options(bundle))
+        return size, nc
 
     def simota_params(self) -> simota.SimOtaParams:
         p = self.params
@@ -325,13 +330,12 @@ def _result_tensors(rep: YoloxReplay, out: head.YoloxOutput, row_of_slot: Tensor
         weight=rep.pred_iou[img, anc].double(),
         flags={"outside_prior": ~rep.in_prior[img, anc]},
     )
-    scores = out.outputs[:, :, 5:].sigmoid() * out.outputs[:, :, 4:5].sigmoid()
     return {
         "ledger": {k: ledger[k] for k in YoloX.terms},
         "positives": positives,
         "anchors": head.anchors(out),
         "pred_boxes": head.boxes_xyxy(out),
-        "pred_scores": scores,
+        "pred_scores": head.scores(out),
         "fg": rep.fg,
         "gt_of_anchor": gt_of_anchor,
         "target_score": rep.pred_iou,
