@@ -145,7 +145,10 @@ def make_scene(rng: np.random.Generator, w: int, h: int, n_objects: int) -> tupl
         cls = int(rng.integers(len(CLASSES)))
         size = math.exp(rng.uniform(math.log(MIN_SIZE), math.log(MAX_SIZE)))
         aspect = 1.0 if CLASSES[cls] in ("circle", "square") else rng.uniform(0.75, 1.33)
-        bw, bh = max(MIN_SIZE, round(size * math.sqrt(aspect))), max(MIN_SIZE, round(size / math.sqrt(aspect)))
+        bw, bh = (
+            max(MIN_SIZE, round(size * math.sqrt(aspect))),
+            max(MIN_SIZE, round(size / math.sqrt(aspect))),
+        )
         x0 = int(rng.integers(-bw // 3, w - 2 * bw // 3 + 1))  # up to a third may leave the image
         y0 = int(rng.integers(-bh // 3, h - 2 * bh // 3 + 1))
         box = (max(x0, 0), max(y0, 0), min(x0 + bw, w), min(y0 + bh, h))
@@ -178,7 +181,9 @@ def add_crowd(rng: np.random.Generator, img: Image.Image, objects: list[dict]) -
 def finish(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Slight blur and sensor noise over the whole image, objects included."""
     img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.0, 0.8))))
-    arr = np.asarray(img, dtype=np.float32) + rng.normal(0, rng.uniform(3, 12), size=(img.height, img.width, 3))
+    arr = np.asarray(img, dtype=np.float32) + rng.normal(
+        0, rng.uniform(3, 12), size=(img.height, img.width, 3)
+    )
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
@@ -187,8 +192,10 @@ def yolo_label_lines(objects: list[dict], w: int, h: int) -> str:
     lines = []
     for obj in objects:
         x0, y0, x1, y1 = obj["box"]
-        lines.append(f"{obj['cls']} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} "
-                     f"{(y1 - y0) / h:.6f}")
+        lines.append(
+            f"{obj['cls']} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} "
+            f"{(y1 - y0) / h:.6f}"
+        )
     return "".join(line + "\n" for line in lines)
 
 
@@ -214,8 +221,16 @@ def write_dataset(root: Path) -> list[dict]:
     for i, ((w, h), n, special) in enumerate(val_plan):
         img, objects = make_scene(rng, w, h, n)
         crowd = add_crowd(rng, img, objects) if special == "crowd" else None
-        records.append({"file_name": f"val_{i:03d}.jpg", "width": w, "height": h, "objects": objects,
-                        "crowd": crowd, "image": finish(img, rng)})
+        records.append(
+            {
+                "file_name": f"val_{i:03d}.jpg",
+                "width": w,
+                "height": h,
+                "objects": objects,
+                "crowd": crowd,
+                "image": finish(img, rng),
+            }
+        )
     for i in range(TRAIN_IMAGES):
         w, h = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
         img, objects = make_scene(rng, w, h, int(rng.integers(1, 13)))
@@ -225,7 +240,8 @@ def write_dataset(root: Path) -> list[dict]:
         stem = Path(rec["file_name"]).stem
         rec.pop("image").save(root / "images" / "val" / rec["file_name"], quality=JPEG_QUALITY)
         (root / "labels" / "val" / f"{stem}.txt").write_text(
-            yolo_label_lines(rec["objects"], rec["width"], rec["height"]))
+            yolo_label_lines(rec["objects"], rec["width"], rec["height"])
+        )
     names = "".join(f"  {i}: {name}\n" for i, name in enumerate(CLASSES))
     (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}")
     return records
@@ -235,21 +251,34 @@ def coco_json(records: list[dict]) -> dict:
     """COCO detection json of the val records, boxes in original-image pixels."""
     images, annotations = [], []
     for image_id, rec in enumerate(records, start=1):
-        images.append({"id": image_id, "file_name": rec["file_name"], "width": rec["width"],
-                       "height": rec["height"]})
+        images.append(
+            {"id": image_id, "file_name": rec["file_name"], "width": rec["width"], "height": rec["height"]}
+        )
         boxes = [(obj["box"], CATEGORY_IDS[obj["cls"]], 0) for obj in rec["objects"]]
         if rec["crowd"] is not None:
             boxes.append((rec["crowd"], CATEGORY_IDS[CLASSES.index("cross")], 1))
         for (x0, y0, x1, y1), category_id, iscrowd in boxes:
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": iscrowd,
-                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-            })
-    categories = [{"id": cid, "name": name, "supercategory": "shape"}
-                  for cid, name in zip(CATEGORY_IDS, CLASSES, strict=True)]
-    return {"info": {"description": "yolodbg synthetic shapes, val split (made by make_sample.py)"},
-            "images": images, "annotations": annotations, "categories": categories}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_id,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": iscrowd,
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                }
+            )
+    categories = [
+        {"id": cid, "name": name, "supercategory": "shape"}
+        for cid, name in zip(CATEGORY_IDS, CLASSES, strict=True)
+    ]
+    return {
+        "info": {"description": "yolodbg synthetic shapes, val split (made by make_sample.py)"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -299,8 +328,10 @@ class StepRecorder:
                 recorder.step = {
                     "outputs": shrink_outputs(preds),
                     "input_size": list(batch["img"].shape[2:]),
-                    "targets": {k: batch[k].detach().clone().float().view(*shape)
-                                for k, shape in (("batch_idx", (-1,)), ("cls", (-1,)), ("bboxes", (-1, 4)))},
+                    "targets": {
+                        k: batch[k].detach().clone().float().view(*shape)
+                        for k, shape in (("batch_idx", (-1,)), ("cls", (-1,)), ("bboxes", (-1, 4)))
+                    },
                     "loss": loss.detach().clone(),
                     "loss_items": {k: float(v) for k, v in loss_items.items()},
                     "im_files": [Path(f).name for f in batch["im_file"]],
@@ -326,10 +357,25 @@ def train(root: Path, recorder: StepRecorder) -> Path:
     model = YOLO("yolov8n.yaml")
     model.add_callback("on_train_epoch_start", recorder.on_train_epoch_start)
     model.train(
-        data=str(root / "data.yaml"), epochs=EPOCHS, imgsz=IMGSZ, batch=BATCH, device="cpu", workers=1,
-        seed=SEED, deterministic=True, amp=False, plots=False, close_mosaic=CLOSE_MOSAIC, pretrained=False,
-        optimizer="AdamW", lr0=LR0, warmup_epochs=WARMUP_EPOCHS,
-        project=str(root / "runs"), name="train", exist_ok=True, verbose=False,
+        data=str(root / "data.yaml"),
+        epochs=EPOCHS,
+        imgsz=IMGSZ,
+        batch=BATCH,
+        device="cpu",
+        workers=1,
+        seed=SEED,
+        deterministic=True,
+        amp=False,
+        plots=False,
+        close_mosaic=CLOSE_MOSAIC,
+        pretrained=False,
+        optimizer="AdamW",
+        lr0=LR0,
+        warmup_epochs=WARMUP_EPOCHS,
+        project=str(root / "runs"),
+        name="train",
+        exist_ok=True,
+        verbose=False,
     )
     return Path(model.trainer.last)
 
@@ -360,8 +406,15 @@ def letterbox_batch(records: list[dict], image_dir: Path) -> tuple[torch.Tensor,
         boxed = letterbox(image=bgr)
         assert boxed.shape[:2] == (IMGSZ, IMGSZ)
         tensors.append(torch.from_numpy(np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1))))
-        infos.append({"image_id": image_id, "file_name": rec["file_name"], "orig_size": list(bgr.shape[:2]),
-                      "scale": float(params["ratio"][0]), "pad": [int(params["top"]), int(params["left"])]})
+        infos.append(
+            {
+                "image_id": image_id,
+                "file_name": rec["file_name"],
+                "orig_size": list(bgr.shape[:2]),
+                "scale": float(params["ratio"][0]),
+                "pad": [int(params["top"]), int(params["left"])],
+            }
+        )
     return torch.stack(tensors).float() / 255, infos
 
 
@@ -376,7 +429,9 @@ def make_val_bundle(weights: Path, records: list[dict], image_dir: Path, epochs:
         _, eval_preds = model(x)  # eval mode returns (decoded, raw dict): must be the same raw dict
         model.model[-1].training = True
     assert isinstance(preds, dict) and set(preds) == {"boxes", "scores", "feats"}, type(preds)
-    assert torch.equal(preds["boxes"], eval_preds["boxes"]) and torch.equal(preds["scores"], eval_preds["scores"])
+    assert torch.equal(preds["boxes"], eval_preds["boxes"]) and torch.equal(
+        preds["scores"], eval_preds["scores"]
+    )
     return {
         "yolodbg": 1,
         "head": "ultralytics",
@@ -386,8 +441,12 @@ def make_val_bundle(weights: Path, records: list[dict], image_dir: Path, epochs:
         "images": infos,
         "category_ids": list(CATEGORY_IDS),
         "meta": {
-            "model": "yolov8n.yaml", "framework": "ultralytics", "framework_version": FRAMEWORK_VERSION,
-            "epochs_trained": epochs, "source": "val letterbox", "weights": "last.pt (EMA, stored fp16, run fp32)",
+            "model": "yolov8n.yaml",
+            "framework": "ultralytics",
+            "framework_version": FRAMEWORK_VERSION,
+            "epochs_trained": epochs,
+            "source": "val letterbox",
+            "weights": "last.pt (EMA, stored fp16, run fp32)",
             "mode": "model.eval() (BatchNorm running statistics), Detect head training=True (raw train-mode dict)",
             "letterbox": "ultralytics.data.augment.LetterBox(auto=False), grey 114, BGR->RGB, /255",
             "feats": "replaced by empty (B, 0, H, W) tensors: only their spatial sizes matter",
@@ -408,13 +467,19 @@ def make_train_step_bundle(step: dict, epochs: int) -> dict:
         "targets": step["targets"],
         "category_ids": list(CATEGORY_IDS),
         "meta": {
-            "model": "yolov8n.yaml", "framework": "ultralytics", "framework_version": FRAMEWORK_VERSION,
-            "loss_items": step["loss_items"], "loss": [float(v) for v in loss],
-            "batch_size": int(step["outputs"]["boxes"].shape[0]), "source": "trainer step",
-            "epoch": step["epoch"], "epochs_trained": epochs, "step": "last step of the last epoch",
+            "model": "yolov8n.yaml",
+            "framework": "ultralytics",
+            "framework_version": FRAMEWORK_VERSION,
+            "loss_items": step["loss_items"],
+            "loss": [float(v) for v in loss],
+            "batch_size": int(step["outputs"]["boxes"].shape[0]),
+            "source": "trainer step",
+            "epoch": step["epoch"],
+            "epochs_trained": epochs,
+            "step": "last step of the last epoch",
             "im_files": step["im_files"],
             "notes": "epoch is 0-based (Ultralytics trainer.epoch); loss = loss_items * batch_size; "
-                     "targets are the augmented batch (normalized cx, cy, w, h of the input)",
+            "targets are the augmented batch (normalized cx, cy, w, h of the input)",
         },
     }
 
@@ -429,8 +494,11 @@ def replay_train_step(path: Path) -> tuple[torch.Tensor, dict]:
     model.args = get_cfg()
     criterion = model.init_criterion()
     out = bundle["outputs"]
-    preds = {"boxes": out["boxes"], "scores": out["scores"],
-             "feats": [torch.zeros(f.shape[0], 1, *f.shape[2:]) for f in out["feats"]]}
+    preds = {
+        "boxes": out["boxes"],
+        "scores": out["scores"],
+        "feats": [torch.zeros(f.shape[0], 1, *f.shape[2:]) for f in out["feats"]],
+    }
     t = bundle["targets"]
     batch = {"batch_idx": t["batch_idx"], "cls": t["cls"].view(-1, 1), "bboxes": t["bboxes"]}
     loss, items = criterion(preds, batch)
@@ -448,7 +516,9 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
-def detection_report(weights: Path, records: list[dict], image_dir: Path, data: Path, conf: float = 0.25) -> dict:
+def detection_report(
+    weights: Path, records: list[dict], image_dir: Path, data: Path, conf: float = 0.25
+) -> dict:
     """Ultralytics' val mAP, and a count of val objects found (same class, IoU >= 0.5, greedy by score)."""
     from ultralytics import YOLO
 
@@ -457,8 +527,9 @@ def detection_report(weights: Path, records: list[dict], image_dir: Path, data: 
     found = total = false = 0
     small_found = small_total = 0
     for rec in records:
-        result = model.predict(str(image_dir / rec["file_name"]), imgsz=IMGSZ, conf=conf, device="cpu",
-                               verbose=False)[0]
+        result = model.predict(
+            str(image_dir / rec["file_name"]), imgsz=IMGSZ, conf=conf, device="cpu", verbose=False
+        )[0]
         pred_boxes, pred_cls = result.boxes.xyxy, result.boxes.cls.long()
         gt = torch.tensor([obj["box"] for obj in rec["objects"]]).view(-1, 4)
         gt_cls = torch.tensor([obj["cls"] for obj in rec["objects"]], dtype=torch.long)
@@ -469,15 +540,26 @@ def detection_report(weights: Path, records: list[dict], image_dir: Path, data: 
                 iou_p = iou[p].masked_fill(matched, 0)
                 if iou_p.max() >= 0.5:
                     matched[iou_p.argmax()] = True
-                elif rec["crowd"] is None or box_iou(pred_boxes[p:p + 1], torch.tensor([rec["crowd"]])).max() == 0:
+                elif (
+                    rec["crowd"] is None
+                    or box_iou(pred_boxes[p : p + 1], torch.tensor([rec["crowd"]])).max() == 0
+                ):
                     false += 1
         elif len(pred_boxes):
             false += len(pred_boxes)
         small = (gt[:, 2:] - gt[:, :2]).max(-1).values <= 20
         found, total = found + int(matched.sum()), total + len(gt)
         small_found, small_total = small_found + int((matched & small).sum()), small_total + int(small.sum())
-    return {"map50": float(box.map50), "map50_95": float(box.map), "found": found, "total": total,
-            "false_detections": false, "small_found": small_found, "small_total": small_total, "conf": conf}
+    return {
+        "map50": float(box.map50),
+        "map50_95": float(box.map),
+        "found": found,
+        "total": total,
+        "false_detections": false,
+        "small_found": small_found,
+        "small_total": small_total,
+        "conf": conf,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -518,10 +600,14 @@ def main() -> None:
         (OUT_DIR / "coco_val.json").write_text(json.dumps(coco_json(records), indent=1) + "\n")
 
         report = detection_report(weights, records, OUT_DIR / "images", root / "data.yaml")
-        print(f"val (YOLO labels, crowd left out): mAP50 {report['map50']:.3f}, mAP50-95 {report['map50_95']:.3f}")
-        print(f"detections on val (conf {report['conf']}): {report['found']}/{report['total']} objects found "
-              f"({report['small_found']}/{report['small_total']} of those <= 20 px), "
-              f"{report['false_detections']} false detections")
+        print(
+            f"val (YOLO labels, crowd left out): mAP50 {report['map50']:.3f}, mAP50-95 {report['map50_95']:.3f}"
+        )
+        print(
+            f"detections on val (conf {report['conf']}): {report['found']}/{report['total']} objects found "
+            f"({report['small_found']}/{report['small_total']} of those <= 20 px), "
+            f"{report['false_detections']} false detections"
+        )
 
         # bundles
         val_bundle = make_val_bundle(weights, records, OUT_DIR / "images", EPOCHS)
@@ -531,8 +617,10 @@ def main() -> None:
 
         loss, items = replay_train_step(step_path)
         if not torch.equal(loss, recorder.step["loss"]) or items != recorder.step["loss_items"]:
-            raise SystemExit(f"replay mismatch: {loss.tolist()} {items} vs {recorder.step['loss'].tolist()} "
-                             f"{recorder.step['loss_items']}")
+            raise SystemExit(
+                f"replay mismatch: {loss.tolist()} {items} vs {recorder.step['loss'].tolist()} "
+                f"{recorder.step['loss_items']}"
+            )
         print(f"train step replayed exactly: loss {loss.tolist()}, items {items}")
         for path in sorted(OUT_DIR.glob("*.pt")):
             torch.load(path, weights_only=True)

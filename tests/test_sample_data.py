@@ -26,7 +26,11 @@ CHECK_TOOL = ROOT.parent / "shared" / "tools" / "check_explain_json.py"
 
 # snapshot name -> (bundle, use the COCO file?, recipes)
 MANIFEST = {
-    "yolov8n_val": ("yolov8n_val.pt", True, ["yolov8", "yolov8:box=giou,cls=varifocal", "yolov8:assigner.topk=13"]),
+    "yolov8n_val": (
+        "yolov8n_val.pt",
+        True,
+        ["yolov8", "yolov8:box=giou,cls=varifocal", "yolov8:assigner.topk=13"],
+    ),
     "yolov8n_train_step": ("yolov8n_train_step.pt", False, ["yolov8"]),
     "yolox_val": ("yolox_val.pt", True, ["yolox", "yolox-main"]),
     "yolov1_val": ("yolov1_val.pt", True, ["yolov1"]),
