@@ -185,9 +185,27 @@ def main(ctx: click.Context) -> None:
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.explain/1 JSON ('-' = stdout only)."
 )
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write one overlay PNG per image (or the --image one) into this folder.",
+)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write a self-contained HTML report (summary, sortable GT table, overlays).",
+)
+@click.option(
+    "--images",
+    "images_dir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="Original images for --plot/--html (default: next to the --gt json; else a blank canvas).",
+)
 @bundle_options
 @debug_option
-def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids):
+def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids, **pictures):
     """Break one batch's loss down per GT box, per anchor and per term.
 
     PREDS is a prediction bundle (.pt): the raw train-mode head output of a batch, saved
@@ -199,6 +217,7 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
       yolodbg explain sample_data/yolov8n_train_step.pt          # replays a training step
       yolodbg explain preds.pt --gt labels/ --image 000123 --top 30
       yolodbg explain preds.pt --gt ann.json --json - | jq .terms
+      yolodbg explain preds.pt --gt ann.json --plot plots/ --html report.html
 
     The summary shows each term as the trainer logs it, the GT table each box's share of
     it with a reason code when a box got no (or few) positive anchors, and the background
@@ -221,6 +240,8 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
     err = Console(stderr=True)
     if json_out != "-":
         render.render_explain(Console(), ex, top, focus)
+    if pictures["plot_dir"] is not None or pictures["html_out"] is not None:
+        _pictures(ex, gt, focus, err, **pictures)
     if ex.nonfinite is not None:
         err.print(f"[bold red]non-finite loss:[/] {ex.nonfinite.message}", highlight=False)
         sys.exit(EXIT_CHECK)
@@ -230,6 +251,19 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
                 f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False
             )
         sys.exit(EXIT_CHECK)
+
+
+def _pictures(ex, gt, focus, err, plot_dir, html_out, images_dir) -> None:
+    """``--plot`` overlays and the ``--html`` report (messages on stderr: stdout may carry JSON)."""
+    from yolodbg.render import html, overlay
+
+    roots, names = overlay.image_roots(images_dir, gt), overlay.class_names(ex, gt)
+    if plot_dir is not None:
+        images = None if focus is None else [focus]
+        paths = overlay.write_overlays(ex, plot_dir, roots=roots, names=names, images=images)
+        err.print(f"wrote {len(paths)} overlay{'s' * (len(paths) != 1)} to {plot_dir}", highlight=False)
+    if html_out is not None:
+        err.print(f"wrote {html.write_html(ex, html_out, roots=roots, names=names)}", highlight=False)
 
 
 def _resolve_image(b, key: str) -> int:
@@ -300,6 +334,17 @@ def _register() -> None:
 
     main.add_command(snapshot)
     main.add_command(check)
+    from yolodbg.cli_capture import capture
+
+    main.add_command(capture)
+    from yolodbg.cli_scan import scan, trend
+
+    main.add_command(scan)
+    main.add_command(trend)
 
 
 _register()
+
+from yolodbg.cli_compare import compare  # noqa: E402  (after main: cli_compare imports from this module)
+
+main.add_command(compare)

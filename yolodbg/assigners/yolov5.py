@@ -61,8 +61,8 @@ class LevelMatches:
 @dataclass(frozen=True)
 class V5Assignment:
     levels: tuple[LevelMatches, ...]
-    best_ratio: Tensor  # (M,) float32 smallest shape ratio over every level and anchor (inf for a 0 side)
-    best_at: Tensor  # (M, 2) long (level, slot) of that anchor
+    level_shapes: tuple[tuple[int, int], ...]  # (H, W) per level
+    anchors_grid: Tensor  # (nl, na, 2) anchors in grid units
     anchor_t: float
     g: float
 
@@ -124,18 +124,25 @@ def build_targets(
     levels = tuple(
         match_level(rows, s, a, anchor_t, g) for s, a in zip(level_shapes, anchors_grid, strict=True)
     )
+    return V5Assignment(levels, tuple(level_shapes), anchors_grid, anchor_t, g)
+
+
+def best_anchor(a: V5Assignment, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Per GT ``(M,)`` the smallest shape ratio over every level and anchor (inf for a zero side), and
+    ``(M, 2)`` the (level, slot) of that anchor."""
     m = rows.shape[0]
-    best = torch.full((m,), float("inf"))
+    best = torch.full((m,), math.inf)
     best_at = torch.zeros(m, 2, dtype=torch.long)
-    for i, (shape, anc) in enumerate(zip(level_shapes, anchors_grid, strict=True)):
+    if m == 0:
+        return best, best_at
+    for i, (shape, anc) in enumerate(zip(a.level_shapes, a.anchors_grid, strict=True)):
         size = torch.tensor([shape[1], shape[0]], dtype=torch.float32)
         r = (rows[:, 4:6] * size)[None] / anc[:, None]
-        ratio = torch.max(r, 1 / r).max(2)[0].nan_to_num(nan=math.inf, posinf=math.inf)  # (na, M)
-        value, slot = ratio.min(0) if m else (best, best_at[:, 1])
+        value, slot = torch.max(r, 1 / r).max(2)[0].nan_to_num(nan=math.inf, posinf=math.inf).min(0)
         better = value < best
         best = torch.where(better, value, best)
         best_at[better] = torch.stack((torch.full_like(slot, i), slot), 1)[better]
-    return V5Assignment(levels, best, best_at, anchor_t, g)
+    return best, best_at
 
 
 def _neighbour_note(gx: float, gy: float, w: int, h: int) -> str:
@@ -195,12 +202,14 @@ def reasons(
     )
     n_pairs, n_short, short_level = _pair_stats(a, m, level_shapes)
     flagged = (count == 0) | (kept == 0) | (n_pairs == 1) | (n_short > 0)
+    best = best_at = None
     for r in flagged.nonzero().flatten().tolist():
         pw, ph = float(rows[r, 4]) * iw, float(rows[r, 5]) * ih
         if int(count[r]) == 0:
-            lvl, slot = (int(v) for v in a.best_at[r])
+            best, best_at = best_anchor(a, rows) if best is None else (best, best_at)
+            lvl, slot = (int(v) for v in best_at[r])
             aw, ah = (float(v) for v in anchors_px[lvl, slot])
-            ratio = float(a.best_ratio[r])
+            ratio = float(best[r])
             how = (
                 "has a zero side, so it is infinitely far from"
                 if ratio == float("inf")

@@ -1,4 +1,4 @@
-"""A per-anchor ``(B, N, C)`` tensor that is computed only when it is used.
+"""Report-only values computed when they are used: a per-anchor ``(B, N, C)`` tensor and a mapping.
 
 A report needs the decoded box and scores of a handful of anchors (the top background
 offenders), while computing them for every anchor of a 640-pixel batch costs several times
@@ -17,11 +17,48 @@ arithmetic all see the materialised tensor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LazyMapping(Mapping[K, V]):
+    """A read-only mapping built by ``build()`` on first access (then cached), e.g. per-GT reasons.
+
+    >>> m = LazyMapping(lambda: {1: "a"})
+    >>> m.is_built, m.get(1), dict(m), m.is_built
+    (False, 'a', {1: 'a'}, True)
+    """
+
+    def __init__(self, build: Callable[[], dict[K, V]]) -> None:
+        self._build = build
+        self._data: dict[K, V] | None = None
+
+    @property
+    def is_built(self) -> bool:
+        return self._data is not None
+
+    def _get(self) -> dict[K, V]:
+        if self._data is None:
+            self._data = self._build()
+        return self._data
+
+    def __getitem__(self, key: K) -> V:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return f"LazyMapping({self._get()!r})"
 
 
 def _is_int(x: Any) -> bool:

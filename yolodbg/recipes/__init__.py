@@ -13,12 +13,20 @@ from yolodbg.errors import RecipeError
 from yolodbg.recipes.base import Param, Recipe, parse_spec
 from yolodbg.recipes.yolo26 import Yolo26
 from yolodbg.recipes.yolov1 import YoloV1
+from yolodbg.recipes.yolov5 import YoloV5
 from yolodbg.recipes.yolov8 import YoloV8
 from yolodbg.recipes.yolox import YoloX, YoloXMain
 
-RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain, YoloV1)}
+RECIPES: dict[str, type[Recipe]] = {
+    cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain, YoloV1, YoloV5)
+}
 ALIASES: dict[str, str] = {"yolo11": "yolov8", "v8": "yolov8"}
-DEFAULT_FOR_HEAD: dict[str, str] = {"ultralytics": "yolov8", "yolox": "yolox", "yolov1": "yolov1"}
+DEFAULT_FOR_HEAD: dict[str, str] = {
+    "ultralytics": "yolov8",
+    "yolox": "yolox",
+    "yolov1": "yolov1",
+    "yolov5": "yolov5",
+}
 
 __all__ = ["ALIASES", "RECIPES", "Param", "Recipe", "get_recipe", "list_recipes", "recipe_for_head"]
 
@@ -29,7 +37,11 @@ def list_recipes() -> list[str]:
 
 
 def get_recipe(spec: str) -> Recipe:
-    """Build a recipe from ``name[:key=value,...]``."""
+    """Build a recipe from ``name[:key=value,...]`` or from a ``.toml`` recipe file."""
+    from yolodbg import recipe_file
+
+    if recipe_file.is_recipe_file(spec):
+        return recipe_file.load(spec)
     name, params = parse_spec(spec)
     key = ALIASES.get(name, name)
     if key not in RECIPES:

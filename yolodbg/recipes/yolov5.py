@@ -4,6 +4,10 @@ Gains start from ``hyp.scratch-low.yaml`` (box 0.05, obj 1.0, cls 0.5) and are r
 ``train.py`` does before it builds the loss: ``box × 3/nl``, ``cls × nc/80 × 3/nl``,
 ``obj × (imgsz/640)² × 3/nl``, with ``imgsz`` the training ``--imgsz`` (default: the longer side
 of the bundle's input).
+
+``ComputeLoss(autobalance=True)`` (off by default) updates the per-level objectness balance
+*after* it has used it, so one replayed call is the same either way; to replay a later step of
+an autobalanced run, pass the balance of that step (``balance=w0/w1/w2``).
 """
 
 from __future__ import annotations
@@ -68,7 +72,13 @@ class YoloV5(Recipe):
     heads = ("yolov5",)
     terms = ("box", "obj", "cls")
     PARAMS = (
-        Param("box", str, "ciou", "IoU form of the box term (and objectness target)", choices=loss.IOU_KINDS),
+        Param(
+            "box",
+            str,
+            "ciou",
+            "IoU form of the box term and objectness target (YOLOv5 uses ciou)",
+            choices=loss.IOU_KINDS,
+        ),
         Param("gain.box", float, 0.05, "box gain before train.py's rescaling (hyp box)", minimum=0.0),
         Param("gain.obj", float, 1.0, "objectness gain before rescaling (hyp obj)", minimum=0.0),
         Param("gain.cls", float, 0.5, "class gain before rescaling (hyp cls)", minimum=0.0),
@@ -89,7 +99,10 @@ class YoloV5(Recipe):
             "assigner.g", float, 0.5, "neighbour-cell offset: the nearer neighbours within g of an edge join"
         ),
         Param(
-            "balance", str, None, "objectness weight per level, e.g. 4/1/0.4 (default by number of levels)"
+            "balance",
+            str,
+            None,
+            "objectness weight per level, e.g. 4/1/0.4 (default by nl; with --autobalance, the values at that step)",
         ),
         Param(
             "label_smoothing", float, 0.0, "class label smoothing eps: targets 1−eps/2 and eps/2", minimum=0.0
@@ -149,10 +162,11 @@ class YoloV5(Recipe):
         out = self.parse(bundle)
         warnings = list(targets.warnings)
         if out.anchors_from == "default":
+            yaml = "yolov5*6.yaml" if out.nl == 4 else "yolov5*.yaml"
+            px = [[[int(v) for v in a] for a in lv] for lv in out.anchors_px.tolist()]
             warnings.append(
-                f"{bundle.source} has no anchors field: used the yolov5s default anchors (pixels) "
-                f"{[[list(map(int, a)) for a in lv] for lv in out.anchors_px.tolist()]}; AutoAnchor may have changed "
-                "your model's — save Detect.anchors × stride as bundle['anchors']"
+                f"{bundle.source} has no anchors field: used the default anchors of the {yaml} models (pixels) "
+                f"{px}; AutoAnchor may have changed your model's — save Detect.anchors × stride as bundle['anchors']"
             )
         if out.levels[0].dtype != torch.float32:
             warnings.append(
@@ -175,8 +189,6 @@ class YoloV5(Recipe):
         return assemble(
             recipe=self,
             out=out,
-            levels=levels,
-            targets=targets,
             rows=rows,
             assignment=a,
             terms=terms,

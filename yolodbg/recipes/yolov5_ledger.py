@@ -8,6 +8,7 @@ the framework divides by (positives of the level; cells of the level), so they s
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,8 @@ import torch
 from torch import Tensor
 
 from yolodbg.assigners import yolov5 as assigner
-from yolodbg.groundtruth import Targets
 from yolodbg.heads import yolov5 as head
+from yolodbg.heads.lazy import LazyMapping
 from yolodbg.recipes import yolov5_loss as loss
 from yolodbg.result import LossResult, Positives, TermLedger
 
@@ -30,18 +31,28 @@ def level_name(i: int, stride: float) -> str:
     return f"P{int(p)}" if p == int(p) else f"L{i}"
 
 
+@functools.lru_cache(maxsize=4)
+def _dense_index(bs: int, n: int) -> tuple[Tensor, Tensor]:
+    """``(B·N,)`` image and anchor index of a dense ledger (cached: batches of one shape share them; read-only)."""
+    return torch.arange(bs).repeat_interleave(n), torch.arange(n).repeat(bs)
+
+
 def _flags(a: assigner.V5Assignment, flat_anchor: Tensor, owner: Tensor, n_total: int) -> dict[str, Tensor]:
-    """Per positive: which offset brought it in, whether another GT's IoU holds its objectness cell,
-    whether its cell index was clamped, whether the same GT hit the same cell twice (integer centre)."""
+    """Per positive: whether another GT's IoU holds its objectness cell, whether its cell index was
+    clamped, whether the same GT hit the same cell twice (a centre on a cell corner), and which
+    offset brought it in (``offset_centre`` / ``_left`` / ``_up`` / ``_right`` / ``_down``).
+    The diagnostic flags come first: reports list flags in this order."""
     lv = a.levels
     offset = torch.cat([m.offset for m in lv])
     gt = torch.cat([m.gt for m in lv])
-    flags = {f"offset_{name}": offset == k for k, name in enumerate(assigner.OFFSET_NAMES)}
-    flags["obj_overwritten"] = owner != gt
-    flags["cell_clamped"] = torch.cat([m.clamped for m in lv])
     key = gt * n_total + flat_anchor  # a GT lives in one image
     _, inv, counts = torch.unique(key, return_inverse=True, return_counts=True)
-    flags["duplicate_cell"] = counts[inv] > 1
+    flags = {
+        "obj_overwritten": owner != gt,
+        "cell_clamped": torch.cat([m.clamped for m in lv]),
+        "duplicate_cell": counts[inv] > 1,
+    }
+    flags.update({f"offset_{name}": offset == k for k, name in enumerate(assigner.OFFSET_NAMES)})
     return flags
 
 
@@ -49,8 +60,6 @@ def assemble(
     *,
     recipe: YoloV5,
     out: head.V5Output,
-    levels: list[Tensor],
-    targets: Targets,
     rows: Tensor,
     assignment: assigner.V5Assignment,
     terms: list[loss.LevelTerms],
@@ -89,7 +98,9 @@ def assemble(
             t.box_loss.detach().double() * (g_box / n) if n else torch.zeros(0, dtype=torch.float64)
         )
         if t.cls_bce.numel():
-            cls_parts.append(t.cls_bce.detach().double().sum(1) * (g_cls / (n * t.cls_bce.shape[1])))
+            cls_parts.append(
+                t.cls_bce.detach().sum(1, dtype=torch.float64) * (g_cls / (n * t.cls_bce.shape[1]))
+            )
         else:
             cls_parts.append(torch.zeros(n, dtype=torch.float64))
         flat_parts.append(flat)
@@ -102,7 +113,7 @@ def assemble(
     owner = torch.cat(owner_parts)
     ledger = {
         "box": TermLedger.sparse(torch.cat(box_parts), image, flat, gt),
-        "obj": TermLedger.dense(obj_dense, gt_of_anchor),
+        "obj": TermLedger(obj_dense.view(-1), *_dense_index(bs, n_total), gt_of_anchor.view(-1)),
         "cls": TermLedger.sparse(torch.cat(cls_parts), image, flat, gt),
     }
     positives = Positives(
@@ -114,8 +125,10 @@ def assemble(
         weight=torch.ones(len(gt), dtype=torch.float64),
         flags=_flags(assignment, flat, owner, n_total),
     )
-    reasons = assigner.reasons(
-        assignment, rows, out.level_shapes, out.anchors_px, out.input_size, owner_parts
+    reasons = LazyMapping(  # report-only: built when a report asks for a reason
+        lambda: assigner.reasons(
+            assignment, rows, out.level_shapes, out.anchors_px, out.input_size, owner_parts
+        )
     )
     return LossResult(
         recipe=recipe.name,
@@ -133,6 +146,7 @@ def assemble(
         gt_of_anchor=gt_of_anchor,
         target_score=target_score,
         gt_reasons=reasons,
+        gt_details=LazyMapping(lambda: _gt_details(assignment, out, rows)),
         normalizers=normalizers,
         notes=_notes(recipe, out, lp, normalizers, gain_info, conflicts),
         warnings=warnings,
@@ -142,6 +156,36 @@ def assemble(
             "class logit": head.lazy_raw(out, slice(5, None), out.nc),
         },
     )
+
+
+def _gt_details(a: assigner.V5Assignment, out: head.V5Output, rows: Tensor) -> dict[int, dict]:
+    """Per GT: its positives per level and the (level, anchor) pairs that matched its shape (JSON extras)."""
+    m = rows.shape[0]
+    if m == 0:
+        return {}
+    names = [level_name(i, s) for i, s in enumerate(out.strides)]
+    per_level = torch.stack([torch.bincount(lv.gt, minlength=m) for lv in a.levels], 1).tolist()
+    keys = (
+        torch.cat([(lv.gt * out.nl + i) * out.na + lv.slot for i, lv in enumerate(a.levels)])
+        .unique()
+        .tolist()
+    )
+    anchors: dict[int, list[str]] = {}
+    px = out.anchors_px.tolist()
+    for k in keys:
+        g, rest = divmod(k, out.nl * out.na)
+        lvl, slot = divmod(rest, out.na)
+        w, h = px[lvl][slot]
+        anchors.setdefault(g, []).append(f"{names[lvl]} anchor {slot} ({w:g}×{h:g} px)")
+    ratio = assigner.best_anchor(a, rows)[0].tolist()
+    return {
+        r: {
+            "positives_by_level": {n: c for n, c in zip(names, per_level[r], strict=True) if c},
+            "matched_anchors": anchors.get(r, []),
+            "best_anchor_ratio": ratio[r] if math.isfinite(ratio[r]) else None,
+        }
+        for r in range(m)
+    }
 
 
 def _notes(

@@ -56,6 +56,11 @@ def bbox_iou_xywh(box1: Tensor, box2: Tensor, kind: str = "ciou", eps: float = 1
     >>> round(float(bbox_iou_xywh(torch.tensor([[1.0, 1, 2, 2]]), torch.tensor([[2.0, 2, 2, 2]]), "iou")[0]), 4)
     0.1429
     """
+    return iou_and_plain(box1, box2, kind, eps)[0]
+
+
+def iou_and_plain(box1: Tensor, box2: Tensor, kind: str, eps: float = 1e-7) -> tuple[Tensor, Tensor]:
+    """:func:`bbox_iou_xywh` of the given kind and the plain IoU it is built on, both ``Tensor[n]``."""
     (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.chunk(4, -1), box2.chunk(4, -1)
     w1_, h1_, w2_, h2_ = w1 / 2, h1 / 2, w2 / 2, h2 / 2
     b1_x1, b1_x2, b1_y1, b1_y2 = x1 - w1_, x1 + w1_, y1 - h1_, y1 + h1_
@@ -65,21 +70,22 @@ def bbox_iou_xywh(box1: Tensor, box2: Tensor, kind: str = "ciou", eps: float = 1
     ).clamp(0)
     union = w1 * h1 + w2 * h2 - inter + eps
     iou = inter / union
+    plain = iou.detach().squeeze(-1)
     if kind == "iou":
-        return iou.squeeze(-1)
+        return iou.squeeze(-1), plain
     cw = b1_x2.maximum(b2_x2) - b1_x1.minimum(b2_x1)
     ch = b1_y2.maximum(b2_y2) - b1_y1.minimum(b2_y1)
     if kind == "giou":
         c_area = cw * ch + eps
-        return (iou - (c_area - union) / c_area).squeeze(-1)
+        return (iou - (c_area - union) / c_area).squeeze(-1), plain
     c2 = cw**2 + ch**2 + eps
     rho2 = ((b2_x1 + b2_x2 - b1_x1 - b1_x2) ** 2 + (b2_y1 + b2_y2 - b1_y1 - b1_y2) ** 2) / 4
     if kind == "diou":
-        return (iou - rho2 / c2).squeeze(-1)
+        return (iou - rho2 / c2).squeeze(-1), plain
     v = (4 / math.pi**2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)).pow(2)
     with torch.no_grad():  # CIoU's aspect weight is a constant
         alpha = v / (v - iou + (1 + eps))
-    return (iou - (rho2 / c2 + v * alpha)).squeeze(-1)
+    return (iou - (rho2 / c2 + v * alpha)).squeeze(-1), plain
 
 
 def bce(logits: Tensor, target: Tensor, pos_weight: float, fl_gamma: float) -> Tensor:
@@ -119,21 +125,21 @@ def level_terms(pi: Tensor, m: LevelMatches, p: V5LossParams) -> LevelTerms:
     cls_bce = torch.zeros(0, nc, dtype=pi.dtype)
     if n:
         pbox, pcls = decode_positives(pi, m, nc)
-        iou = bbox_iou_xywh(pbox, m.tbox, p.box)
-        plain = bbox_iou_xywh(pbox.detach(), m.tbox, "iou")
+        iou, plain = iou_and_plain(pbox, m.tbox, p.box)
         box_loss = 1.0 - iou
         score = iou.detach().clamp(0).type(tobj.dtype)
-        if p.sort_obj_iou:
+        b, a, gj, gi = m.image, m.slot, m.gj, m.gi
+        if p.sort_obj_iou:  # ascending IoU: the highest one is written last
             order = score.argsort()
-        score = score[order]
+            score, b, a, gj, gi = score[order], b[order], a[order], gj[order], gi[order]
         if p.gr < 1:
             score = (1.0 - p.gr) + p.gr * score
-        tobj[m.image[order], m.slot[order], m.gj[order], m.gi[order]] = score
+        tobj[b, a, gj, gi] = score
         written = score
         if nc > 1:
             cp, cn = 1.0 - 0.5 * p.label_smoothing, 0.5 * p.label_smoothing
             t = torch.full_like(pcls, cn)
-            t[range(n), m.cls] = cp
+            t[torch.arange(n), m.cls] = cp
             cls_bce = bce(pcls, t, p.cls_pw, p.fl_gamma)
     obj_bce = bce(pi[..., 4], tobj, p.obj_pw, p.fl_gamma)
     return LevelTerms(box_loss, iou, plain, tobj, order, written, obj_bce, cls_bce)
@@ -157,23 +163,26 @@ def items(levels: list[LevelTerms], p: V5LossParams) -> tuple[Tensor, Tensor, Te
 def winners(m: LevelMatches, t: LevelTerms) -> Tensor:
     """``(n,)`` for each positive, the position (into the level) of the positive whose value its cell holds.
 
-    Duplicate index writes keep the last one on the CPU; the written value decides when the
-    order is ambiguous (a multi-threaded write), so the attribution always matches ``obj_target``.
+    Duplicate index writes keep the last one on the CPU. Should a cell hold another value (a
+    multi-threaded write), the last write of the value it holds is taken instead, so the
+    attribution always matches ``obj_target``.
     """
     n = len(m)
     if n == 0:
         return torch.zeros(0, dtype=torch.long)
-    b, a, gj, gi = (v[t.write_order] for v in (m.image, m.slot, m.gj, m.gi))
     _, na, h, w = t.obj_target.shape
+    b, a, gj, gi = (v[t.write_order] for v in (m.image, m.slot, m.gj, m.gi))
     key = ((b * na + a) * h + gj) * w + gi
-    held = t.obj_target[b, a, gj, gi]
-    match = (t.write_value == held) | (t.write_value.isnan() & held.isnan())
-    _, inv = torch.unique(key, return_inverse=True)
     step = torch.arange(n)
-    cells = int(inv.max()) + 1
-    last_match = torch.full((cells,), -1).scatter_reduce(0, inv, torch.where(match, step, -1), "amax")
-    last_any = torch.full((cells,), -1).scatter_reduce(0, inv, step, "amax")
-    pick = torch.where(last_match >= 0, last_match, last_any)[inv]  # winning write step of each step's cell
+    last = torch.empty(t.obj_target.numel(), dtype=torch.long)  # only the written cells are read back
+    last.scatter_reduce_(0, key, step, "amax", include_self=False)
+    pick = last[key]  # the last write step of each step's cell
+    held = t.obj_target.view(-1)[key]
+    value = t.write_value[pick]
+    if not bool(((value == held) | (value.isnan() & held.isnan())).all()):
+        match = (t.write_value == held) | (t.write_value.isnan() & held.isnan())
+        last_match = torch.full_like(last, -1).scatter_reduce_(0, key, torch.where(match, step, -1), "amax")
+        pick = torch.where(last_match[key] >= 0, last_match[key], pick)
     out = torch.empty(n, dtype=torch.long)
     out[t.write_order] = t.write_order[pick]
     return out

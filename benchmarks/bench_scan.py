@@ -1,0 +1,163 @@
+"""Throughput and memory of ``yolodbg scan``, against the framework computing its own loss.
+
+    python benchmarks/bench_scan.py [--bundles 200] [--batch 8] [--imgsz 640] [--nc 80] [--distinct 10]
+
+Writes ``--bundles`` bundle files of ``--batch`` images at ``--imgsz`` (random head outputs, 8 GTs
+per image, COCO-like class count) into a temporary folder. To keep the disk use small, only
+``--distinct`` of them hold distinct tensors; the others are hard links (every file is still read
+and processed in full, and the reference reads the same files). Then it prints:
+
+1. scan throughput (images/s, loss + breakdown + decode/NMS + COCOeval per bundle, as ``yolodbg
+   scan``) with 1 and 2 worker processes;
+   and the same without mAP (``--no-map``: replay + breakdown only);
+2. the peak RSS of a scan of 10 and of 100 bundles, each in a fresh process (1 worker, 1 thread): flat
+   memory means the second is not larger than the first by more than COCOeval's small
+   per-image match records;
+3. the reference: Ultralytics ``v8DetectionLoss`` on the same files (torch.load + loss, no
+   backward) — skipped without ultralytics. The issue's target: scan ≥ this throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def make_bundles(folder: Path, n: int, distinct: int, bs: int, imgsz: int, nc: int, gts: int) -> list[Path]:
+    from yolodbg import bundle
+
+    g = torch.Generator().manual_seed(0)
+    shapes = [(imgsz // s, imgsz // s) for s in (8, 16, 32)]
+    anchors = sum(h * w for h, w in shapes)
+    paths = []
+    for k in range(n):
+        path = folder / f"b{k:04d}.pt"
+        if k < distinct:
+            m = bs * gts
+            wh = torch.rand(m, 2, generator=g) * 0.3 + 0.01
+            xy = torch.rand(m, 2, generator=g) * (1 - wh) + wh / 2
+            out = {
+                "boxes": torch.randn(bs, 64, anchors, generator=g),
+                "scores": torch.randn(bs, nc, anchors, generator=g)
+                - 9.0,  # ~2% of (anchor, class) above 0.001
+                "feats": [torch.empty(bs, 0, h, w) for h, w in shapes],
+            }
+            targets = {
+                "batch_idx": torch.arange(bs).repeat_interleave(gts).float(),
+                "cls": torch.randint(0, nc, (m, 1), generator=g).float(),
+                "bboxes": torch.cat((xy, wh), 1),
+            }
+            images = [
+                {"image_id": k * bs + i, "orig_size": [480, 640], "scale": 1.0, "pad": [80, 0]}
+                for i in range(bs)
+            ]
+            bundle.save(path, out, input_size=[imgsz, imgsz], targets=targets, images=images)
+        else:
+            os.link(paths[k % distinct], path)
+        paths.append(path)
+    return paths
+
+
+def scan_rate(paths: list[Path], workers: int, evaluate: bool = True) -> float:
+    from yolodbg.scan_run import ScanJob, scan
+
+    t = time.perf_counter()
+    agg = scan(paths, ScanJob(evaluate=evaluate), workers=workers)
+    agg.summary()
+    return agg.images / (time.perf_counter() - t)
+
+
+def reference_rate(paths: list[Path]) -> tuple[float, float] | None:
+    """Images/s of Ultralytics' loss alone, and of torch.load + loss."""
+    try:
+        from ultralytics.cfg import get_cfg
+        from ultralytics.nn.tasks import DetectionModel
+    except ImportError:
+        return None
+    crit = None
+    t_loss = t_all = 0.0
+    images = 0
+    for p in paths:
+        t0 = time.perf_counter()
+        doc = torch.load(p, map_location="cpu", weights_only=True)
+        if crit is None:
+            model = DetectionModel("yolov8n.yaml", nc=doc["outputs"]["scores"].shape[1], verbose=False)
+            model.args = get_cfg()
+            crit = model.init_criterion()
+        batch = {k: v.reshape(-1, 1) if k == "cls" else v for k, v in doc["targets"].items()}
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            crit(doc["outputs"], batch)
+        t2 = time.perf_counter()
+        t_loss += t2 - t1
+        t_all += t2 - t0
+        images += doc["outputs"]["scores"].shape[0]
+    return images / t_loss, images / t_all
+
+
+def peak_rss_child(paths: list[Path]) -> float:
+    """Peak RSS (MB) of a fresh process that scans ``paths`` with 1 worker."""
+    code = (  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
+        "import json, sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from yolodbg.scan_run import ScanJob, scan\n"
+        "agg = scan(json.loads(sys.argv[1]), ScanJob())\n"
+        "agg.summary()\n"
+        "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
+        "print(int(hwm.split()[1]) / 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([str(p) for p in paths])],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundles", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--imgsz", type=int, default=640)
+    ap.add_argument("--nc", type=int, default=80)
+    ap.add_argument("--gts", type=int, default=8)
+    ap.add_argument("--distinct", type=int, default=10)
+    ap.add_argument("--rss", default="10,100", help="bundle counts of the peak-RSS runs")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_scan_") as tmp:
+        n_rss = [int(v) for v in a.rss.split(",")]
+        paths = make_bundles(Path(tmp), max(a.bundles, *n_rss), a.distinct, a.batch, a.imgsz, a.nc, a.gts)
+        print(
+            f"{a.bundles} bundles × batch {a.batch} at {a.imgsz}, {a.nc} classes, {a.gts} GT/image, "
+            f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+        )
+        work = paths[: a.bundles]
+        for evaluate, label in ((True, "scan"), (False, "scan --no-map")):
+            for workers in (1, 2):
+                rate = scan_rate(work, workers, evaluate)
+                print(f"{label + ',':15s}{workers} worker(s)    {rate:8.2f} images/s", flush=True)
+        ref = reference_rate(work)
+        if ref is None:
+            print("ultralytics not installed: no reference (pip install ultralytics==8.4.190)")
+        else:
+            print(f"ultralytics v8DetectionLoss         {ref[0]:8.2f} images/s (loss only)")
+            print(f"ultralytics torch.load + loss       {ref[1]:8.2f} images/s")
+        for n in n_rss:
+            print(f"peak RSS, scan of {n:4d} bundles      {peak_rss_child(paths[:n]):8.0f} MB", flush=True)
+        print(
+            f"(this process, which made the bundles: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""mAP beside the loss: NMS, decode vs. Ultralytics, letterbox mapping, COCOeval pooling vs. pycocotools."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from synth import ultra_output
+
+from yolodbg import bundle, groundtruth
+from yolodbg._decode import Detections, PostProcess, decode, nms, nms_image, to_original
+from yolodbg.evaluate import CocoAccumulator, evaluate_bundle
+from yolodbg.geometry import Letterbox
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "yolov8n_val.pt"
+
+
+# ---------------------------------------------------------------------------------------- NMS
+
+
+def test_nms_by_hand():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 5], [20, 20, 30, 30]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    # IoU(0, 1) = 90 / 110 = 0.82 > 0.7: suppressed; IoU(0, 2) = 50 / 100 = 0.5: kept; box 3 overlaps nothing
+    assert nms(boxes, scores, 0.7).tolist() == [0, 2, 3]
+    assert nms(boxes, scores, 0.4).tolist() == [0, 3]  # 0.5 > 0.4 now suppresses box 2
+    assert nms(boxes, scores, 0.7, max_keep=2).tolist() == [0, 2]
+    assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).tolist() == []
+
+
+def test_nms_matches_torchvision():
+    tv = pytest.importorskip("torchvision")
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(400, 2, generator=g) * 100
+    wh = torch.rand(400, 2, generator=g) * 30 + 1
+    boxes = torch.cat((xy, xy + wh), 1)
+    scores = torch.rand(400, generator=g)
+    for thr in (0.3, 0.5, 0.7):
+        assert nms(boxes, scores, thr).tolist() == tv.ops.nms(boxes, scores, thr).tolist()
+    # 1500 boxes in 6 tight clusters: suppression reaches across many blocks of the walk
+    centres = torch.rand(6, 2, generator=g) * 500
+    xy = centres.repeat(250, 1) + torch.randn(1500, 2, generator=g) * 4
+    wh = 40 + torch.randn(1500, 2, generator=g) * 3
+    boxes = torch.cat((xy, xy + wh), 1)
+    scores = torch.rand(1500, generator=g)
+    for thr in (0.5, 0.7, 0.9):
+        ref = tv.ops.nms(boxes, scores, thr)
+        assert nms(boxes, scores, thr).tolist() == ref.tolist()
+        assert nms(boxes, scores, thr, max_keep=20).tolist() == ref[:20].tolist()
+
+
+def test_nms_image_is_class_aware_and_multilabel():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])
+    scores = torch.tensor([[0.9, 0.0005], [0.8, 0.6]])
+    d = nms_image(boxes, scores, PostProcess())
+    # rows above conf 0.001: (0, c0) 0.9, (1, c0) 0.8, (1, c1) 0.6; same box, same class -> (1, c0) suppressed
+    assert d.scores.tolist() == pytest.approx([0.9, 0.6])
+    assert d.labels.tolist() == [0, 1]
+    single = nms_image(boxes, scores, PostProcess(multi_label=False))
+    assert single.labels.tolist() == [0]  # best class only: both rows are class 0, one survives
+
+
+# ------------------------------------------------------------------------------- letterbox mapping
+
+
+def test_to_original_inverts_the_letterbox_and_clips():
+    from yolodbg.groundtruth import Targets
+
+    lb = Letterbox(0.5, 0.5, 10.0, 0.0)  # 200x100 original -> 100x50 content, 10 px padding at the top
+    t = Targets(
+        1,
+        (70, 100),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, dtype=torch.long),
+        torch.zeros(0, 4),
+        (),
+        "test",
+        letterboxes=(lb,),
+        orig_sizes=((100, 200),),
+    )
+    d = Detections(
+        torch.tensor([[10.0, 20.0, 30.0, 40.0], [-5.0, 0.0, 120.0, 69.0]]),
+        torch.ones(2),
+        torch.zeros(2, dtype=torch.long),
+    )
+    out = to_original([d], t)[0].boxes
+    # (x - 0) / 0.5 and (y - 10) / 0.5; the second box leaves the image and is clipped to [0, 200] x [0, 100]
+    assert out.tolist() == [[20.0, 20.0, 60.0, 60.0], [0.0, 0.0, 200.0, 100.0]]
+
+
+# ------------------------------------------------------------------------- decode vs. Ultralytics
+
+
+def _ultralytics_reference(outputs, nc, strides=(8.0, 16.0, 32.0)):
+    pytest.importorskip("ultralytics")
+    pytest.importorskip("torchvision")
+    from ultralytics.nn.modules.head import Detect
+    from ultralytics.utils.nms import non_max_suppression
+
+    head = Detect(nc=nc, ch=(16, 32, 64)).eval()
+    head.stride = torch.tensor(strides)
+    with torch.no_grad():
+        preds = head._inference(outputs)
+        return non_max_suppression(preds, 0.001, 0.7, multi_label=True, max_det=300, nc=0)
+
+
+def _compare(ours: list[Detections], ref: list[torch.Tensor]) -> None:
+    assert len(ours) == len(ref)
+    for d, r in zip(ours, ref, strict=True):
+        assert len(d.scores) == len(r)
+        torch.testing.assert_close(d.boxes, r[:, :4], rtol=0, atol=1e-4)
+        torch.testing.assert_close(d.scores, r[:, 4], rtol=0, atol=0)
+        assert d.labels.tolist() == r[:, 5].long().tolist()
+
+
+@pytest.mark.parity
+def test_decode_matches_ultralytics_nms_synthetic():
+    out = ultra_output(bs=2, size=(96, 128), nc=3, seed=5, scale=2.0)
+    ref = _ultralytics_reference(out, 3)
+    b = bundle.from_object({"yolodbg": 1, "head": "ultralytics", "outputs": out, "input_size": [96, 128]})
+    ours = decode(b, None)
+    assert sum(len(d.scores) for d in ours) > 300  # many candidates: NMS and max_det both matter
+    _compare(ours, ref)
+
+
+@pytest.mark.parity
+def test_decode_matches_ultralytics_on_the_sample_bundle():
+    if not SAMPLE.exists():
+        pytest.skip("sample_data/yolov8n_val.pt not generated yet")
+    b = bundle.load(SAMPLE)
+    ref = _ultralytics_reference(b.outputs, int(b.outputs["scores"].shape[1]), b.strides or (8.0, 16.0, 32.0))
+    _compare(decode(b, None), ref)
+
+
+@pytest.mark.parity
+def test_end_to_end_selection_matches_ultralytics():
+    pytest.importorskip("ultralytics")
+    from ultralytics.nn.modules.head import Detect
+    from ultralytics.utils.nms import non_max_suppression
+
+    from yolodbg._decode import _topk_e2e
+
+    g = torch.Generator().manual_seed(1)
+    boxes = torch.rand(2, 50, 4, generator=g) * 100
+    scores = torch.rand(2, 50, 3, generator=g) ** 6
+    head = Detect(nc=3, ch=(16, 32, 64), end2end=True).eval()
+    head.max_det = 20
+    ref = non_max_suppression(
+        head.postprocess(torch.cat((boxes, scores), -1)), 0.001, 0.7, end2end=True, max_det=20
+    )
+    _compare(_topk_e2e(boxes, scores, PostProcess(max_det=20)), ref)
+
+
+# ---------------------------------------------------------------- COCOeval: pooled vs. by hand
+
+
+IMAGES = [
+    {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
+    {"id": 2, "file_name": "b.jpg", "width": 100, "height": 100},
+    {"id": 3, "file_name": "c.jpg", "width": 160, "height": 120},
+]
+ANNS = [  # (id, image, category, bbox xywh, iscrowd)
+    (11, 1, 1, [10, 10, 40, 40], 0),
+    (12, 1, 1, [100, 20, 50, 60], 0),
+    (13, 1, 2, [0, 0, 20, 10], 0),
+    (21, 2, 2, [30, 30, 40, 40], 0),
+    (22, 2, 1, [60, 60, 10, 10], 1),  # crowd: ignored by COCOeval
+    (31, 3, 2, [5, 5, 100, 100], 0),
+]
+DETS = [  # (image, category, bbox xywh, score)
+    (1, 1, [10, 10, 40, 40], 0.9),  # = ann 11
+    (1, 1, [0, 60, 30, 30], 0.8),  # false positive
+    (1, 1, [102, 22, 50, 60], 0.7),  # ann 12, IoU 0.86
+    (1, 2, [50, 50, 20, 10], 0.6),  # misses ann 13
+    (2, 2, [30, 30, 40, 38], 0.95),  # ann 21, IoU 0.95
+    (2, 1, [60, 60, 10, 10], 0.5),  # on the crowd box: ignored
+    (3, 2, [20, 20, 100, 100], 0.4),  # ann 31, IoU 7225 / 12775 = 0.566
+]
+
+
+@pytest.fixture
+def coco_case(tmp_path):
+    doc = {
+        "images": IMAGES,
+        "annotations": [
+            {"id": i, "image_id": im, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": crowd}
+            for i, im, c, b, crowd in ANNS
+        ],
+        "categories": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}],
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _bundle_eval(path, image_ids, key, table=DETS, cats=(1, 2)):
+    nc = len(cats)
+    out = ultra_output(bs=len(image_ids), size=(64, 64), nc=nc)
+    b = bundle.from_object(
+        {
+            "yolodbg": 1,
+            "head": "ultralytics",
+            "outputs": out,
+            "input_size": [64, 64],
+            "images": [{"image_id": i} for i in image_ids],
+        }
+    )
+    targets = groundtruth.from_coco(path, b, (64, 64), nc)
+    dets = []
+    for i in image_ids:
+        mine = [d for d in table if d[0] == i]
+        mine.sort(key=lambda d: -d[3])
+        boxes = torch.tensor(
+            [[x, y, x + w, y + h] for _, _, (x, y, w, h), _ in mine], dtype=torch.float32
+        ).reshape(-1, 4)
+        dets.append(
+            Detections(
+                boxes,
+                torch.tensor([d[3] for d in mine], dtype=torch.float64),
+                torch.tensor([cats.index(d[1]) for d in mine], dtype=torch.long),
+            )
+        )
+    return evaluate_bundle(b, targets, dets, path, nc, key), targets
+
+
+def test_pooled_cocoeval_equals_pycocotools_by_hand(coco_case):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    acc = CocoAccumulator()
+    first, t1 = _bundle_eval(coco_case, [2, 1], 0)  # bundles in any order, images in any order
+    second, _ = _bundle_eval(coco_case, [3], 1)
+    acc.add(second)
+    acc.add(first)
+    ours = acc.summary()
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(coco_case))
+        dt = gt.loadRes([{"image_id": i, "category_id": c, "bbox": b, "score": s} for i, c, b, s in DETS])
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    for name, value in zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), ev.stats[:6], strict=True):
+        expected = math.nan if value < 0 else value
+        assert ours.stats[name] == pytest.approx(expected, nan_ok=True, abs=1e-12), name
+    # class 0 (category 1): GTs 11, 12; detections 0.9 TP, 0.8 FP, 0.7 TP at IoU 0.5
+    # precision envelope: recall 0.5 -> 1, recall 1 -> 2/3: AP50 = (51 · 1 + 50 · 2/3) / 101
+    assert ours.per_class[0]["AP50"] == pytest.approx((51 + 50 * 2 / 3) / 101)
+    assert ours.per_class[0]["AP"] == pytest.approx(float(ev.eval["precision"][:, :, 0, 0, -1].mean()))
+    # detected (matched at IoU 0.5): 11 and 12 yes, 13 no (the class-2 detection misses it), 21 yes
+    detected = {t1.ann_ids[r]: d for r, d in enumerate(first.detected)}
+    assert detected == {11: True, 12: True, 13: False, 21: True}
+    assert second.detected == [True]  # IoU 0.566 ≥ 0.5
+
+
+def test_perfect_detections_from_bundle_targets_give_ap_one(make_batch):
+    out = ultra_output(bs=2, size=(64, 64), nc=2)
+    tg = make_batch([[0, 0, 0.5, 0.5, 0.5, 0.5], [1, 1, 0.25, 0.25, 0.25, 0.25]])
+    b = bundle.from_object(
+        {
+            "yolodbg": 1,
+            "head": "ultralytics",
+            "outputs": out,
+            "input_size": [64, 64],
+            "targets": tg,
+            "images": [{"orig_size": [128, 128], "scale": 0.5, "pad": [0, 0]}] * 2,
+        }
+    )
+    targets = groundtruth.load_targets(None, b, (64, 64), 2)
+    # GT 0: 32 px input box at (16, 16) -> 64 px at (32, 32) in the 128 px original
+    dets = [
+        Detections(torch.tensor([[32.0, 32.0, 96.0, 96.0]]), torch.tensor([0.9]), torch.tensor([0])),
+        Detections(torch.tensor([[16.0, 16.0, 48.0, 48.0]]), torch.tensor([0.9]), torch.tensor([1])),
+    ]
+    be = evaluate_bundle(b, targets, dets, None, 2)
+    acc = CocoAccumulator()
+    acc.add(be)
+    s = acc.summary()
+    assert s.stats["AP"] == pytest.approx(1.0)
+    assert be.detected == [True, True]
+    assert be.det_iou == pytest.approx([1.0, 1.0])
+
+
+def _by_hand(path, dets):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(path))
+        dt = gt.loadRes([{"image_id": i, "category_id": c, "bbox": b, "score": s} for i, c, b, s in dets])
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+def test_pooled_cocoeval_equals_pycocotools_on_a_random_case(tmp_path):
+    import random
+
+    rng = random.Random(7)
+    cats = (2, 5, 9)
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 320, "height": 240} for i in range(1, 13)]
+    anns, dets = [], []
+    for im in images:
+        for _ in range(rng.randint(0, 6)):
+            w, h = (
+                rng.choice([rng.uniform(4, 30), rng.uniform(30, 90), rng.uniform(90, 200)]),
+                rng.uniform(4, 120),
+            )
+            x, y = rng.uniform(0, 320 - w), rng.uniform(0, 240 - h)
+            c = rng.choice(cats)
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": im["id"],
+                    "category_id": c,
+                    "bbox": [x, y, w, h],
+                    "area": w * h * rng.uniform(0.5, 1.0),
+                    "iscrowd": int(rng.random() < 0.1),
+                }
+            )
+            for _ in range(rng.randint(0, 3)):  # jittered hits, some with the wrong class
+                j = [round(v + rng.uniform(-8, 8), 3) for v in (x, y)] + [round(w, 3), round(h, 3)]
+                dets.append(
+                    (im["id"], c if rng.random() < 0.8 else rng.choice(cats), j, round(rng.random(), 2))
+                )
+        for _ in range(rng.randint(0, 4)):  # false positives; scores rounded to 0.01: ties on purpose
+            dets.append(
+                (
+                    im["id"],
+                    rng.choice(cats),
+                    [rng.uniform(0, 200), rng.uniform(0, 150), 40.0, 30.0],
+                    round(rng.random(), 2),
+                )
+            )
+    path = tmp_path / "rand.json"
+    path.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": c} for c in cats]})
+    )
+    acc = CocoAccumulator()
+    for key, ids in enumerate(([5, 1, 3], [12, 2], [4, 6, 7, 8], [11, 10, 9])):
+        acc.add(_bundle_eval(path, ids, key, dets, cats)[0])
+    ours = acc.summary()
+    ev = _by_hand(path, dets)
+    for name, value in zip(
+        ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"), ev.stats, strict=False
+    ):
+        expected = math.nan if value < 0 else value
+        assert ours.stats[name] == pytest.approx(expected, nan_ok=True, abs=1e-12), name
+    for k in range(3):
+        pr = ev.eval["precision"][:, :, k, 0, -1]
+        assert ours.per_class[k]["AP"] == pytest.approx(float(pr[pr > -1].mean()), abs=1e-12)

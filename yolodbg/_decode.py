@@ -1,0 +1,273 @@
+"""Inference decode and post-processing of a bundle, as the framework's validator does it.
+
+Ultralytics (exact): boxes from the DFL expectation (a 1×1 convolution with weights 0..reg_max-1
+over the softmax of the bins), ``dist2bbox`` around the cell centres as centre/size, times the
+stride; class scores are sigmoids. Then the validator's NMS: candidates whose best class score
+exceeds ``conf``, centre/size -> corners, one row per (box, class) with score > ``conf``
+(multi-label), at most ``max_nms`` rows by score, class-aware greedy NMS (classes kept apart by
+an offset of ``max_wh`` pixels, suppression when IoU > ``iou``), the first ``max_det`` kept. End-to-end
+heads (YOLO26) decode corners on the one-to-one branch, take the top ``max_det`` (anchor, class)
+pairs by score and keep those above ``conf`` — no NMS.
+
+Other heads: the replay's own decoded boxes and scores (``LossResult.pred_boxes/pred_scores``) go
+through the same NMS with the parameters of :data:`POSTPROCESS`, which follow each framework's
+evaluation defaults but are not checked against it (a note says so).
+
+Boxes are then mapped to original-image pixels, ``(x - pad) / scale``, and clipped to the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from yolodbg.bundle import Bundle
+from yolodbg.geometry import cxcywh_to_xyxy
+from yolodbg.groundtruth import Targets
+from yolodbg.result import LossResult
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """Inference post-processing parameters (validation defaults of the framework)."""
+
+    conf: float = 0.001  # keep (box, class) rows with score > conf
+    iou: float = 0.7  # NMS suppresses boxes with IoU > iou
+    max_det: int = 300  # detections per image
+    multi_label: bool = True  # one row per class above conf (else the best class only)
+    max_nms: int = 30000  # rows entering NMS, best scores first
+    max_wh: float = 7680.0  # class offset of class-aware NMS, pixels
+    exact: bool = True  # the decode follows the framework's own code path
+    source: str = "Ultralytics 8.4.190 DetectionValidator defaults (conf 0.001, iou 0.7, max_det 300)"
+
+
+POSTPROCESS: dict[str, PostProcess] = {
+    "ultralytics": PostProcess(),
+    "yolov5": PostProcess(
+        iou=0.6, exact=False, source="YOLOv5 val.py defaults (conf 0.001, iou 0.6, max_det 300, multi-label)"
+    ),
+    "yolox": PostProcess(
+        conf=0.01,
+        iou=0.65,
+        max_det=100000,
+        multi_label=False,
+        exact=False,
+        source="YOLOX eval defaults (test_conf 0.01, nmsthre 0.65, best class, no max_det)",
+    ),
+    "yolov1": PostProcess(
+        iou=0.5, exact=False, source="no framework post-processing: conf·p(c) > 0.001, NMS at IoU 0.5"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections: ``boxes (D, 4)`` xyxy, ``scores (D,)``, ``labels (D,)`` long, best first."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+
+
+def postprocess_for(bundle: Bundle) -> PostProcess:
+    return POSTPROCESS.get(bundle.head, POSTPROCESS["ultralytics"])
+
+
+NMS_BLOCK = 256  # candidates examined together (a block's IoUs are computed at once)
+
+
+def _iou_rows(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(R, C)`` IoU of boxes ``rows`` (the earlier, kept ones) with boxes ``cols``, as torchvision computes it."""
+    x1, y1, x2, y2 = boxes.T
+    w = np.clip(np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]), 0, None)
+    h = np.clip(np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]), 0, None)
+    inter = w * h
+    return inter / (areas[rows, None] + areas[cols] - inter)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou: float, max_keep: int | None = None) -> Tensor:
+    """Greedy NMS: ``(N, 4)`` xyxy, ``(N,)`` scores -> indices kept, best score first.
+
+    A box is suppressed by a kept, higher-scoring box when their IoU exceeds ``iou`` (computed in
+    the boxes' dtype, as torchvision does). Boxes are visited best first in blocks: a block is
+    first checked against the boxes kept so far, then resolved greedily inside; the walk stops once
+    ``max_keep`` boxes are kept (they do not depend on the rest), so the cost follows the number
+    kept, not the number of candidates.
+
+    >>> b = torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30]])
+    >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()   # IoU(0, 1) = 90 / 110
+    [0, 2]
+    """
+    n = int(scores.numel())
+    limit = n if max_keep is None else min(n, max_keep)
+    if n == 0 or limit <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    order = scores.argsort(descending=True, stable=True)
+    sorted_boxes = boxes[order].detach().cpu().numpy()
+    x1, y1, x2, y2 = sorted_boxes.T
+    areas = (x2 - x1) * (y2 - y1)
+    thr = np.asarray(iou, dtype=sorted_boxes.dtype)
+    keep: list[int] = []
+    for start in range(0, n, NMS_BLOCK):
+        block = np.arange(start, min(start + NMS_BLOCK, n))
+        if keep:
+            block = block[~(_iou_rows(sorted_boxes, areas, np.asarray(keep), block) > thr).any(0)]
+        if not block.size:
+            continue
+        over = _iou_rows(sorted_boxes, areas, block, block) > thr  # [i, j]: i would suppress j if kept
+        alive = np.ones(block.size, dtype=bool)
+        for i in range(block.size):
+            if alive[i]:
+                keep.append(int(block[i]))
+                if len(keep) == limit:
+                    break
+                alive[i + 1 :] &= ~over[i, i + 1 :]
+        if len(keep) == limit:
+            break
+    return order[torch.tensor(keep, dtype=torch.long)]
+
+
+def nms_image(boxes_xyxy: Tensor, cls_scores: Tensor, pp: PostProcess) -> Detections:
+    """One image: ``(N, 4)`` xyxy boxes, ``(N, nc)`` class scores -> detections after the validator's NMS."""
+    cand = cls_scores.amax(1) > pp.conf
+    box, cls = boxes_xyxy[cand], cls_scores[cand]
+    if pp.multi_label and cls.shape[1] > 1:
+        i, j = torch.where(cls > pp.conf)
+        box, score, label = box[i], cls[i, j], j
+    else:
+        score, label = cls.max(1)
+        keep = score > pp.conf
+        box, score, label = box[keep], score[keep], label[keep]
+    if score.numel() > pp.max_nms:
+        top = score.argsort(descending=True)[: pp.max_nms]
+        box, score, label = box[top], score[top], label[top]
+    offset = label[:, None].to(box.dtype) * pp.max_wh
+    kept = nms(box + offset, score, pp.iou, pp.max_det)
+    return Detections(box[kept], score[kept], label[kept])
+
+
+def _ultralytics_inference(bundle: Bundle, parsed: Any = None) -> tuple[Tensor, Tensor, bool]:
+    """``(B, N, 4)`` boxes (cxcywh, or xyxy for end-to-end), ``(B, N, nc)`` sigmoid scores, end2end flag.
+
+    ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand.
+    """
+    from yolodbg.heads import ultralytics as head
+
+    out = parsed or head.parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
+    name = "one2one" if out.end2end else "main"
+    br = out.branches[name]
+    raw = bundle.outputs[1] if isinstance(bundle.outputs, tuple) else bundle.outputs
+    if isinstance(raw, dict):  # the head's own (B, C, N) layout, no copy
+        raw = raw[name] if out.end2end else raw
+        pd, logits = raw["boxes"].float(), raw["scores"].float()
+    else:
+        pd, logits = br.pred_dist.float().transpose(1, 2).contiguous(), br.pred_scores.float().transpose(1, 2)
+    b, _, a = pd.shape
+    if br.reg_max > 1:
+        weight = torch.arange(br.reg_max, dtype=torch.float32).view(1, br.reg_max, 1, 1)
+        dist = F.conv2d(pd.view(b, 4, br.reg_max, a).transpose(2, 1).softmax(1), weight).view(b, 4, a)
+    else:
+        dist = pd
+    points, stride = head.make_anchors(out, torch.float32)  # (N, 2) grid units, (N, 1)
+    anchor_pts = points.transpose(0, 1).unsqueeze(0)  # (1, 2, N)
+    lt, rb = dist.chunk(2, 1)
+    x1y1, x2y2 = anchor_pts - lt, anchor_pts + rb
+    corners = (x1y1, x2y2) if out.end2end else ((x1y1 + x2y2) / 2, x2y2 - x1y1)  # e2e: xyxy, else cxcywh
+    boxes = torch.cat(corners, 1) * stride.transpose(0, 1)
+    return boxes.transpose(1, 2), logits.sigmoid().transpose(1, 2), out.end2end
+
+
+def _topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]:
+    """End-to-end selection: top ``max_det`` anchors by best score, then top (anchor, class) pairs; > conf."""
+    n, nc = scores.shape[1:]
+    k = min(pp.max_det, n)
+    out = []
+    for bx, sc in zip(boxes, scores, strict=True):
+        anchors = sc.amax(-1).topk(k).indices
+        flat = sc[anchors].flatten()
+        val, idx = flat.topk(k)
+        keep = val > pp.conf
+        out.append(Detections(bx[anchors[idx // nc]][keep], val[keep], (idx % nc)[keep]))
+    return out
+
+
+def decode(
+    bundle: Bundle, result: LossResult | None, pp: PostProcess | None = None, parsed: Any = None
+) -> list[Detections]:
+    """Per image detections in network-input pixels, post-processed as the framework evaluates.
+
+    ``result`` (the replay) supplies boxes and scores for heads without an exact decode here.
+    """
+    pp = pp or postprocess_for(bundle)
+    if bundle.head == "ultralytics":
+        boxes, scores, end2end = _ultralytics_inference(bundle, parsed)
+        if end2end:
+            return _topk_e2e(boxes, scores, pp)
+        return [nms_image(cxcywh_to_xyxy(bx), sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
+    boxes, scores = result.pred_boxes, result.pred_scores
+    boxes = boxes.materialize() if hasattr(boxes, "materialize") else boxes
+    scores = scores.materialize() if hasattr(scores, "materialize") else scores
+    return [nms_image(bx.float(), sc.float(), pp) for bx, sc in zip(boxes, scores, strict=True)]
+
+
+def to_original(dets: list[Detections], targets: Targets) -> list[Detections]:
+    """Map detections into original-image pixels through each image's letterbox, clipped to the image."""
+    out = []
+    for i, d in enumerate(dets):
+        lb = targets.letterboxes[i] if i < len(targets.letterboxes) else None
+        b = d.boxes.float()
+        if lb is not None:
+            pad = torch.tensor([lb.pad_left, lb.pad_top, lb.pad_left, lb.pad_top], dtype=b.dtype)
+            gain = torch.tensor([lb.scale_x, lb.scale_y, lb.scale_x, lb.scale_y], dtype=b.dtype)
+            b = (b - pad) / gain
+        h, w = original_size(targets, i)
+        b = torch.stack(
+            (b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)), 1
+        )
+        out.append(Detections(b, d.scores, d.labels))
+    return out
+
+
+def original_size(targets: Targets, i: int) -> tuple[int, int]:
+    """``(h, w)`` of image ``i`` before the letterbox (the input size when nothing says otherwise)."""
+    orig = targets.orig_sizes[i] if i < len(targets.orig_sizes) else None
+    if orig is not None:
+        return orig
+    lb = targets.letterboxes[i] if i < len(targets.letterboxes) else None
+    h, w = targets.input_size
+    if lb is None:
+        return (h, w)
+    return (round((h - 2 * lb.pad_top) / lb.scale_y), round((w - 2 * lb.pad_left) / lb.scale_x))
+
+
+def original_boxes(targets: Targets) -> torch.Tensor:
+    """``(M, 4)`` GT boxes xyxy in original-image pixels (float64), through each image's letterbox."""
+    boxes = targets.boxes_xyxy()
+    out = boxes.clone()
+    for i in range(targets.batch_size):
+        lb = targets.letterboxes[i] if i < len(targets.letterboxes) else None
+        if lb is None:
+            continue
+        rows = targets.batch_idx == i
+        b = boxes[rows]
+        out[rows] = torch.stack(
+            (
+                (b[:, 0] - lb.pad_left) / lb.scale_x,
+                (b[:, 1] - lb.pad_top) / lb.scale_y,
+                (b[:, 2] - lb.pad_left) / lb.scale_x,
+                (b[:, 3] - lb.pad_top) / lb.scale_y,
+            ),
+            1,
+        )
+    return out

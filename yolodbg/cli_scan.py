@@ -1,0 +1,212 @@
+"""``yolodbg scan`` and ``yolodbg trend``: the loss (and mAP) of a dataset, and of a training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from yolodbg.cli import EXIT_CHECK, EXIT_INTERNAL, EXIT_USAGE, _imgsz, _int_list, bundle_options, debug_option
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C; the partial report is printed first
+GT_HELP = "COCO json or YOLO labels folder (default: each bundle's own targets)."
+RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes`."
+
+
+def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
+    from yolodbg.recipes import get_recipe
+    from yolodbg.scan_run import ScanJob
+
+    if recipe_spec:
+        get_recipe(recipe_spec)  # a bad -r fails here, once, not in every bundle
+    return ScanJob(
+        gt=str(gt) if gt is not None else None,
+        recipe=recipe_spec,
+        head=head,
+        input_size=_imgsz(imgsz),
+        strides=_int_list(strides, "--strides"),
+        image_ids=tuple(v.strip() for v in image_ids.split(",")) if image_ids else None,
+        nc=nc,
+        evaluate=evaluate,
+    )
+
+
+class _Rows:
+    """``--rows FILE.jsonl``: one line per GT, streamed to a temp file, moved into place at the end."""
+
+    def __init__(self, target: Path | None) -> None:
+        self.target, self.f, self.tmp = target, None, None
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            self.f = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, rec) -> None:
+        from yolodbg.render.jsonout import _clean
+
+        if self.f is None or not hasattr(rec, "gts"):
+            return
+        for g in rec.gts:
+            self.f.write(json.dumps(_clean(g.row_doc()), allow_nan=False) + "\n")
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            os.replace(self.tmp, self.target)
+            self.f = None
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)
+@click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
+@click.option(
+    "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.scan/1 JSON ('-' = stdout only)."
+)
+@click.option(
+    "--rows", type=click.Path(path_type=Path, dir_okay=False), help="One JSON line per GT (for pandas)."
+)
+@click.option(
+    "--top", type=click.IntRange(min=0), default=15, show_default=True, help="Rows of the top lists."
+)
+@click.option(
+    "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
+)
+@bundle_options
+@debug_option
+def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, imgsz, strides, nc, image_ids):
+    """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
+
+    PATH is a bundle file, a folder of bundles (searched recursively) or a glob pattern;
+    bundles are read one at a time, so memory does not grow with their number.
+
+    \b
+    Examples:
+      yolodbg scan preds/ --gt instances_val2017.json
+      yolodbg scan 'runs/val/*.pt' --gt ann.json --workers 2 --json scan.json --rows gts.jsonl
+      yolodbg scan preds/ -r yolov8:assigner.topk=13 --no-map
+
+    Ctrl-C stops after the bundle at hand and prints what was aggregated so far (exit code 130).
+    Loss columns are each GT's share of its batch's logged loss, summed over bundles.
+    """
+    from rich.console import Console
+
+    from yolodbg.render import jsonout
+    from yolodbg.render import scan as render
+    from yolodbg.scan_run import expand_all
+    from yolodbg.scan_run import scan as run_scan
+
+    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
+    files = expand_all(paths)
+    err = Console(stderr=True)
+    sink = _Rows(rows)
+    try:
+        with render.progress(err) as bar:
+            task = bar.add_task("scan", total=len(files), images=0)
+
+            def on_record(rec) -> None:
+                sink.write(rec)
+                n = getattr(rec, "batch_size", 0)
+                bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
+
+            agg = run_scan(files, job, workers=workers, top=top, on_record=on_record)
+    finally:
+        sink.close()
+    doc = agg.summary()
+    doc["versions"] = jsonout.versions()
+    if json_out:
+        jsonout.write(doc, json_out)
+    if json_out != "-":
+        render.render_scan(Console(), doc)
+    if agg.interrupted:
+        err.print(f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow")
+    _exit(doc)
+    if agg.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _exit(doc: dict) -> None:
+    if any("internal error" in f for f in doc["failed"]):
+        sys.exit(EXIT_INTERNAL)
+    if doc["violations"] or doc["nonfinite"]:
+        sys.exit(EXIT_CHECK)
+    if doc["failed"]:
+        sys.exit(EXIT_USAGE)
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)
+@click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
+@click.option(
+    "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
+)
+@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="PNG of the trajectories.")
+@click.option(
+    "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.trend/1 JSON ('-' = stdout only)."
+)
+@click.option(
+    "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
+)
+@bundle_options
+@debug_option
+def trend(
+    run_dirs, gt, recipe_spec, workers, window, plot, json_out, evaluate, head, imgsz, strides, nc, image_ids
+):
+    """Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
+
+    Checkpoints: bundles grouped by meta["epoch"]; without epochs each RUN_DIR is one
+    checkpoint (several arguments) or each file is one (a single argument), in order.
+
+    \b
+    Examples:
+      yolodbg trend runs/exp/val_bundles/ --gt ann.json --plot trend.png
+      yolodbg trend ckpt_010/ ckpt_020/ ckpt_030/ --json trend.json
+
+    A series is flagged "plateau" when it stopped improving over --window checkpoints and
+    "diverging" when it got worse than its best by more than 10%.
+    """
+    from rich.console import Console
+
+    from yolodbg.render import jsonout
+    from yolodbg.render import scan as render
+    from yolodbg.render.trend_plot import plot_trend
+    from yolodbg.trend import checkpoints
+    from yolodbg.trend import trend as run_trend
+
+    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
+    cps = checkpoints(run_dirs)
+    total = sum(len(c.paths) for c in cps)
+    err = Console(stderr=True)
+    with render.progress(err) as bar:
+        task = bar.add_task("trend", total=total, images=0)
+
+        def on_record(rec) -> None:
+            n = getattr(rec, "batch_size", 0)
+            bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
+
+        doc = run_trend(run_dirs, job, workers=workers, window=window, on_record=on_record, cps=cps)
+    doc["versions"] = jsonout.versions()
+    if plot is not None:
+        plot_trend(doc, plot)
+    if json_out:
+        jsonout.write(doc, json_out)
+    if json_out != "-":
+        render.render_trend(Console(), doc)
+        if plot is not None:
+            Console().print(f"wrote {plot}")
+    if doc["interrupted"]:
+        err.print("interrupted: the later checkpoints are partial or missing", style="bold yellow")
+    failed = [f for c in doc["checkpoints"] for f in c["failed"]]
+    for f in failed:
+        err.print(f"failed: {f}", style="bold red", highlight=False)
+    if failed:
+        sys.exit(EXIT_INTERNAL if any("internal error" in f for f in failed) else EXIT_USAGE)
+    if doc["interrupted"]:
+        sys.exit(EXIT_INTERRUPTED)

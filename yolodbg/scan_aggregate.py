@@ -1,0 +1,281 @@
+"""The reduce side of ``yolodbg scan``: :class:`BundleRecord` s in, the dataset report out.
+
+Loss units: every bundle's terms are what its trainer logs for that batch, and every GT's
+contribution is its share of them (DESIGN §3). Loss sums here are sums over bundles of those
+numbers, so Σ classes + background == Σ bundles' totals; ``terms`` in the report are the mean
+per bundle (what a validation loop logs). Memory stays flat in the number of bundles except
+for COCOeval's per-image match records (a few kB per image) and the capped lists.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from yolodbg.evaluate import CocoAccumulator
+from yolodbg.scan import CEILING_HOOKS, SIZE_BUCKETS, BundleRecord, GtRecord, reason_reachable
+
+SCHEMA = "yolodbg.scan/1"
+MAX_LISTED = 200  # orphans listed in the report (all of them are counted; --rows has every GT)
+MAX_WARNINGS = 50
+
+
+@dataclass
+class Group:
+    """Counts and loss sums over a set of GTs (a class, a size bucket, everything)."""
+
+    num_gt: int = 0
+    num_pos: int = 0
+    orphans: int = 0  # GTs with no positive
+    unreachable: int = 0  # GTs out of the recall ceiling
+    evaluated: int = 0
+    detected: int = 0
+    loss: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, g: GtRecord, term_names: list[str]) -> None:
+        self.num_gt += 1
+        self.num_pos += g.num_pos
+        self.orphans += g.num_pos == 0
+        self.unreachable += not g.reachable
+        if g.detected is not None:
+            self.evaluated += 1
+            self.detected += g.detected
+        self.loss += g.total
+        for t in term_names:
+            self.terms[t] = self.terms.get(t, 0.0) + g.terms.get(t, 0.0)
+
+    def doc(self, total: float) -> dict[str, Any]:
+        n = self.num_gt
+        return {
+            "num_gt": n,
+            "num_pos": self.num_pos,
+            "pos_per_gt": self.num_pos / n if n else None,
+            "orphans": self.orphans,
+            "zero_pos_rate": self.orphans / n if n else None,
+            "unreachable": self.unreachable,
+            "ceiling": (n - self.unreachable) / n if n else None,
+            "loss": self.loss,
+            "loss_per_gt": self.loss / n if n else None,
+            "share": self.loss / total if total > 0 else None,
+            "terms": dict(self.terms),
+            "detected_rate": self.detected / self.evaluated if self.evaluated else None,
+        }
+
+
+class _Top:
+    """The K largest items by key; on ties the earliest added stays."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.heap, self.seq = k, [], 0
+
+    def add(self, key: float, item: Any) -> None:
+        if self.k <= 0 or not math.isfinite(key):
+            return
+        self.seq += 1
+        entry = (key, -self.seq, item)
+        if len(self.heap) < self.k:
+            heapq.heappush(self.heap, entry)
+        elif entry[:2] > self.heap[0][:2]:
+            heapq.heapreplace(self.heap, entry)
+
+    def items(self) -> list[Any]:
+        return [e[2] for e in sorted(self.heap, key=lambda e: (-e[0], -e[1]))]
+
+
+class ScanAggregate:
+    """Adds :class:`BundleRecord` s up (``add``) and writes the report (``summary``)."""
+
+    def __init__(self, top: int = 15, max_listed: int = MAX_LISTED) -> None:
+        self.top, self.max_listed = top, max_listed
+        self.recipe: str | None = None
+        self.recipe_name: str | None = None
+        self.term_names: list[str] = []
+        self.bundles = self.images = 0
+        self.terms: dict[str, float] = {}
+        self.objective = 0.0
+        self.background: dict[str, float] = {}
+        self.all = Group()
+        self.classes: dict[int, Group] = {}
+        self.category_of: dict[int, int | None] = {}
+        self.buckets = {name: Group() for name, _ in SIZE_BUCKETS}
+        self.levels: dict[int, dict[str, Any]] = {}
+        self.reasons: Counter[str] = Counter()
+        self.orphans: list[dict[str, Any]] = []
+        self.top_images, self.top_gts, self.top_missed = _Top(top), _Top(top), _Top(top)
+        self.offenders = _Top(top)
+        self.warnings: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self.nonfinite: list[str] = []
+        self.failed: list[str] = []
+        self.coco = CocoAccumulator()
+        self.evaluated = False
+        self.interrupted = False
+
+    def fail(self, source: str, message: str) -> None:
+        self.failed.append(f"{source}: {message}")
+
+    def add(self, rec: BundleRecord) -> None:
+        if self.recipe is None:
+            self.recipe, self.term_names = rec.recipe, list(rec.terms)
+            self.recipe_name = rec.recipe.partition(":")[0]
+        self.bundles += 1
+        self.images += rec.batch_size
+        for t in self.term_names:
+            self.terms[t] = self.terms.get(t, 0.0) + rec.terms.get(t, 0.0)
+            self.background[t] = self.background.get(t, 0.0) + rec.background.get(t, 0.0)
+        self.objective += rec.objective
+        for lv in rec.levels:
+            d = self.levels.setdefault(
+                lv["level"], {"level": lv["level"], "stride": lv["stride"], "num_pos": 0, "fg": {}, "bg": {}}
+            )
+            d["num_pos"] += lv["num_pos"]
+            for part in ("fg", "bg"):
+                for t, v in lv[part].items():
+                    d[part][t] = d[part].get(t, 0.0) + v
+        for g in rec.gts:
+            self._add_gt(g)
+        for im in rec.images:
+            self.top_images.add(im.total, im)
+        for o in rec.offenders:
+            self.offenders.add(o["contribution"], o)
+        for w in rec.warnings:
+            if w in self.warnings or len(self.warnings) < MAX_WARNINGS:
+                self.warnings[w] += 1
+        self.violations += [f"{rec.source}: {v}" for v in rec.violations]
+        if rec.nonfinite:
+            self.nonfinite.append(f"{rec.source}: {rec.nonfinite}")
+        if rec.coco is not None:
+            self.evaluated = True
+            self.coco.add(rec.coco)
+
+    def _add_gt(self, g: GtRecord) -> None:
+        names = self.term_names
+        self.all.add(g, names)
+        self.classes.setdefault(g.cls, Group()).add(g, names)
+        self.category_of.setdefault(g.cls, g.category_id)
+        self.buckets[g.bucket].add(g, names)
+        self.top_gts.add(g.total, g)
+        if g.detected is False:
+            self.top_missed.add(g.total, g)
+        if g.num_pos == 0:
+            self.reasons[g.reason or "none"] += 1
+            if len(self.orphans) < self.max_listed:
+                self.orphans.append(_orphan_doc(g))
+
+    @property
+    def total(self) -> float:
+        return math.fsum(self.terms.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The ``yolodbg.scan/1`` document of everything added so far."""
+        total = self.total
+        n = max(self.bundles, 1)
+        coco = self.coco.summary() if self.evaluated else None
+        per_class_ap = coco.per_class if coco else {}
+        classes = []
+        for c in sorted(self.classes):
+            d = {"class": c, "category_id": self.category_of.get(c), **self.classes[c].doc(total)}
+            d["AP"] = per_class_ap.get(c, {}).get("AP") if coco else None
+            d["AP50"] = per_class_ap.get(c, {}).get("AP50") if coco else None
+            classes.append(d)
+        size_ap = {"small": "APs", "medium": "APm", "large": "APl"}
+        sizes = [
+            {"bucket": b, **g.doc(total), "AP": coco.stats[size_ap[b]] if coco else None}
+            for b, g in self.buckets.items()
+        ]
+        levels = []
+        for lv in sorted(self.levels):
+            d = dict(self.levels[lv])
+            d["loss"] = math.fsum(d["fg"].values()) + math.fsum(d["bg"].values())
+            d["share"] = d["loss"] / total if total > 0 else None
+            levels.append(d)
+        hook = CEILING_HOOKS.get(self.recipe_name or "", reason_reachable)
+        a = self.all
+        bg_total = math.fsum(self.background.values())
+        return {
+            "schema": SCHEMA,
+            "recipe": self.recipe,
+            "interrupted": self.interrupted,
+            "bundles": self.bundles,
+            "images": self.images,
+            "failed": list(self.failed),
+            "terms": {t: v / n for t, v in self.terms.items()},
+            "total": total / n,
+            "objective": self.objective / n,
+            "loss_sum": {"terms": dict(self.terms), "total": total},
+            "num_gt": a.num_gt,
+            "num_pos": a.num_pos,
+            "pos_per_gt": a.num_pos / a.num_gt if a.num_gt else None,
+            "background": {
+                "terms": dict(self.background),
+                "loss": bg_total,
+                "share": _ratio(bg_total, total),
+            },
+            "gt_loss": {"loss": a.loss, "share": _ratio(a.loss, total)},
+            "recall_ceiling": {
+                "value": (a.num_gt - a.unreachable) / a.num_gt if a.num_gt else None,
+                "reachable": a.num_gt - a.unreachable,
+                "num_gt": a.num_gt,
+                "hook": hook.__name__,
+            },
+            "orphans": {
+                "count": a.orphans,
+                "rate": a.orphans / a.num_gt if a.num_gt else None,
+                "by_reason": dict(self.reasons.most_common()),
+                "listed": list(self.orphans),
+                "capped": a.orphans > len(self.orphans),
+            },
+            "detected_rate": a.detected / a.evaluated if a.evaluated else None,
+            "classes": classes,
+            "sizes": sizes,
+            "levels": levels,
+            "top_images": [_image_doc(im) for im in self.top_images.items()],
+            "top_gts": [g.row_doc() for g in self.top_gts.items()],
+            "missed_high_loss": [g.row_doc() for g in self.top_missed.items()],
+            "offenders": self.offenders.items(),
+            "coco": None
+            if coco is None
+            else {**coco.stats, "num_images": coco.num_images, "num_dets": coco.num_dets},
+            "warnings": [f"{w} (×{k})" if k > 1 else w for w, k in self.warnings.items()],
+            "violations": list(self.violations),
+            "nonfinite": list(self.nonfinite),
+        }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _orphan_doc(g: GtRecord) -> dict[str, Any]:
+    x1, y1, x2, y2 = g.box_orig
+    return {
+        "bundle": g.bundle,
+        "image": g.image,
+        "row": g.row,
+        "ann_id": g.ann_id,
+        "class": g.cls,
+        "size_orig": [round(x2 - x1, 2), round(y2 - y1, 2)],
+        "bucket": g.bucket,
+        "reason": g.reason,
+        "reachable": g.reachable,
+        "loss": g.total,
+        "detected": g.detected,
+    }
+
+
+def _image_doc(im) -> dict[str, Any]:
+    return {
+        "bundle": im.bundle,
+        "image": im.image,
+        "index": im.index,
+        "total": im.total,
+        "terms": im.terms,
+        "num_gt": im.num_gt,
+        "num_pos": im.num_pos,
+        "orphans": im.num_orphans,
+        "missed": im.num_missed,
+    }

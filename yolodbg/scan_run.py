@@ -1,0 +1,220 @@
+"""Drive the per-bundle work of ``scan``/``trend`` over files: in this process or in a process pool.
+
+Records come back in file order whatever the number of workers (so results do not depend
+on ``--workers``); at most ``2 × workers`` bundles are in flight, so memory does not grow
+with the number of files. Workers ignore Ctrl-C; the parent stops submitting, cancels what
+has not started and returns what it has (see ``yolodbg scan``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from yolodbg.errors import InputError
+
+if TYPE_CHECKING:  # this module stays light: spawned workers import it before ignoring Ctrl-C
+    from yolodbg.scan import BundleRecord
+    from yolodbg.scan_aggregate import ScanAggregate
+
+NEGATIVES_PER_BUNDLE = 20  # background anchors ranked per bundle to find missing-label offenders
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """What every bundle goes through (picklable: it travels to the workers)."""
+
+    gt: str | None = None
+    recipe: str | None = None
+    head: str | None = None
+    input_size: tuple[int, int] | None = None
+    strides: tuple[float, ...] | None = None
+    image_ids: tuple[str, ...] | None = None
+    nc: int | None = None
+    evaluate: bool = True
+    negatives: int = NEGATIVES_PER_BUNDLE
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A bundle that could not be processed (bad input): its file and the one-line reason."""
+
+    source: str
+    message: str
+    internal: bool = False  # a bug in yolodbg rather than bad input
+
+
+def _natural(path: Path) -> list:
+    return [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", str(path))]
+
+
+def expand(spec: str | os.PathLike) -> list[Path]:
+    """A folder (its ``*.pt`` files, recursively), a glob pattern, or a file -> files in natural order."""
+    p = Path(spec)
+    if p.is_dir():
+        files = [f for f in p.rglob("*.pt") if f.is_file()]
+        if not files:
+            raise InputError(f"{p}: no .pt bundles in this folder; pass a folder of bundles or the files")
+        return sorted(files, key=_natural)
+    if p.is_file():
+        return [p]
+    matches = [Path(m) for m in glob.glob(str(spec), recursive=True) if Path(m).is_file()]
+    if not matches:
+        raise InputError(f"{spec}: no such file or folder, and no file matches it as a glob pattern")
+    return sorted(matches, key=_natural)
+
+
+def expand_all(specs: Sequence[str | os.PathLike]) -> list[Path]:
+    return [f for s in specs for f in expand(s)]
+
+
+def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
+    """The per-bundle map: load, explain, evaluate, reduce to a record (bad input -> :class:`Failed`)."""
+    import torch
+
+    from yolodbg import bundle as bundle_mod
+    from yolodbg.evaluate import evaluate
+    from yolodbg.explain import explain
+    from yolodbg.recipes import get_recipe
+    from yolodbg.scan import record_of
+
+    try:
+        with torch.no_grad():
+            b = bundle_mod.load(
+                path,
+                head=job.head,
+                input_size=job.input_size,
+                strides=job.strides,
+                image_ids=list(job.image_ids) if job.image_ids else None,
+                nc=job.nc,
+            )
+            recipe = get_recipe(job.recipe) if job.recipe else None
+            ex = explain(b, job.gt, recipe, top=job.negatives)
+            coco = evaluate(ex, job.gt, bundle_key=seq) if job.evaluate else None
+            return record_of(ex, coco)
+    except InputError as e:
+        return Failed(str(path), str(e))
+    except Exception as e:  # a bug: keep the scan going, say where (explain FILE --debug shows the traceback)
+        msg = f"internal error: {type(e).__name__}: {e} (a bug in yolodbg; run explain on this file with --debug)"
+        return Failed(str(path), msg, internal=True)
+
+
+def _init_worker(threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C; before the slow imports
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def iter_records(
+    paths: Sequence[str | os.PathLike], job: ScanJob, workers: int = 1
+) -> Iterator[BundleRecord | Failed]:
+    """Yield one record per path, in order; ``workers > 1`` maps over a local process pool."""
+    if workers <= 1:
+        for seq, p in enumerate(paths):
+            yield process(job, str(p), seq)
+        return
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(
+        workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+    )
+    pending: list[Future] = []
+    todo = iter(enumerate(paths))
+    try:
+        for _ in range(2 * workers):
+            _submit(pool, job, todo, pending)
+        while pending:
+            rec = pending.pop(0).result()
+            _submit(pool, job, todo, pending)
+            yield rec
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _submit(pool: ProcessPoolExecutor, job: ScanJob, todo, pending: list[Future]) -> None:
+    nxt = next(todo, None)
+    if nxt is not None:
+        seq, p = nxt
+        pending.append(pool.submit(process, job, str(p), seq))
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the bundle at hand, then stop; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+
+    def __enter__(self) -> _Interrupt:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def drive(
+    paths: Sequence[str | os.PathLike],
+    job: ScanJob,
+    sink: Callable[[int, BundleRecord | Failed], None],
+    workers: int = 1,
+) -> bool:
+    """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C."""
+    records = iter_records(paths, job, workers)
+    with _Interrupt() as state:
+        try:
+            for i, rec in enumerate(records):
+                sink(i, rec)
+                if state.stop:
+                    return True
+        except KeyboardInterrupt:
+            return True
+        except Exception:
+            if state.stop:  # e.g. a worker hit by Ctrl-C while still starting: keep what we have
+                return True
+            raise
+        finally:
+            records.close()
+    return False
+
+
+def scan(
+    paths: Sequence[str | os.PathLike],
+    job: ScanJob,
+    workers: int = 1,
+    top: int = 15,
+    on_record: Callable[[BundleRecord | Failed], None] | None = None,
+) -> ScanAggregate:
+    """Scan bundles into a :class:`ScanAggregate` (``interrupted`` is set when Ctrl-C stopped it)."""
+    from yolodbg.scan_aggregate import ScanAggregate
+
+    agg = ScanAggregate(top)
+
+    def sink(_i: int, rec: BundleRecord | Failed) -> None:
+        if isinstance(rec, Failed):
+            agg.fail(rec.source, rec.message)
+        else:
+            agg.add(rec)
+        if on_record is not None:
+            on_record(rec)
+
+    agg.interrupted = drive(paths, job, sink, workers)
+    return agg
