@@ -8,23 +8,13 @@ from pathlib import Path
 
 import click
 
-from yolodbg.cli import EXIT_CHECK, _imgsz, _int_list, bundle_options, debug_option
+from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
 
 
 def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
-    from yolodbg import bundle
-
-    ids = [v.strip() for v in image_ids.split(",")] if image_ids else None
+    """The bundle, and the options that describe it (recorded in the snapshot)."""
     options = {"head": head, "imgsz": imgsz, "strides": strides, "nc": nc, "image_ids": image_ids}
-    b = bundle.load(
-        preds,
-        head=head,
-        input_size=_imgsz(imgsz),
-        strides=_int_list(strides, "--strides"),
-        image_ids=ids,
-        nc=nc,
-    )
-    return b, options
+    return _load_bundle(preds, head, imgsz, strides, nc, image_ids), options
 
 
 @click.command()

@@ -16,18 +16,18 @@ from yolodbg.bundle import Bundle
 from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
-from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.base import Param
 from yolodbg.recipes.ultralytics_loss import gt_slots, replay_branch
 from yolodbg.recipes.yolov8 import (
     FORM_PARAMS,
     GAIN_PARAMS,
     ULTRALYTICS_VERSION,
+    UltralyticsRecipe,
     _as_float32,
     branch_result,
     form_notes,
     gains,
     size_warning,
-    term_forms,
 )
 from yolodbg.result import GtReason, LossResult
 
@@ -47,7 +47,7 @@ def branch_weights(epoch: int, epochs: int) -> tuple[float, float]:
     return o2m, max(1.0 - o2m, 0)
 
 
-class Yolo26(Recipe):
+class Yolo26(UltralyticsRecipe):
     name = "yolo26"
     reproduces = f"Ultralytics E2ELoss (ultralytics {ULTRALYTICS_VERSION}; YOLO26, end-to-end YOLOv10 heads)"
     heads = ("ultralytics",)
@@ -78,35 +78,12 @@ class Yolo26(Recipe):
         "o2o.topk2",
     )  # besides assigner.*: keys that change the positives
 
-    def __init__(self, params: dict | None = None, *, label: str | None = None):
-        super().__init__(params, label=label)
-        self.forms = term_forms(self.params, self.name)
-
-    def parse(self, bundle: Bundle) -> head.UltralyticsOutput:
-        return self.parsed(bundle, self._parse)
-
-    def _parse(self, bundle: Bundle) -> head.UltralyticsOutput:
-        if bundle.head != "ultralytics":
-            raise RecipeError(
-                f"recipe yolo26 replays Ultralytics heads, but {bundle.source} holds a {bundle.head} head"
-            )
-        out = head.parse(
-            bundle.outputs,
-            strides=bundle.strides,
-            input_size=bundle.input_size,
-            nc=bundle.nc,
-            where=bundle.source,
-        )
+    def check_branches(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:
         if not out.end2end:
             raise RecipeError(
                 f"{bundle.source}: a single-branch output; the yolo26 recipe needs the end-to-end dict "
                 "{'one2many': ..., 'one2one': ...} — use the yolov8 recipe for this model"
             )
-        return out
-
-    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
-        out = self.parse(bundle)
-        return out.image_size, out.nc
 
     def weights(self) -> tuple[float, float]:
         if self.params["weights.o2m"] is not None:

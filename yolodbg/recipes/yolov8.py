@@ -99,24 +99,8 @@ def form_notes(p: dict) -> list[str]:
     return notes
 
 
-class YoloV8(Recipe):
-    name = "yolov8"
-    reproduces = f"Ultralytics v8DetectionLoss (ultralytics {ULTRALYTICS_VERSION}; YOLOv8, YOLO11 and kin)"
-    heads = ("ultralytics",)
-    terms = ("box", "cls", "dfl")
-    PARAMS = (
-        *FORM_PARAMS,
-        Param(
-            "branch",
-            str,
-            None,
-            "branch of an end-to-end output to replay v8DetectionLoss on (default: the only branch)",
-            choices=("one2many", "one2one"),
-        ),
-        *TAL_PARAMS,
-        *GAIN_PARAMS,
-    )
-    ASSIGNER_KEYS = ("branch",)  # besides assigner.*: keys that change the positives
+class UltralyticsRecipe(Recipe):
+    """Shared plumbing of the Ultralytics recipes: term forms, parsing the head output once, its layout."""
 
     def __init__(self, params: dict | None = None, *, label: str | None = None):
         super().__init__(params, label=label)
@@ -138,6 +122,37 @@ class YoloV8(Recipe):
             nc=bundle.nc,
             where=bundle.source,
         )
+        self.check_branches(out, bundle)
+        return out
+
+    def check_branches(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
+        out = self.parse(bundle)
+        return out.image_size, out.nc
+
+
+class YoloV8(UltralyticsRecipe):
+    name = "yolov8"
+    reproduces = f"Ultralytics v8DetectionLoss (ultralytics {ULTRALYTICS_VERSION}; YOLOv8, YOLO11 and kin)"
+    heads = ("ultralytics",)
+    terms = ("box", "cls", "dfl")
+    PARAMS = (
+        *FORM_PARAMS,
+        Param(
+            "branch",
+            str,
+            None,
+            "branch of an end-to-end output to replay v8DetectionLoss on (default: the only branch)",
+            choices=("one2many", "one2one"),
+        ),
+        *TAL_PARAMS,
+        *GAIN_PARAMS,
+    )
+    ASSIGNER_KEYS = ("branch",)  # besides assigner.*: keys that change the positives
+
+    def check_branches(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:
         branch = self.params["branch"]
         if out.end2end and branch is None:
             raise RecipeError(
@@ -148,14 +163,9 @@ class YoloV8(Recipe):
             raise RecipeError(
                 f"recipe yolov8: branch={branch}, but {bundle.source} holds a single-branch output; drop branch="
             )
-        return out
 
     def branch(self, out: head.UltralyticsOutput) -> str:
         return self.params["branch"] or "main"
-
-    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
-        out = self.parse(bundle)
-        return out.image_size, out.nc
 
     def run(self, bundle: Bundle, targets: Targets) -> LossResult:
         raw = self.parse(bundle)
