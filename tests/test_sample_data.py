@@ -32,8 +32,10 @@ MANIFEST = {
         ["yolov8", "yolov8:box=giou,cls=varifocal", "yolov8:assigner.topk=13"],
     ),
     "yolov8n_train_step": ("yolov8n_train_step.pt", False, ["yolov8"]),
+    "yolo26n_val": ("yolo26n_val.pt", True, ["yolo26", "yolo26:epoch=50", "yolov8:branch=one2many"]),
     "yolox_val": ("yolox_val.pt", True, ["yolox", "yolox-main"]),
     "yolov1_val": ("yolov1_val.pt", True, ["yolov1"]),
+    "yolov5n_val": ("yolov5n_val.pt", True, ["yolov5"]),
 }
 
 
