@@ -330,21 +330,14 @@ def recipes(name):
 
 
 def _register() -> None:
+    """Add the commands that live in their own modules (they import from this one, so after ``main``)."""
+    from yolodbg.cli_capture import capture
+    from yolodbg.cli_compare import compare
+    from yolodbg.cli_scan import scan, trend
     from yolodbg.cli_snapshot import check, snapshot
 
-    main.add_command(snapshot)
-    main.add_command(check)
-    from yolodbg.cli_capture import capture
-
-    main.add_command(capture)
-    from yolodbg.cli_scan import scan, trend
-
-    main.add_command(scan)
-    main.add_command(trend)
+    for command in (compare, snapshot, check, scan, trend, capture):
+        main.add_command(command)
 
 
 _register()
-
-from yolodbg.cli_compare import compare  # noqa: E402  (after main: cli_compare imports from this module)
-
-main.add_command(compare)
