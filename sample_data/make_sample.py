@@ -2,9 +2,11 @@
 
 Run from the repository root with the reference environment (Ultralytics 8.4.190, CPU only):
 
-    /work/venv-ref/bin/python sample_data/make_sample.py            # about 15 minutes on 2 CPU cores
+    python sample_data/make_sample.py     # ~45 min on 2 idle CPU cores (75 min on a busy one)
 
-The script works in a temporary folder (kept with ``--workdir DIR``) and does, with fixed seeds:
+Training is almost all of it (50 epochs of 19 steps; Ultralytics trains on one CPU thread). The script
+works in a temporary folder (kept with ``--workdir DIR``; ``--out DIR`` writes the artifacts elsewhere than
+``sample_data/``) and does, with fixed seeds:
 
 1. draws a synthetic scene dataset: 4 classes of simple shapes (circle, square, triangle, cross) in
    colour on textured, noisy backgrounds; objects from ~6 px to ~110 px, some overlapping, some cut by
@@ -568,7 +570,12 @@ def detection_report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, help="keep the dataset and the training run here")
+    parser.add_argument(
+        "--out", type=Path, default=OUT_DIR, help="where to write the artifacts (sample_data/)"
+    )
     args = parser.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="yolodbg_sample_"))
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(SEED)
@@ -589,17 +596,17 @@ def main() -> None:
         print(f"training: {EPOCHS} epochs in {time.time() - t0:.0f} s")
         assert recorder.step is not None and recorder.step["epoch"] == EPOCHS - 1
 
-        # sample_data/: COCO json, images, labels
+        # the val split: COCO json, images, YOLO labels
         for sub in ("images", "labels"):
-            shutil.rmtree(OUT_DIR / sub, ignore_errors=True)
-            (OUT_DIR / sub).mkdir()
+            shutil.rmtree(out / sub, ignore_errors=True)
+            (out / sub).mkdir()
         for rec in records:
             stem = Path(rec["file_name"]).stem
-            shutil.copyfile(root / "images" / "val" / rec["file_name"], OUT_DIR / "images" / rec["file_name"])
-            shutil.copyfile(root / "labels" / "val" / f"{stem}.txt", OUT_DIR / "labels" / f"{stem}.txt")
-        (OUT_DIR / "coco_val.json").write_text(json.dumps(coco_json(records), indent=1) + "\n")
+            shutil.copyfile(root / "images" / "val" / rec["file_name"], out / "images" / rec["file_name"])
+            shutil.copyfile(root / "labels" / "val" / f"{stem}.txt", out / "labels" / f"{stem}.txt")
+        (out / "coco_val.json").write_text(json.dumps(coco_json(records), indent=1) + "\n")
 
-        report = detection_report(weights, records, OUT_DIR / "images", root / "data.yaml")
+        report = detection_report(weights, records, out / "images", root / "data.yaml")
         print(
             f"val (YOLO labels, crowd left out): mAP50 {report['map50']:.3f}, mAP50-95 {report['map50_95']:.3f}"
         )
@@ -610,9 +617,9 @@ def main() -> None:
         )
 
         # bundles
-        val_bundle = make_val_bundle(weights, records, OUT_DIR / "images", EPOCHS)
-        torch.save(val_bundle, OUT_DIR / "yolov8n_val.pt")
-        step_path = OUT_DIR / "yolov8n_train_step.pt"
+        val_bundle = make_val_bundle(weights, records, out / "images", EPOCHS)
+        torch.save(val_bundle, out / "yolov8n_val.pt")
+        step_path = out / "yolov8n_train_step.pt"
         torch.save(make_train_step_bundle(recorder.step, EPOCHS), step_path)
 
         loss, items = replay_train_step(step_path)
@@ -622,7 +629,7 @@ def main() -> None:
                 f"{recorder.step['loss_items']}"
             )
         print(f"train step replayed exactly: loss {loss.tolist()}, items {items}")
-        for path in sorted(OUT_DIR.glob("*.pt")):
+        for path in (out / "yolov8n_val.pt", step_path):
             torch.load(path, weights_only=True)
             print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB")
     finally:

@@ -92,3 +92,15 @@ def _update() -> None:
 if __name__ == "__main__":
     if "--update" in sys.argv:
         _update()
+
+
+def test_predictions_on_the_crowd_region_are_not_missing_labels(monkeypatch):
+    # val_000.jpg has an iscrowd box over a cluster of tiny crosses; the model fires there with no GT
+    monkeypatch.chdir(ROOT)
+    ex = explain(bundle.load("sample_data/yolov8n_val.pt"), "sample_data/coco_val.json", top=10)
+    crowd = [ig for ig in ex.targets.ignored if ig.reason == "iscrowd"]
+    assert len(crowd) == 1
+    on_crowd = [
+        n for n in ex.breakdown.negatives if n.image_index == crowd[0].image_index and n.best_iou < 0.1
+    ]
+    assert on_crowd and all(n.hint == "iscrowd_region" for n in on_crowd)

@@ -303,11 +303,14 @@ def _hint(
             if bool((same_level & near).any()):
                 return "duplicate"
         return "high_iou_negative"
-    if best_iou < HINT_NO_OVERLAP and score >= HINT_CONFIDENT:
+    if best_iou < HINT_NO_OVERLAP:
+        # a prediction centred inside an ignored box (crowd region) is not a missing label, whatever its score
+        x1, y1, x2, y2 = (float(v) for v in result.pred_boxes[b, a])
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         for ig in targets.ignored:
-            if ig.image_index == b:
-                box = torch.tensor([ig.box_xyxy], dtype=torch.float32)
-                if float(pairwise_iou(result.pred_boxes[b, a][None].float(), box)[0, 0]) >= HINT_IOU:
-                    return f"{ig.reason}_region"
-        return "missing_label?"
+            gx1, gy1, gx2, gy2 = ig.box_xyxy
+            if ig.image_index == b and gx1 <= cx <= gx2 and gy1 <= cy <= gy2:
+                return f"{ig.reason}_region"
+        if score >= HINT_CONFIDENT:
+            return "missing_label?"
     return ""
