@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import torch
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
+
+def golden_module(filename: str) -> ModuleType:
+    """A case module of ``tests/golden/`` (a plain folder, not a package), imported once per process."""
+    name = f"yolodbg_golden_{Path(filename).stem}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / filename)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
 
 
 def ultra_output(bs=2, size=(128, 128), nc=3, seed=0, reg_max=16, strides=(8, 16, 32), scale=1.0):

@@ -14,28 +14,17 @@ Regenerate the fixtures with ``python tests/golden/make_golden_yolov5.py`` in an
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from synth import golden_module
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILE = GOLDEN_DIR / "yolov5_cases.pt"
 
 
-def _cases_module():
-    name = "yolodbg_golden_cases_yolov5"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "cases_yolov5.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-C = _cases_module()
+C = golden_module("cases_yolov5.py")
 DATA = C.load_golden(GOLDEN_FILE)
 CASES = {c["name"]: c for c in DATA["cases"]}
 

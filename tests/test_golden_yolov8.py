@@ -13,28 +13,17 @@ Regenerate the fixtures with ``/work/venv-ref/bin/python tests/golden/make_golde
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from synth import golden_module
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 GOLDEN_FILE = GOLDEN_DIR / "yolov8_cases.pt"
 
 
-def _golden_cases_module():
-    name = "yolodbg_golden_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "cases.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-C = _golden_cases_module()
+C = golden_module("cases.py")
 DATA = C.load_golden(GOLDEN_FILE)
 CASES = {c["name"]: c for c in DATA["cases"]}
 

@@ -14,12 +14,11 @@ Regenerate the fixtures with ``tests/golden/make_golden_yolox.py`` (see its docs
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from synth import golden_module
 
 from yolodbg.api import replay
 from yolodbg.recipes.yolox import yolox_labels
@@ -27,17 +26,7 @@ from yolodbg.recipes.yolox import yolox_labels
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
-def _cases_module():
-    name = "yolodbg_golden_yolox_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "yolox_cases.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-C = _cases_module()
+C = golden_module("yolox_cases.py")
 DATA = C.load_golden(GOLDEN_DIR / "yolox_cases.pt")
 CASES = {c["name"]: c for c in DATA["cases"]}
 

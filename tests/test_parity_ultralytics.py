@@ -10,12 +10,11 @@ and must agree like in ``test_golden_yolov8.py``.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from synth import golden_module
 
 pytest.importorskip("ultralytics")
 
@@ -27,17 +26,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 N_RANDOM_SCENES = 30
 
 
-def _golden_cases_module():
-    name = "yolodbg_golden_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "cases.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-C = _golden_cases_module()
+C = golden_module("cases.py")
 CASES = {c["name"]: c for c in C.CASES}
 _BUILT: dict[str, tuple[dict, dict]] = {}
 

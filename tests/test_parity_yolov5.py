@@ -11,11 +11,10 @@ the same order, the same objectness targets.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from synth import golden_module
 
 pytest.importorskip("yolov5.utils.loss")
 
@@ -25,17 +24,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 N_RANDOM_SCENES = 20
 
 
-def _cases_module():
-    name = "yolodbg_golden_cases_yolov5"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "cases_yolov5.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-C = _cases_module()
+C = golden_module("cases_yolov5.py")
 CASES = {c["name"]: c for c in C.CASES}
 _BUILT: dict[str, dict] = {}
 

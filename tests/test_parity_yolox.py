@@ -11,12 +11,11 @@ their matched GT and IoU target, the dynamic k -- and, bit for bit, on SimOTA's 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from synth import golden_module
 
 pytest.importorskip("yolox")
 
@@ -32,17 +31,7 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 N_RANDOM_SCENES = 24
 
 
-def _cases_module():
-    name = "yolodbg_golden_yolox_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "yolox_cases.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-C = _cases_module()
+C = golden_module("yolox_cases.py")
 CASES = {c["name"]: c for c in C.CASES}
 _BUILT: dict[str, tuple[list, dict]] = {}
 

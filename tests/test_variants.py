@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from synth import batch, ultra_output
+from synth import batch, golden_module, ultra_output
 
 from yolodbg import terms
 from yolodbg.api import replay
@@ -242,18 +240,8 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 TAL13_SPEC = "yolov8:assigner.topk=13,assigner.alpha=1.0"
 
 
-def _cases_module():
-    name = "yolodbg_golden_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / "cases.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
 def _tal13_cases():
-    C = _cases_module()
+    C = golden_module("cases.py")
     data = C.load_golden(GOLDEN_DIR / "yolov8_cases.pt")
     cases = [c for c in data["cases"] if c["params"] == {"assigner.topk": 13, "assigner.alpha": 1.0}]
     return C, data, cases
