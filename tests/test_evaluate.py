@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from synth import ultra_output
@@ -65,6 +66,43 @@ def test_nms_image_is_class_aware_and_multilabel():
     assert single.labels.tolist() == [0]  # best class only: both rows are class 0, one survives
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_best_rows_first_nms_equals_the_full_validator_nms(seed):
+    """The channels-first NMS (best rows in chunks) keeps exactly what nms_image keeps on all rows."""
+    from yolodbg import _decode
+    from yolodbg.geometry import cxcywh_to_xyxy
+
+    g = torch.Generator().manual_seed(seed)
+    nc, n = (80, 3, 1, 20, 7, 80, 2, 5)[seed], (2100, 500, 300, 1200, 64, 400, 3000, 900)[seed]
+    logits = torch.randn(nc, n, generator=g) * (1.0, 3.0)[seed % 2] - (7.0, 3.0, 0.0)[seed % 3]
+    if seed % 2:  # tied scores: quantised logits and classes copied
+        logits = (logits * 2).round() / 2
+        logits[nc // 2 :] = logits[: nc - nc // 2].clone()
+    scores = logits.sigmoid()
+    xy = torch.rand(2, n, generator=g) * 300
+    wh = torch.rand(2, n, generator=g) * (5.0, 60.0)[seed % 2] + 1
+    if seed == 4:
+        xy[:] = 100.0  # one location: everything overlaps
+    boxes = torch.cat((xy, wh))  # (4, N) cxcywh
+    for pp in (
+        PostProcess(),
+        PostProcess(max_det=7),
+        PostProcess(iou=0.3, max_det=1000),
+        PostProcess(max_nms=50),
+    ):
+        cand = (scores.amax(0) > pp.conf).nonzero().flatten()
+        full = nms_image(cxcywh_to_xyxy(boxes[:, cand].t()), scores[:, cand].t(), pp)
+        old_chunk = _decode.NMS_CHUNK
+        try:
+            _decode.NMS_CHUNK = 16  # many rounds of growing k
+            ours = _decode._nms_channels_first(boxes, scores, pp)
+        finally:
+            _decode.NMS_CHUNK = old_chunk
+        assert torch.equal(ours.boxes, full.boxes)
+        assert torch.equal(ours.scores, full.scores)
+        assert torch.equal(ours.labels, full.labels)
+
+
 # ------------------------------------------------------------------------------- letterbox mapping
 
 
@@ -98,7 +136,7 @@ def test_to_original_inverts_the_letterbox_and_clips():
 
 def _ultralytics_reference(outputs, nc, strides=(8.0, 16.0, 32.0)):
     pytest.importorskip("ultralytics")
-    pytest.importorskip("torchvision")
+    pytest.importorskip("torchvision")  # imported before the NMS clock starts (its time limit is 2 s)
     from ultralytics.nn.modules.head import Detect
     from ultralytics.utils.nms import non_max_suppression
 
@@ -125,6 +163,18 @@ def test_decode_matches_ultralytics_nms_synthetic():
     b = bundle.from_object({"yolodbg": 1, "head": "ultralytics", "outputs": out, "input_size": [96, 128]})
     ours = decode(b, None)
     assert sum(len(d.scores) for d in ours) > 300  # many candidates: NMS and max_det both matter
+    _compare(ours, ref)
+
+
+@pytest.mark.parity
+def test_decode_breaks_score_ties_as_ultralytics():
+    """Equal scores (two classes of one anchor, many anchors): the kept order follows torch's sort."""
+    out = ultra_output(bs=2, size=(160, 224), nc=5, seed=3, scale=2.0)
+    out["scores"][:, 3] = out["scores"][:, 1]  # classes 1 and 3 tie on every anchor
+    ref = _ultralytics_reference(out, 5)
+    b = bundle.from_object({"yolodbg": 1, "head": "ultralytics", "outputs": out, "input_size": [160, 224]})
+    ours = decode(b, None)
+    assert any((d.labels == 3).any() and (d.labels == 1).any() for d in ours)
     _compare(ours, ref)
 
 
@@ -357,3 +407,122 @@ def test_pooled_cocoeval_equals_pycocotools_on_a_random_case(tmp_path):
     for k in range(3):
         pr = ev.eval["precision"][:, :, k, 0, -1]
         assert ours.per_class[k]["AP"] == pytest.approx(float(pr[pr > -1].mean()), abs=1e-12)
+
+
+def _evalimgs_by_hand(path, dets):
+    """pycocotools' full ``COCOeval.evaluate`` on these detections: {(image, category): [entry per area]}."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(path))
+        dt = gt.loadRes(
+            [{"image_id": i, "category_id": c, "bbox": b, "score": round(s, 5)} for i, c, b, s in dets]
+        )
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+    p = ev.params
+    n_img, n_area = len(p.imgIds), len(p.areaRng)
+    out = {}
+    for k, cat in enumerate(p.catIds):
+        for j, img in enumerate(p.imgIds):
+            entries = [ev.evalImgs[(k * n_area + a) * n_img + j] for a in range(n_area)]
+            if entries[0] is not None:
+                out[img, cat] = entries
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bundle_matches_equal_cocoeval_evaluate_entry_by_entry(tmp_path, seed):
+    """Every (image, category, area) entry COCOeval.evaluate leaves equals what evaluate_bundle keeps.
+
+    Scenes: crowd GTs, GT areas unlike their boxes, a category without GT, more than 100
+    detections of one class in an image (maxDet), tied scores, zero-size boxes; coordinates in
+    1/8 px and scores in 1/64 so the float32 boxes round to the same json values.
+    """
+    import random
+
+    rng = random.Random(seed)
+    cats = (3, 7, 8, 20)
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 320, "height": 240} for i in range(1, 7)]
+    anns, dets = [], []
+    q = lambda v: round(v * 8) / 8  # noqa: E731
+    for im in images:
+        for _ in range(rng.randint(0, 7)):
+            w, h = (
+                q(rng.choice([rng.uniform(2, 30), rng.uniform(30, 100), rng.uniform(100, 200)])),
+                q(rng.uniform(2, 120)),
+            )
+            x, y = q(rng.uniform(0, 320 - w)), q(rng.uniform(0, 240 - h))
+            c = rng.choice(cats[:3])
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": im["id"],
+                    "category_id": c,
+                    "bbox": [x, y, w, h],
+                    "area": w * h * rng.choice([1.0, rng.uniform(0.3, 1.0)]),
+                    "iscrowd": int(rng.random() < 0.15),
+                }
+            )
+            for _ in range(rng.randint(0, 4)):
+                box = [
+                    min(max(q(x + rng.uniform(-6, 6)), 0), 300),
+                    min(max(q(y + rng.uniform(-6, 6)), 0), 200),
+                    w,
+                    h,
+                ]
+                dets.append(
+                    (im["id"], c if rng.random() < 0.8 else rng.choice(cats), box, rng.randint(1, 63) / 64)
+                )
+        for side in (32.0, 96.0):  # areas on COCO's bucket limits (inclusive on both sides)
+            dets.append((im["id"], rng.choice(cats), [q(rng.uniform(0, 200)), 8.0, side, side], 0.5))
+        n_fp = rng.choice([0, 3, 30, 150])
+        c_fp = rng.choice(cats)
+        for _ in range(n_fp):  # one class flooded: beyond COCOeval's 100 detections
+            w = q(rng.choice([0.0, rng.uniform(1, 60), rng.uniform(60, 150)]))
+            box = [q(rng.uniform(0, 150)), q(rng.uniform(0, 100)), w, q(rng.uniform(0, 80))]
+            dets.append(
+                (im["id"], c_fp if rng.random() < 0.7 else rng.choice(cats), box, rng.randint(1, 63) / 64)
+            )
+    path = tmp_path / "rand.json"
+    path.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": c} for c in cats]})
+    )
+    expected = _evalimgs_by_hand(path, dets)
+    ids = [im["id"] for im in images]
+    be, targets = _bundle_eval(path, ids, 0, dets, cats)
+    seen = set()
+    for img in ids:
+        m = be.images[img]
+        for k in m.ks:
+            seen.add((img, cats[k]))
+            for ours, theirs in zip(m.entries(k), expected[img, cats[k]], strict=True):
+                assert ours["dtScores"].tolist() == list(theirs["dtScores"])
+                assert (ours["dtMatches"] == (theirs["dtMatches"] > 0)).all()
+                assert (ours["dtIgnore"] == (theirs["dtIgnore"] > 0)).all()
+                assert ours["gtIgnore"].tolist() == [bool(v) for v in theirs["gtIgnore"]]
+    assert seen == set(expected)
+    matched = {
+        g
+        for entries in expected.values()
+        for g, m in zip(entries[0]["gtIds"], entries[0]["gtMatches"][0], strict=True)
+        if m > 0
+    }
+    assert {targets.ann_ids[r] for r, d in enumerate(be.detected) if d} == matched & set(targets.ann_ids)
+    assert any(be.detected) and not all(be.detected)
+    assert be.num_dets == len(dets)
+
+
+def test_round_like_python_on_halves_and_noise():
+    import random
+
+    from yolodbg.evaluate import round_like_python
+
+    rng = random.Random(1)
+    values = [k / 2000 for k in range(-3000, 3000)]  # exact and near halves at 3 decimals
+    values += [k / 64 for k in range(-500, 500)] + [rng.uniform(-1e4, 1e4) for _ in range(5000)]
+    values += [v + d for v in values[:2000] for d in (1e-13, -1e-13)]
+    for nd in (3, 5):
+        ours = round_like_python(np.asarray(values), nd).tolist()
+        assert ours == [round(v, nd) for v in values]

@@ -34,43 +34,6 @@ class ImageMatches:
     dt_bits: np.ndarray  # packbits of (2, A, T, D) bool: matched, ignored
     gt_ignore: np.ndarray  # (A, G) bool
 
-    @classmethod
-    def pack(cls, per_class: dict[int, list[dict]]) -> ImageMatches:
-        """From ``{k: [evalImg of area 0, area 1, ...]}`` (non-None entries of one image)."""
-        ks = tuple(per_class)
-        d_counts = [len(per_class[k][0]["dtScores"]) for k in ks]
-        g_counts = [len(per_class[k][0]["gtIgnore"]) for k in ks]
-        n_area = len(next(iter(per_class.values()))) if per_class else 0
-        if ks:
-            scores = np.concatenate([np.asarray(per_class[k][0]["dtScores"], np.float64) for k in ks])
-            flags = np.stack(
-                [
-                    np.stack(
-                        [
-                            np.concatenate([np.asarray(per_class[k][a][f]) > 0 for k in ks], 1)
-                            for a in range(n_area)
-                        ]
-                    )
-                    for f in ("dtMatches", "dtIgnore")
-                ]
-            )
-            gt_ignore = np.stack(
-                [
-                    np.concatenate([np.asarray(per_class[k][a]["gtIgnore"], bool) for k in ks])
-                    for a in range(n_area)
-                ]
-            )
-        else:
-            scores, flags, gt_ignore = np.zeros(0), np.zeros((2, 0, 0, 0), bool), np.zeros((0, 0), bool)
-        return cls(
-            ks,
-            np.concatenate(([0], np.cumsum(d_counts))).astype(np.int64),
-            np.concatenate(([0], np.cumsum(g_counts))).astype(np.int64),
-            scores,
-            np.packbits(flags, axis=-1),
-            gt_ignore,
-        )
-
     def entries(self, k: int) -> list[dict[str, np.ndarray]]:
         """pycocotools' evalImg dicts (the keys ``accumulate`` reads) of slot ``k``, one per area range."""
         p = self.ks.index(k)

@@ -91,7 +91,11 @@ def _iou_rows(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.n
 
 
 def nms(boxes: Tensor, scores: Tensor, iou: float, max_keep: int | None = None) -> Tensor:
-    """Greedy NMS: ``(N, 4)`` xyxy, ``(N,)`` scores -> indices kept, best score first.
+    """Greedy NMS: ``(N, 4)`` xyxy, ``(N,)`` scores -> indices kept, best score first, ties in row order.
+
+    Ties are broken as ``torchvision.ops.nms`` does (a stable sort): that is the NMS Ultralytics'
+    validator runs, since torchvision is loaded by then (without it Ultralytics falls back to its
+    own ``TorchNMS``, whose unstable sort may order tied scores differently).
 
     A box is suppressed by a kept, higher-scoring box when their IoU exceeds ``iou`` (computed in
     the boxes' dtype, as torchvision does). Boxes are visited best first in blocks: a block is
@@ -107,7 +111,7 @@ def nms(boxes: Tensor, scores: Tensor, iou: float, max_keep: int | None = None) 
     limit = n if max_keep is None else min(n, max_keep)
     if n == 0 or limit <= 0:
         return torch.zeros(0, dtype=torch.long)
-    order = scores.argsort(descending=True, stable=True)
+    order = scores.argsort(descending=True, stable=True)  # torchvision.ops.nms sorts stably too
     sorted_boxes = boxes[order].detach().cpu().numpy()
     x1, y1, x2, y2 = sorted_boxes.T
     areas = (x2 - x1) * (y2 - y1)
@@ -151,8 +155,51 @@ def nms_image(boxes_xyxy: Tensor, cls_scores: Tensor, pp: PostProcess) -> Detect
     return Detections(box[kept], score[kept], label[kept])
 
 
+NMS_CHUNK = 1024  # anchors whose rows are taken best first at a time by the channels-first NMS
+
+
+def _nms_channels_first(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detections:
+    """:func:`nms_image` of ``(4, N)`` cxcywh boxes and ``(nc, N)`` scores, visiting only the best rows.
+
+    The validator makes one row per (anchor, class) above ``conf`` — often 10⁴ per image at conf
+    0.001 — and NMS keeps at most ``max_det``. Greedy NMS decides each row from the rows before
+    it, so running it on the best rows gives the same first ``max_det`` keeps: here, every row
+    scoring above ``t``, the ``k``-th best anchor score (those rows lie in the ``k`` best anchors),
+    in the validator's order; ``k`` grows until ``max_det`` are kept or every row was seen. With
+    more than ``max_nms`` rows, or best-class-only selection, :func:`nms_image` runs as the
+    validator does.
+    """
+    nc = scores.shape[0]
+    best = scores.amax(0)  # per anchor
+    n_anchors = int((best > pp.conf).sum())
+    if (
+        not pp.multi_label
+        or nc == 1
+        or (n_anchors * nc > pp.max_nms and int((scores > pp.conf).sum()) > pp.max_nms)
+    ):
+        cand = (best > pp.conf).nonzero().flatten()
+        return nms_image(cxcywh_to_xyxy(boxes[:, cand].t()), scores[:, cand].t(), pp)
+    k = min(n_anchors, NMS_CHUNK)
+    while True:
+        t = pp.conf if k == n_anchors else max(pp.conf, float(best.topk(k).values[-1]))
+        anchors = (best > t).nonzero().flatten()  # every row above t is in one of these
+        cls, j = (scores[:, anchors] > t).nonzero().unbind(1)
+        anchor, label = anchors[j], cls
+        order = (anchor * nc + label).argsort()  # the validator's row order: by anchor, then class
+        anchor, label = anchor[order], label[order]
+        box = cxcywh_to_xyxy(boxes[:, anchor].t())
+        score = scores[label, anchor]
+        kept = nms(box + label[:, None].to(box.dtype) * pp.max_wh, score, pp.iou, pp.max_det)
+        if len(kept) >= pp.max_det or k == n_anchors:
+            return Detections(box[kept], score[kept], label[kept])
+        k = min(n_anchors, 4 * k)
+
+
 def _ultralytics_inference(bundle: Bundle, parsed: Any = None) -> tuple[Tensor, Tensor, bool]:
-    """``(B, N, 4)`` boxes (cxcywh, or xyxy for end-to-end), ``(B, N, nc)`` sigmoid scores, end2end flag.
+    """``(B, 4, N)`` boxes (cxcywh, or xyxy for end-to-end), ``(B, nc, N)`` sigmoid scores, end2end flag.
+
+    Channels first, as the head computes them: the sigmoid and the DFL softmax run on the whole
+    tensors (their vectorised kernels round a few elements differently on a gathered subset).
 
     ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand.
     """
@@ -185,7 +232,7 @@ def _ultralytics_inference(bundle: Bundle, parsed: Any = None) -> tuple[Tensor, 
     x1y1, x2y2 = anchor_pts - lt, anchor_pts + rb
     corners = (x1y1, x2y2) if out.end2end else ((x1y1 + x2y2) / 2, x2y2 - x1y1)  # e2e: xyxy, else cxcywh
     boxes = torch.cat(corners, 1) * stride.transpose(0, 1)
-    return boxes.transpose(1, 2), logits.sigmoid().transpose(1, 2), out.end2end
+    return boxes, logits.sigmoid(), out.end2end
 
 
 def _topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]:
@@ -213,8 +260,8 @@ def decode(
     if bundle.head == "ultralytics":
         boxes, scores, end2end = _ultralytics_inference(bundle, parsed)
         if end2end:
-            return _topk_e2e(boxes, scores, pp)
-        return [nms_image(cxcywh_to_xyxy(bx), sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
+            return _topk_e2e(boxes.transpose(1, 2), scores.transpose(1, 2), pp)
+        return [_nms_channels_first(bx, sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
     boxes, scores = result.pred_boxes, result.pred_scores
     boxes = boxes.materialize() if hasattr(boxes, "materialize") else boxes
     scores = scores.materialize() if hasattr(scores, "materialize") else scores

@@ -212,14 +212,19 @@ def load(
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
     nc: int | None = None,
+    digest: bool = True,
 ) -> Bundle:
-    """Read and validate a bundle file; options fill what a bare output lacks (CLI ``--head`` etc.)."""
+    """Read and validate a bundle file; options fill what a bare output lacks (CLI ``--head`` etc.).
+
+    ``digest=False`` skips the file's sha256 (``Bundle.digest`` stays None), which only
+    snapshots and the JSON report record; a scan of many large bundles does not need it.
+    """
     path = Path(path)
     data = _read(path)
     bundle = from_object(
         data, head=head, input_size=input_size, strides=strides, image_ids=image_ids, nc=nc, source=str(path)
     )
-    return _replace(bundle, digest=_sha256(path))
+    return _replace(bundle, digest=_sha256(path)) if digest else bundle
 
 
 def _replace(bundle: Bundle, **changes: Any) -> Bundle:

@@ -226,9 +226,9 @@ def collect_images(
         if not files:
             raise InputError(f"--images {images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         return [(p, p.name, None) for p in files], None
-    from yolodbg.groundtruth import _load_coco
+    from yolodbg.groundtruth import load_coco
 
-    coco = _load_coco(gt)
+    coco = load_coco(gt).coco
     roots = [images_dir] if images_dir is not None else [gt.parent, gt.parent / "images"]
     found = []
     for img in coco.dataset["images"]:

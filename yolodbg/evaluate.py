@@ -62,92 +62,171 @@ def _quiet():
     return contextlib.redirect_stdout(io.StringIO())  # pycocotools prints progress
 
 
-_GT_CACHE: dict[tuple[str, int, int], Any] = {}
-
-
 def coco_gt(path: str | Path):
-    """The pycocotools COCO object of a json, read once per process (keyed by path, size and mtime)."""
-    from yolodbg.groundtruth import _load_coco
+    """The pycocotools COCO object of a json, read once per process (see :func:`groundtruth.load_coco`)."""
+    from yolodbg.groundtruth import load_coco
 
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _GT_CACHE:
-        _GT_CACHE.clear()
-        coco = _load_coco(p)
-        for ann in coco.dataset["annotations"]:  # COCOeval needs both; hand-made files may lack them
-            ann.setdefault("iscrowd", 0)
-            ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
-        _GT_CACHE[key] = coco
-    return _GT_CACHE[key]
+    return load_coco(path).coco
 
 
-def coco_image_ids(bundle: Bundle, coco) -> list[int]:
+def coco_image_ids(bundle: Bundle, gt: str | Path) -> list[int | None]:
     """The json image id of every batch element, resolved as :func:`yolodbg.groundtruth.from_coco` does."""
-    by_name: dict[str, int] = {}
-    for img in coco.dataset.get("images", []):
-        name = img.get("file_name")
-        if name:
-            by_name[name] = img["id"]
-            by_name.setdefault(Path(name).stem, img["id"])
+    from yolodbg.groundtruth import load_coco
+
+    cf = load_coco(gt)
     out: list[int | None] = []
     for info in bundle.images:
         found = None
         for key in (info.image_id, info.file_name, Path(info.file_name).stem if info.file_name else None):
-            if isinstance(key, int) and key in coco.imgs:
+            if isinstance(key, int) and key in cf.coco.imgs:
                 found = key
-            elif isinstance(key, str) and key in by_name:
-                found = by_name[key]
+            elif isinstance(key, str) and key in cf.by_name:
+                found = cf.by_name[key]
             if found is not None:
                 break
         out.append(found)
     return out
 
 
-def _det_annotations(
-    dets: list[Detections], img_ids: list[Any], cat_of_class: list[int | None]
-) -> list[dict]:
-    """COCO result entries, rounded as Ultralytics writes predictions.json (bbox 3 decimals, score 5)."""
-    anns = []
-    for d, img_id in zip(dets, img_ids, strict=True):
-        if img_id is None or not len(d.scores):
+def round_like_python(x: np.ndarray, ndigits: int) -> np.ndarray:
+    """``round(v, ndigits)`` of every element (float64), as Python rounds: the nearest decimal, halves to even.
+
+    ``np.round`` rounds the float product ``x · 10^n``; that differs from Python's exact decimal
+    rounding only when the product lies within its rounding error (half an ulp, ~1e-16 relative)
+    of a half. The elements within 1e-12 of one go through Python's ``round``.
+
+    >>> round_like_python(np.array([0.1234567, 2.0625, 1.0005]), 3).tolist() == [round(v, 3) for v in (0.1234567, 2.0625, 1.0005)]
+    True
+    """
+    x = np.asarray(x, np.float64)
+    out = np.round(x, ndigits)
+    scaled = x * 10.0**ndigits
+    near_half = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-12 * np.maximum(1.0, np.abs(scaled))
+    for i in np.flatnonzero(near_half | ~np.isfinite(scaled)):
+        out.flat[i] = round(float(x.flat[i]), ndigits) if np.isfinite(x.flat[i]) else x.flat[i]
+    return out
+
+
+@dataclass(frozen=True)
+class _ImageDets:
+    """One image's detections as Ultralytics writes predictions.json: xywh bbox (3 decimals), score (5)."""
+
+    bbox: np.ndarray  # (D, 4) float64
+    score: np.ndarray  # (D,) float64
+    k: np.ndarray  # (D,) class slot (COCOeval category index)
+
+    @property
+    def area(self) -> np.ndarray:
+        return self.bbox[:, 2] * self.bbox[:, 3]  # loadRes' area of a bbox result
+
+
+def _image_dets(d: Detections, slot_of_class: np.ndarray) -> _ImageDets:
+    """Round as Ultralytics' json writer does; detections of classes without a category are dropped."""
+    xyxy = d.boxes.float()
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    tl = (xyxy[:, :2] + xyxy[:, 2:]) / 2 - wh / 2  # centre then corner, as xyxy2xywh + shift
+    bbox = round_like_python(torch.cat((tl, wh), 1).double().numpy().reshape(-1, 4), 3)
+    score = round_like_python(d.scores.double().numpy(), 5)
+    labels = d.labels.numpy()
+    k = np.where(labels < len(slot_of_class), slot_of_class[np.minimum(labels, len(slot_of_class) - 1)], -1)
+    keep = k >= 0
+    return _ImageDets(bbox[keep], score[keep], k[keep])
+
+
+def _gts_of_image(cgt, img_id: Any, cat_ids: list[int]) -> dict[int, list[dict]]:
+    """COCOeval's ``_gts`` of one image per category (its ``_prepare``: ignore = iscrowd), json order."""
+    out: dict[int, list[dict]] = {}
+    wanted = set(cat_ids)
+    for ann in cgt.imgToAnns.get(img_id, []):
+        if ann["category_id"] in wanted:
+            g = dict(ann)
+            g["ignore"] = "iscrowd" in g and g["iscrowd"]
+            out.setdefault(g["category_id"], []).append(g)
+    return out
+
+
+def _image_matches(
+    ev, img: Any, im: _ImageDets, gts: dict[int, list[dict]], cat_ids: list[int], slot: dict[int, int]
+) -> tuple[ImageMatches, list[tuple[Any, bool]]]:
+    """COCOeval.evaluate's entries of one image, and (GT id, matched at IoU 0.5) of each of its GTs.
+
+    Per class, detections best first (a stable sort, as evaluateImg's mergesort), at most maxDet.
+    A class without GT matches nothing: its detections are ignored by their area alone, set
+    here for all classes at once. A class with GT goes through pycocotools' ``computeIoU`` and
+    ``evaluateImg`` and overwrites its segment.
+    """
+    p = ev.params
+    max_det, n_thr, n_area = p.maxDets[-1], len(p.iouThrs), len(p.areaRng)
+    t50 = int(np.abs(np.asarray(p.iouThrs) - MATCH_IOU).argmin())
+    order = np.lexsort((-im.score, im.k))  # by class, best score first, ties in detection order
+    k_sorted = im.k[order]
+    rank = np.arange(len(order)) - np.searchsorted(k_sorted, k_sorted)
+    keep = order[rank < max_det]
+    k_kept, area = im.k[keep], im.area[keep]
+    ks = sorted(set(np.unique(k_kept).tolist()) | {slot[c] for c in gts})
+    d_off = np.searchsorted(k_kept, np.asarray(ks, np.int64))
+    d_off = np.append(d_off, len(keep)).astype(np.int64)
+    flags = np.zeros((2, n_area, n_thr, len(keep)), bool)  # matched, ignored
+    for a, (lo, hi) in enumerate(p.areaRng):
+        flags[1, a] = (area < lo) | (area > hi)
+    gt_ignore, g_counts, gt_matched = [], [], []
+    for j, k in enumerate(ks):
+        cat = cat_ids[k]
+        g = gts.get(cat)
+        if not g:
+            g_counts.append(0)
             continue
-        xyxy = d.boxes.float()
-        wh = xyxy[:, 2:] - xyxy[:, :2]
-        tl = (xyxy[:, :2] + xyxy[:, 2:]) / 2 - wh / 2  # centre then corner, as xyxy2xywh + shift
-        for box, s, c in zip(
-            torch.cat((tl, wh), 1).tolist(), d.scores.tolist(), d.labels.tolist(), strict=True
-        ):
-            cat = cat_of_class[c] if c < len(cat_of_class) else None
-            if cat is None:
-                continue
-            bbox = [round(v, 3) for v in box]
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": img_id,
-                    "category_id": cat,
-                    "bbox": bbox,
-                    "score": round(s, 5),
-                    "area": bbox[2] * bbox[3],
-                    "iscrowd": 0,
-                }
-            )
-    return anns
+        sel = np.flatnonzero(im.k == k)  # this class's detections in the image's order
+        ev._gts, ev._dts = {(img, cat): g}, {(img, cat): _det_dicts(im, sel, img, cat)}
+        ev.ious = {(img, cat): ev.computeIoU(img, cat)}
+        entries = [ev.evaluateImg(img, cat, rng, max_det) for rng in p.areaRng]
+        seg = slice(int(d_off[j]), int(d_off[j + 1]))
+        if list(entries[0]["dtScores"]) != im.score[keep[seg]].tolist():
+            raise AssertionError(f"image {img}, category {cat}: detection order differs from COCOeval's")
+        for a, e in enumerate(entries):
+            flags[0, a, :, seg] = np.asarray(e["dtMatches"]).reshape(n_thr, -1) > 0
+            flags[1, a, :, seg] = np.asarray(e["dtIgnore"]).reshape(n_thr, -1) > 0
+        gt_ignore.append(np.stack([np.asarray(e["gtIgnore"], bool).reshape(-1) for e in entries]))
+        g_counts.append(len(g))
+        matched_50 = entries[0]["gtMatches"][t50]
+        gt_matched += [(gid, bool(m > 0)) for gid, m in zip(entries[0]["gtIds"], matched_50, strict=True)]
+    matches = ImageMatches(
+        tuple(ks),
+        d_off,
+        np.concatenate(([0], np.cumsum(g_counts))).astype(np.int64),
+        im.score[keep],
+        np.packbits(flags, axis=-1),
+        np.concatenate(gt_ignore, 1) if gt_ignore else np.zeros((n_area, 0), bool),
+    )
+    return matches, gt_matched
 
 
-def _coco(dataset: dict):
-    from pycocotools.coco import COCO
-
-    c = COCO()
-    c.dataset = dataset
-    with _quiet():
-        c.createIndex()
-    return c
+def _det_dicts(dets: _ImageDets, sel: np.ndarray, img_id: Any, cat: int) -> list[dict]:
+    """Detection entries of one (image, category) as loadRes makes them (what COCOeval reads)."""
+    return [
+        {
+            "id": int(i) + 1,
+            "image_id": img_id,
+            "category_id": cat,
+            "bbox": b,
+            "score": s,
+            "area": a,
+            "iscrowd": 0,
+        }
+        for i, b, s, a in zip(
+            sel.tolist(),
+            dets.bbox[sel].tolist(),
+            dets.score[sel].tolist(),
+            dets.area[sel].tolist(),
+            strict=True,
+        )
+    ]
 
 
 def _synthetic_gt(targets: Targets, nc: int) -> tuple[Any, list[int], list[int]]:
     """A COCO object of the Targets in original pixels (GT without a json): image ids 1..B, ann id row+1."""
+    from pycocotools.coco import COCO
+
     images, anns = [], []
     boxes = original_boxes(targets)
     for i in range(targets.batch_size):
@@ -165,8 +244,10 @@ def _synthetic_gt(targets: Targets, nc: int) -> tuple[Any, list[int], list[int]]
                 "iscrowd": 0,
             }
         )
-    cats = [{"id": c} for c in range(nc)]
-    gt = _coco({"images": images, "annotations": anns, "categories": cats})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in range(nc)]}
+    with _quiet():
+        gt.createIndex()
     return gt, [i + 1 for i in range(targets.batch_size)], list(range(nc))
 
 
@@ -180,7 +261,12 @@ def evaluate_bundle(
 ) -> BundleEval:
     """COCOeval one bundle's detections against its GT (the json when ``gt`` is one, else ``targets``).
 
-    ``bundle_key`` makes image keys unique across bundles when the GT has no json image ids.
+    Exactly ``COCOeval.evaluate`` (bbox, default parameters) on these images: every (image,
+    category) with a GT goes through pycocotools' own ``computeIoU`` and ``evaluateImg``; one with
+    detections only cannot match anything, so its entry (scores best first, ignore flags from
+    the detection areas alone) is filled in directly — most of the 80 classes of an image, and
+    most of the time. ``bundle_key`` makes image keys unique across bundles when the GT has no
+    json image ids.
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -188,7 +274,7 @@ def evaluate_bundle(
     json_gt = gt is not None and Path(gt).is_file()
     if json_gt:
         cgt = coco_gt(gt)
-        img_ids = coco_image_ids(bundle, cgt)
+        img_ids = coco_image_ids(bundle, gt)
         cat_ids = sorted(cgt.getCatIds())
         cat_of_class = list(targets.category_ids) if targets.category_ids else cat_ids
         keys = list(img_ids)
@@ -198,36 +284,31 @@ def evaluate_bundle(
         cat_of_class = list(range(nc))
         keys = [(bundle_key, i) for i in img_ids]
         ann_row = {r + 1: r for r in range(len(targets))}
-    anns = _det_annotations(dets, img_ids, cat_of_class)
-    cdt = _coco(
-        {
-            "images": [cgt.imgs[i] for i in img_ids if i is not None],
-            "annotations": anns,
-            "categories": cgt.dataset.get("categories", []),
-        }
-    )
-    ev = COCOeval(cgt, cdt, "bbox")
-    ev.params.imgIds = [i for i in img_ids if i is not None]
+    slot = {c: k for k, c in enumerate(cat_ids)}
+    slot_of_class = np.asarray([slot.get(c, -1) if c is not None else -1 for c in cat_of_class], np.int64)
+    ev = COCOeval(iouType="bbox")
     ev.params.catIds = cat_ids
-    with _quiet():
-        ev.evaluate()
-    p = ev.params  # imgIds now sorted and unique
-    n_img, n_area = len(p.imgIds), len(p.areaRng)
-    t50 = int(np.abs(np.asarray(p.iouThrs) - MATCH_IOU).argmin())
+    dets_of: dict[Any, list[_ImageDets]] = {}
+    for d, img_id in zip(dets, img_ids, strict=True):
+        if img_id is not None:
+            dets_of.setdefault(img_id, []).append(_image_dets(d, slot_of_class))
     key_of = {i: k for i, k in zip(img_ids, keys, strict=True) if i is not None}
     images: dict[Any, ImageMatches] = {}
     detected = [False] * len(targets)
-    for j, img in enumerate(p.imgIds):
-        per_class = {}
-        for k in range(len(p.catIds)):
-            entries = [ev.evalImgs[(k * n_area + a) * n_img + j] for a in range(n_area)]
-            if entries[0] is None:
-                continue
-            per_class[k] = entries
-            for g, m in zip(entries[0]["gtIds"], entries[0]["gtMatches"][t50], strict=True):
-                if m > 0 and g in ann_row:
-                    detected[ann_row[g]] = True
-        images[key_of[img]] = ImageMatches.pack(per_class)
+    num_dets = 0
+    for img in sorted(dets_of):
+        parts = dets_of[img]  # an image twice in the batch: COCOeval sees the detections of both
+        im = (
+            parts[0]
+            if len(parts) == 1
+            else _ImageDets(*(np.concatenate(f) for f in zip(*map(_fields, parts), strict=True)))
+        )
+        num_dets += len(im.score)
+        matches, gt_matched = _image_matches(ev, img, im, _gts_of_image(cgt, img, cat_ids), cat_ids, slot)
+        images[key_of[img]] = matches
+        for gid, m in gt_matched:
+            if m and gid in ann_row:
+                detected[ann_row[gid]] = True
     if any(i is None for i in img_ids):
         notes.append(f"{bundle.source}: some images are not in the json; their detections are not evaluated")
     return BundleEval(
@@ -236,9 +317,13 @@ def evaluate_bundle(
         images=images,
         detected=detected,
         det_iou=best_iou_per_gt(targets, dets),
-        num_dets=len(anns),
+        num_dets=num_dets,
         notes=notes,
     )
+
+
+def _fields(d: _ImageDets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return d.bbox, d.score, d.k
 
 
 def evaluate(ex, gt: str | Path | None, bundle_key: Any = 0, pp: PostProcess | None = None) -> BundleEval:

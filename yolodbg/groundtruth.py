@@ -223,7 +223,8 @@ def _meta_imgsz(bundle: Bundle) -> int | None:
 def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
     """Targets from a COCO detection json (read with pycocotools), mapped into the network input."""
     path = Path(path)
-    coco = _load_coco(path)
+    cf = load_coco(path)
+    coco, by_name = cf.coco, cf.by_name
     cat_ids = sorted(coco.getCatIds())
     if bundle.category_ids is not None:
         mapping = {c: i for i, c in enumerate(bundle.category_ids)}
@@ -236,12 +237,6 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
             f"{path}: {len(mapping)} categories (via {cats_note}) but the outputs have {nc} classes; "
             "use the annotation file the model was trained with, or set category_ids in the bundle"
         )
-    by_name = {}
-    for img in coco.dataset.get("images", []):
-        name = img.get("file_name")
-        if name is not None:
-            by_name[name] = img["id"]
-            by_name.setdefault(Path(name).stem, img["id"])
     rows = _Rows()
     letterboxes, origs = [], []
     for info in bundle.images:
@@ -266,6 +261,48 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
         letterboxes=tuple(letterboxes),
         orig_sizes=tuple(origs),
     )
+
+
+@dataclass(frozen=True)
+class CocoFile:
+    """A COCO json read by pycocotools, with its images indexed by file name (and by name stem)."""
+
+    coco: Any  # pycocotools.coco.COCO; annotations carry iscrowd and area (defaults 0 and w·h)
+    by_name: dict[str, int]
+
+
+_COCO_CACHE: dict[tuple[str, int, int], CocoFile] = {}
+
+
+def load_coco(path: str | Path) -> CocoFile:
+    """Read and validate a COCO json once per process (keyed by path, size and mtime: edits are seen).
+
+    A scan meets the same file for every bundle; parsing a 25 MB ``instances_val2017.json``
+    takes about a second, so it is kept (the last file only). Callers must not change it.
+    """
+    p = Path(path)
+    try:
+        st = p.resolve().stat()
+    except OSError:
+        st = None
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns) if st is not None else None
+    if key is not None and key in _COCO_CACHE:
+        return _COCO_CACHE[key]
+    coco = _load_coco(p)
+    for ann in coco.dataset["annotations"]:  # COCOeval needs both; hand-made files may lack them
+        ann.setdefault("iscrowd", 0)
+        ann.setdefault("area", float(ann["bbox"][2]) * float(ann["bbox"][3]))
+    by_name: dict[str, int] = {}
+    for img in coco.dataset.get("images", []):
+        name = img.get("file_name")
+        if name:
+            by_name[name] = img["id"]
+            by_name.setdefault(Path(name).stem, img["id"])
+    out = CocoFile(coco, by_name)
+    _COCO_CACHE.clear()
+    if key is not None:
+        _COCO_CACHE[key] = out
+    return out
 
 
 def _load_coco(path: Path):

@@ -94,6 +94,7 @@ def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
                 strides=job.strides,
                 image_ids=list(job.image_ids) if job.image_ids else None,
                 nc=job.nc,
+                digest=False,
             )
             recipe = get_recipe(job.recipe) if job.recipe else None
             ex = explain(b, job.gt, recipe, top=job.negatives)
