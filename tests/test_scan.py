@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -132,6 +133,10 @@ def test_recall_ceiling_hooks_agree_on_unreachable_boxes(tmp_path):
     geo = tal_reachable(ex.result, ex.targets, num_pos)
     by_reason = reason_reachable(ex.result, ex.targets, num_pos)
     assert geo.tolist() == by_reason.tolist() == [True, False]
+    # the replay's own step A (kept on the result) equals the geometry worked out afresh
+    assert ex.result.gt_reachable is not None
+    recomputed = tal_reachable(dataclasses.replace(ex.result, gt_reachable=None), ex.targets, num_pos)
+    assert recomputed.tolist() == geo.tolist()
     assert ex.result.gt_reasons[1].code == "no_anchor_inside"
     doc = scan(paths, ScanJob(recipe="yolov8:assigner.min_side=0", evaluate=False)).summary()
     assert doc["recall_ceiling"]["value"] == pytest.approx(0.5)

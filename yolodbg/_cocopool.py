@@ -80,39 +80,34 @@ class CocoAccumulator:
             self.images.setdefault(key, []).append(im)
         self.num_dets += be.num_dets
 
-    def summary(self) -> CocoSummary | None:
-        """The pooled COCO numbers; ``None`` before any image was added."""
+    def arrays(self, reference: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """COCOeval's ``precision (T,R,K,A,M)``, ``recall (T,K,A,M)`` and ``scores`` over every image added."""
+        from pycocotools.cocoeval import Params
+
+        p = Params(iouType="bbox")
+        shape = (len(p.iouThrs), len(p.recThrs), len(self.cat_ids or ()), len(p.areaRng), len(p.maxDets))
+        precision, scores = -np.ones(shape), -np.ones(shape)
+        recall = -np.ones(shape[:1] + shape[2:])
+        ordered = [im for key in sorted(self.images) for im in self.images[key]]
+        acc = _accumulate_reference if reference else _accumulate_class
+        for k, parts in _by_class(ordered).items():
+            precision[:, :, k], recall[:, k], scores[:, :, k] = acc(self.cat_ids[k], parts, p)
+        return precision, recall, scores
+
+    def summary(self, reference: bool = False) -> CocoSummary | None:
+        """The pooled COCO numbers; ``None`` before any image was added.
+
+        ``reference=True`` runs pycocotools' own ``accumulate`` class by class instead of
+        :func:`_accumulate_class` (same numbers, many times slower; tests compare the two).
+        """
         from pycocotools.cocoeval import COCOeval
 
         if self.cat_ids is None or not self.images:
             return None
-        ordered = [im for key in sorted(self.images) for im in self.images[key]]
         ev = COCOeval(iouType="bbox")
         p = ev.params
-        t, r, n_k, n_a, n_m = (
-            len(p.iouThrs),
-            len(p.recThrs),
-            len(self.cat_ids),
-            len(p.areaRng),
-            len(p.maxDets),
-        )
-        precision, scores = -np.ones((t, r, n_k, n_a, n_m)), -np.ones((t, r, n_k, n_a, n_m))
-        recall = -np.ones((t, n_k, n_a, n_m))
-        present: dict[int, list[int]] = {}
-        for i, im in enumerate(ordered):
-            for k in im.ks:
-                present.setdefault(k, []).append(i)
-        for k, images in present.items():  # one class at a time: pycocotools' accumulate on its entries
-            sub = COCOeval(iouType="bbox")
-            q = sub.params
-            q.catIds, q.imgIds = [self.cat_ids[k]], list(range(len(images)))
-            per_image = [ordered[i].entries(k) for i in images]
-            sub.evalImgs = [per_image[j][a] for a in range(n_a) for j in range(len(images))]
-            sub._paramsEval = copy.deepcopy(q)
-            with contextlib.redirect_stdout(io.StringIO()):
-                sub.accumulate()
-            precision[:, :, k], scores[:, :, k] = sub.eval["precision"][:, :, 0], sub.eval["scores"][:, :, 0]
-            recall[:, k] = sub.eval["recall"][:, 0]
+        precision, recall, scores = self.arrays(reference)
+        t, r, n_k, n_a, n_m = precision.shape
         ev.eval = {
             "params": p,
             "counts": [t, r, n_k, n_a, n_m],
@@ -128,7 +123,90 @@ class CocoAccumulator:
             if cat in self.class_of_cat:
                 pr = precision[:, :, k, 0, -1]
                 per_class[self.class_of_cat[cat]] = {"AP": _mean_valid(pr), "AP50": _mean_valid(pr[0])}
-        return CocoSummary(stats, per_class, len(ordered), self.num_dets)
+        return CocoSummary(stats, per_class, sum(map(len, self.images.values())), self.num_dets)
+
+
+_Part = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]  # scores (D,), matched, ignored (A,T,D), gt_ignore (A,G)
+
+
+def _by_class(ordered: list[ImageMatches]) -> dict[int, list[_Part]]:
+    """Per class slot, one part per image where it is present, in image order (flags unpacked once)."""
+    out: dict[int, list[_Part]] = {}
+    for im in ordered:
+        if not im.ks:
+            continue
+        flags = np.unpackbits(im.dt_bits, axis=-1, count=len(im.scores)).astype(bool)
+        for j, k in enumerate(im.ks):
+            d = slice(int(im.d_off[j]), int(im.d_off[j + 1]))
+            g = slice(int(im.g_off[j]), int(im.g_off[j + 1]))
+            out.setdefault(k, []).append(
+                (im.scores[d], flags[0][..., d], flags[1][..., d], im.gt_ignore[:, g])
+            )
+    return out
+
+
+def _accumulate_class(cat: int, parts: list[_Part], p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``COCOeval.accumulate`` for one category: precision (T,R,A,M), recall (T,A,M), scores (T,R,A,M).
+
+    The same arithmetic as pycocotools (detections of each image cut to maxDet, pooled, stably
+    sorted by score; cumulative TP/FP; precision made monotone from the right; read at the
+    recall thresholds, 0 past the last detection), with its per-detection Python loop replaced
+    by a reversed running maximum.
+    """
+    n_t, n_r, n_a, n_m = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
+    precision, scores = -np.ones((n_t, n_r, n_a, n_m)), -np.ones((n_t, n_r, n_a, n_m))
+    recall = -np.ones((n_t, n_a, n_m))
+    counts = np.asarray([len(part[0]) for part in parts], np.int64)
+    dt_scores = np.concatenate([part[0] for part in parts])
+    matched = np.concatenate([part[1] for part in parts], -1)
+    ignored = np.concatenate([part[2] for part in parts], -1)
+    gt_ignore = np.concatenate([part[3] for part in parts], -1)
+    rank = np.arange(len(dt_scores)) - np.repeat(np.cumsum(counts) - counts, counts)  # place in its image
+    rec_thrs = np.asarray(p.recThrs)
+    for a in range(n_a):
+        npig = np.count_nonzero(gt_ignore[a] == 0)
+        if npig == 0:
+            continue
+        for m, max_det in enumerate(p.maxDets):
+            sel = rank < max_det
+            s = dt_scores[sel]
+            order = np.argsort(-s, kind="mergesort")
+            s_sorted = s[order]
+            dtm, dtig = matched[a][:, sel][:, order], ignored[a][:, sel][:, order]
+            tp_sum = np.cumsum(dtm & ~dtig, axis=1).astype(np.float64)
+            fp_sum = np.cumsum(~dtm & ~dtig, axis=1).astype(np.float64)
+            nd = tp_sum.shape[1]
+            rc = tp_sum / npig
+            pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+            recall[:, a, m] = rc[:, -1] if nd else 0
+            envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+            for t in range(n_t):
+                at = np.searchsorted(rc[t], rec_thrs, side="left")
+                ok = at < nd
+                q, ss = np.zeros(n_r), np.zeros(n_r)
+                q[ok], ss[ok] = envelope[t, at[ok]], s_sorted[at[ok]]
+                precision[t, :, a, m], scores[t, :, a, m] = q, ss
+    return precision, recall, scores
+
+
+def _accumulate_reference(cat: int, parts: list[_Part], p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pycocotools' own ``accumulate`` on the parts of one category (for tests)."""
+    from pycocotools.cocoeval import COCOeval
+
+    sub = COCOeval(iouType="bbox")
+    q = sub.params
+    q.catIds, q.imgIds = [cat], list(range(len(parts)))
+    sub.evalImgs = [
+        {"dtScores": sc, "dtMatches": mt[a], "dtIgnore": ig[a], "gtIgnore": gi[a]}
+        for a in range(len(q.areaRng))
+        for sc, mt, ig, gi in parts
+    ]
+    sub._paramsEval = copy.deepcopy(q)
+    with contextlib.redirect_stdout(io.StringIO()):
+        sub.accumulate()
+    return sub.eval["precision"][:, :, 0], sub.eval["recall"][:, 0], sub.eval["scores"][:, :, 0]
 
 
 def _mean_valid(pr: np.ndarray) -> float:

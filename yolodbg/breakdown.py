@@ -113,9 +113,17 @@ def _sum_by(index, values, size: int) -> torch.Tensor:
 
 
 def build(
-    result: LossResult, targets: Targets, images: tuple[ImageInfo, ...] = (), top: int = 10
+    result: LossResult,
+    targets: Targets,
+    images: tuple[ImageInfo, ...] = (),
+    top: int = 10,
+    positives: bool = True,
 ) -> Breakdown:
-    """Reduce a recipe's ledger into the report; checks conservation (``violations``)."""
+    """Reduce a recipe's ledger into the report; checks conservation (``violations``).
+
+    ``positives=False`` leaves each GT row's ``positives`` list empty (its counts stay): a scan
+    reads only the per-GT sums and does not need one dict per positive anchor.
+    """
     m = len(targets)
     bs = result.batch_size
     term_names = [*result.terms, *result.extra_terms]  # logged terms, then extras such as o2m.box
@@ -127,7 +135,7 @@ def build(
     }
     violations = _conservation(result, per_gt)
     total = math.fsum(result.terms.values())
-    gts = _gt_rows(result, targets, per_gt, total)
+    gts = _gt_rows(result, targets, per_gt, total, positives)
     pos = result.positives
     rows = []
     for i in range(bs):
@@ -166,52 +174,58 @@ def _conservation(result: LossResult, per_gt: dict[str, torch.Tensor]) -> list[s
     return out
 
 
-def _gt_rows(result: LossResult, targets: Targets, per_gt: dict, total: float) -> list[GtRow]:
+def _gt_rows(
+    result: LossResult, targets: Targets, per_gt: dict, total: float, detail: bool = True
+) -> list[GtRow]:
     pos = result.positives
-    boxes = targets.boxes_xyxy()
-    local = targets.local_index()
+    boxes = targets.boxes_xyxy().tolist()
+    local = targets.local_index().tolist()
+    cls_of, image_of = targets.cls.long().tolist(), targets.batch_idx.long().tolist()
     anchors = result.anchors
+    names = [*result.terms, *result.extra_terms]
+    per_gt_l = {t: per_gt[t].tolist() for t in names}
+    anchor_l, iou_l, align_l, weight_l = (v.tolist() for v in (pos.anchor, pos.iou, pos.align, pos.weight))
+    flags_l = {name: flag.tolist() for name, flag in pos.flags.items()}
+    of_gt: dict[int, list[int]] = {}
+    for p, g in enumerate(pos.gt.tolist()):
+        of_gt.setdefault(g, []).append(p)
     rows = []
     for r in range(len(targets)):
-        idx = (pos.gt == r).nonzero().flatten()
-        terms = {t: float(per_gt[t][r + 1]) for t in [*result.terms, *result.extra_terms]}
+        mine = of_gt.get(r, [])
+        idx = torch.tensor(mine, dtype=torch.long)
+        terms = {t: per_gt_l[t][r + 1] for t in names}
         gt_total = math.fsum(terms[t] for t in result.terms)
-        ious, aligns, weights = pos.iou[idx], pos.align[idx], pos.weight[idx]
         positives = []
-        for k, p in enumerate(idx.tolist()):
-            d = anchors.describe(int(pos.anchor[p]))
-            d.update(
-                iou=round(float(ious[k]), 6),
-                align=_num(aligns[k]),
-                weight=_num(weights[k]),
-            )
-            for name, flag in pos.flags.items():
-                if bool(flag[p]):
+        for p in mine if detail else ():
+            d = anchors.describe(anchor_l[p])
+            d.update(iou=round(iou_l[p], 6), align=_num(align_l[p]), weight=_num(weight_l[p]))
+            for name, flag in flags_l.items():
+                if flag[p]:
                     d[name] = True
             positives.append(d)
-        cls = int(targets.cls[r])
+        cls = cls_of[r]
         cat = targets.category_ids[cls] if targets.category_ids and cls < len(targets.category_ids) else None
+        aligns = pos.align[idx]
         finite_align = aligns[torch.isfinite(aligns)]
+        flag_counts = {name: sum(1 for p in mine if flag[p]) for name, flag in flags_l.items()}
         rows.append(
             GtRow(
                 row=r,
-                image_index=int(targets.batch_idx[r]),
-                gt_index=int(local[r]),
+                image_index=image_of[r],
+                gt_index=local[r],
                 ann_id=targets.ann_ids[r] if targets.ann_ids else None,
                 cls=cls,
                 category_id=cat,
-                box_xyxy=tuple(round(float(v), 4) for v in boxes[r]),
-                num_pos=len(positives),
-                num_zero_weight=int((weights == 0).sum()),
-                mean_iou=float(ious.mean()) if len(idx) else None,
+                box_xyxy=tuple(round(v, 4) for v in boxes[r]),
+                num_pos=len(mine),
+                num_zero_weight=sum(1 for p in mine if weight_l[p] == 0),
+                mean_iou=float(pos.iou[idx].mean()) if mine else None,
                 mean_align=float(finite_align.mean()) if len(finite_align) else None,
                 terms=terms,
                 total=gt_total,
                 share=min(max(gt_total / total, 0.0), 1.0) if total > 0 else 0.0,
                 reason=result.gt_reasons.get(r),
-                flags={
-                    name: int(flag[idx].sum()) for name, flag in pos.flags.items() if int(flag[idx].sum())
-                },
+                flags={name: c for name, c in flag_counts.items() if c},
                 positives=positives,
                 details=result.gt_details.get(r, {}),
             )

@@ -29,12 +29,19 @@ class Explanation:
 
 
 def explain(
-    bundle: Bundle, gt: str | Path | None = None, recipe: Recipe | None = None, top: int = 10
+    bundle: Bundle,
+    gt: str | Path | None = None,
+    recipe: Recipe | None = None,
+    top: int = 10,
+    positives: bool = True,
 ) -> Explanation:
-    """Replay ``recipe`` (default: the head's recipe) on a bundle and break the loss down."""
+    """Replay ``recipe`` (default: the head's recipe) on a bundle and break the loss down.
+
+    ``positives=False``: GT rows without their per-anchor positive list (see :func:`breakdown.build`).
+    """
     recipe = recipe or recipe_for_head(bundle.head, bundle.outputs)
     input_size, nc = recipe.input_layout(bundle)
     targets = groundtruth.load_targets(gt, bundle, input_size, nc)
     result = recipe.run(bundle, targets)
-    bd = breakdown_mod.build(result, targets, bundle.images, top=top)
+    bd = breakdown_mod.build(result, targets, bundle.images, top=top, positives=positives)
     return Explanation(bundle, recipe, targets, bd, locate(result, targets))

@@ -94,3 +94,6 @@ class LossResult:
     extra_assignments: dict[str, dict[str, Tensor]] = field(default_factory=dict)  # e.g. "one2one": fg, ...
     # name -> (B, N, C) raw head values, for the NaN locator
     inputs: dict[str, Tensor] = field(default_factory=dict)
+    # (M,) bool per GT row: some anchor may become its positive under the assigner's geometric rules
+    # (None: the scan's recall-ceiling hook works it out)
+    gt_reachable: Tensor | None = None

@@ -97,7 +97,7 @@ def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
                 digest=False,
             )
             recipe = get_recipe(job.recipe) if job.recipe else None
-            ex = explain(b, job.gt, recipe, top=job.negatives)
+            ex = explain(b, job.gt, recipe, top=job.negatives, positives=False)
             coco = evaluate(ex, job.gt, bundle_key=seq) if job.evaluate else None
             return record_of(ex, coco)
     except InputError as e:
@@ -105,6 +105,18 @@ def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     except Exception as e:  # a bug: keep the scan going, say where (explain FILE --debug shows the traceback)
         msg = f"internal error: {type(e).__name__}: {e} (a bug in yolodbg; run explain on this file with --debug)"
         return Failed(str(path), msg, internal=True)
+
+
+def _start_method(threads: int) -> str:
+    """``fork`` where it is safe and available (workers start at once, modules already imported).
+
+    A forked child inherits the parent's OpenMP state, which is only safe when the child runs
+    torch single-threaded (as PyTorch's own DataLoader workers do); otherwise ``spawn`` (a fresh
+    interpreter per worker, ~3 s of imports).
+    """
+    import multiprocessing as mp
+
+    return "fork" if threads == 1 and "fork" in mp.get_all_start_methods() else "spawn"
 
 
 def _init_worker(threads: int) -> None:
@@ -126,7 +138,7 @@ def iter_records(
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(
-        workers, mp.get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+        workers, mp.get_context(_start_method(threads)), initializer=_init_worker, initargs=(threads,)
     )
     pending: list[Future] = []
     todo = iter(enumerate(paths))

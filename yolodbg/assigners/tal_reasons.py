@@ -35,27 +35,31 @@ def tal_reasons(
     bs, n_max = row_of_slot.shape
     if n_max == 0:
         return reasons
-    n_cand = a.candidates.sum(-1)  # (B, M)
-    n_sel = a.selected.sum(-1)
-    n_pos = a.mask_pos.sum(-1)
-    any_metric = (a.align_metric > 0).any(-1)
-    weight_pos = ((a.align_metric * a.mask_pos) > 0).any(-1)
+    n_cand = a.candidates.sum(-1).tolist()  # (B, M)
+    n_sel = a.selected.sum(-1).tolist()
+    n_pos = a.mask_pos.sum(-1).tolist()
+    any_metric = (a.align_metric > 0).any(-1).tolist()
+    weight_pos = ((a.align_metric * a.mask_pos) > 0).any(-1).tolist()
+    lost_all = a.selected & ~a.mask_pos
+    n_lost = lost_all.sum(-1).tolist()
     x1, y1, x2, y2 = gt_bboxes.unsqueeze(2).unbind(-1)
     inside_true = (points[:, 0] > x1) & (points[:, 0] < x2) & (points[:, 1] > y1) & (points[:, 1] < y2)
+    any_inside = inside_true.any(-1).tolist()
+    rows, valid = row_of_slot.tolist(), mask_gt[..., 0].bool().tolist()
+    sides = (gt_bboxes[..., 2:] - gt_bboxes[..., :2]).tolist()  # float32 differences, as the box holds them
     for b in range(bs):
         for g in range(n_max):
-            row = int(row_of_slot[b, g])
+            row = rows[b][g]
             if row < 0:
                 continue
-            box = gt_bboxes[b, g]
-            w, h = float(box[2] - box[0]), float(box[3] - box[1])
-            if not bool(mask_gt[b, g, 0]):
+            w, h = sides[b][g]
+            if not valid[b][g]:
                 reasons[row] = GtReason(
                     "treated_as_padding",
                     "its pixel coordinates sum to ≤ 0, so the loss takes it for a padding row and ignores it",
                 )
                 continue
-            pos, cand, sel = int(n_pos[b, g]), int(n_cand[b, g]), int(n_sel[b, g])
+            pos, cand, sel = n_pos[b][g], n_cand[b][g], n_sel[b][g]
             if pos >= topk:
                 continue
             if cand == 0:
@@ -66,23 +70,23 @@ def tal_reasons(
                     + " on any level",
                 )
                 continue
-            if not bool(any_metric[b, g]) or (pos > 0 and not bool(weight_pos[b, g])):
+            if not any_metric[b][g] or (pos > 0 and not weight_pos[b][g]):
                 reasons[row] = GtReason(
                     "zero_metric",
                     f"{cand} anchors inside, but score^α·CIoU^β is 0 for all of them (no overlap or score "
                     "underflow); its positives carry zero weight",
                 )
                 continue
-            lost = a.selected[b, g] & ~a.mask_pos[b, g]
-            if bool(lost.any()):
+            if n_lost[b][g]:
+                lost = lost_all[b, g]
                 takers = a.mask_pos[b, :, lost].float().sum(-1)  # per other slot: how many it took
                 takers[g] = 0
                 if float(takers.max()) > 0:
                     j = int(takers.argmax())
-                    other = int(row_of_slot[b, j])
+                    other = rows[b][j]
                     reasons[row] = GtReason(
                         "lost_conflict",
-                        f"{int(lost.sum())} of its {sel} selected anchors went to GT row {other} (larger CIoU)",
+                        f"{n_lost[b][g]} of its {sel} selected anchors went to GT row {other} (larger CIoU)",
                         other_gt=other,
                     )
                     continue
@@ -90,7 +94,7 @@ def tal_reasons(
                     "topk2_filtered", f"the second top-k kept {pos} of its {sel} selected anchors"
                 )
                 continue
-            if not bool(inside_true[b, g].any()):
+            if not any_inside[b][g]:
                 reasons[row] = GtReason(
                     "floor_only",
                     f"{w:.1f}×{h:.1f} px box holds no anchor centre; its {pos} positives come from the "

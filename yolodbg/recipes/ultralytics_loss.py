@@ -121,7 +121,7 @@ def replay_branch(
     cls_item = cls_el.sum() / s
 
     fg = a.fg
-    weight = target_scores.sum(-1)  # (B, N), zero off the foreground
+    weight = a.target_weight  # target_scores.sum(-1): (B, N), zero off the foreground
     target_grid = a.target_bboxes / stride_t
     if forms.box in IOU_KINDS:  # the framework's own arithmetic
         iou_fg = bbox_iou(pred_bboxes[fg], target_grid[fg], forms.box)

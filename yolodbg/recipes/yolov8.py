@@ -203,6 +203,7 @@ class YoloV8(UltralyticsRecipe):
                 "box-distribution logit": raw.branches[name].pred_dist,
                 "class logit": raw.branches[name].pred_scores,
             },
+            gt_reachable=candidate_rows(rep, len(targets)),
             **result,
         )
 
@@ -232,6 +233,16 @@ def _as_float32(out: head.UltralyticsOutput, warnings: list[str]) -> head.Ultral
         k: head.Branch(b.pred_dist.float(), b.pred_scores.float(), b.reg_max) for k, b in out.branches.items()
     }
     return replace(out, branches=branches)
+
+
+def candidate_rows(rep: BranchReplay, m: int) -> torch.Tensor:
+    """``(M,)`` bool per GT row: an anchor centre lies in its (floored) box — TAL's step A, from the replay."""
+    out = torch.zeros(m, dtype=torch.bool)
+    slots = rep.gt_row_of_slot
+    if m and slots.shape[1]:
+        valid = slots >= 0
+        out[slots[valid]] = rep.assignment.candidates.any(-1)[valid]
+    return out
 
 
 def branch_result(rep: BranchReplay, out: head.UltralyticsOutput, targets: Targets, topk: int) -> dict:
