@@ -64,7 +64,12 @@ class _Rows:
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)
 @click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Local worker processes [default: one per CPU core, at most one per bundle; 1 = this process only].",
+)
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.scan/1 JSON ('-' = stdout only)."
 )
@@ -98,7 +103,7 @@ def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, i
 
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
-    from yolodbg.scan_run import expand_all
+    from yolodbg.scan_run import auto_workers, expand_all
     from yolodbg.scan_run import scan as run_scan
 
     job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
@@ -114,7 +119,9 @@ def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, i
                 n = getattr(rec, "batch_size", 0)
                 bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
 
-            agg = run_scan(files, job, workers=workers, top=top, on_record=on_record)
+            agg = run_scan(
+                files, job, workers=auto_workers(workers, len(files)), top=top, on_record=on_record
+            )
     finally:
         sink.close()
     doc = agg.summary()
@@ -143,7 +150,12 @@ def _exit(doc: dict) -> None:
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
 @click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)
 @click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Local processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Local worker processes [default: one per CPU core, at most one per bundle; 1 = this process only].",
+)
 @click.option(
     "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
 )
@@ -177,6 +189,7 @@ def trend(
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.render.trend_plot import plot_trend
+    from yolodbg.scan_run import auto_workers
     from yolodbg.trend import checkpoints
     from yolodbg.trend import trend as run_trend
 
@@ -191,7 +204,9 @@ def trend(
             n = getattr(rec, "batch_size", 0)
             bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
 
-        doc = run_trend(run_dirs, job, workers=workers, window=window, on_record=on_record, cps=cps)
+        doc = run_trend(
+            run_dirs, job, workers=auto_workers(workers, total), window=window, on_record=on_record, cps=cps
+        )
     doc["versions"] = jsonout.versions()
     if plot is not None:
         plot_trend(doc, plot)
