@@ -232,3 +232,22 @@ def test_gt_from_a_coco_json_maps_ann_ids_and_evaluates(tmp_path, coco_file):
     assert listed[1]["bucket"] == "medium" and listed[2]["bucket"] == "small"
     assert listed[1]["box_orig_xyxy"] == pytest.approx([20, 20, 80, 60], abs=1e-3)
     assert math.isnan(doc["coco"]["APl"])  # no large GT
+
+
+def test_auto_workers_one_per_core_at_most_one_per_bundle():
+    from yolodbg.scan_run import auto_workers
+
+    assert auto_workers(3, 1) == 3  # asked for: kept
+    assert auto_workers(0, 1) == 1  # one bundle: no pool
+    assert auto_workers(0, 1000) == (os.cpu_count() or 1)
+
+
+def test_heap_is_trimmed_every_few_bundles():
+    from yolodbg.scan_run import TRIM_EVERY, _HeapTrim
+
+    calls = []
+    trim = _HeapTrim()
+    trim._trim = calls.append
+    for _ in range(2 * TRIM_EVERY + 3):
+        trim()
+    assert calls == [0, 0]

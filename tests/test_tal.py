@@ -105,3 +105,26 @@ def test_topk2_keeps_one_positive_per_gt():
     pred = torch.tensor([0.0, 0.0, 32.0, 32.0]).expand(16, 4)
     a, _, _ = _run([[0, 0, 32, 32]], scores, pred, TalParams(topk=7, topk2=1))
     assert a.fg[0].nonzero().flatten().tolist() == [15]
+
+
+def test_non_finite_scores_spread_as_in_ultralytics():
+    """A NaN score inside a GT makes t̂ NaN; the dense product the framework uses spreads it alike."""
+    import pytest
+
+    pytest.importorskip("ultralytics")
+    from ultralytics.utils.tal import TaskAlignedAssigner
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(16, generator=g) * 0.8 + 0.1
+    pred = torch.tensor([2.0, 2.0, 18.0, 18.0]).expand(16, 4).clone() + torch.rand(16, 4, generator=g)
+    for bad in (float("nan"), float("inf")):
+        s = scores.clone()
+        s[5] = bad  # anchor (12, 12), inside both GTs
+        gts = [[0, 0, 16, 16], [8, 8, 30, 30]]
+        ours, gt, mask = _run(gts, s, pred, labels=[0, 1])
+        ref = TaskAlignedAssigner(topk=10, num_classes=2, alpha=0.5, beta=6.0, stride=list(STRIDES))
+        two = torch.stack((s, torch.zeros(16)), -1)[None]
+        _, _, ref_scores, ref_fg, _ = ref(two, pred[None], POINTS, torch.tensor([[[0.0], [1.0]]]), gt, mask)
+        assert not torch.isfinite(ref_scores).all()
+        torch.testing.assert_close(ours.target_scores, ref_scores.float(), rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(ours.fg, ref_fg.bool())

@@ -151,9 +151,6 @@ def assign(
     flat = gt_slot + batch_off
     labels = gt_labels.long().flatten()[flat].clamp(0)
     target_bboxes = gt_bboxes.view(-1, 4)[flat]
-    one_hot = torch.zeros(bs, n_anchors, nc, dtype=torch.int8)
-    one_hot.scatter_(2, labels.unsqueeze(-1), 1)
-    one_hot = one_hot * fg[:, :, None]
 
     # G: normalise per GT over its final positives
     align_pos = align_metric * mask_pos
@@ -161,13 +158,25 @@ def assign(
     overlaps_pos = overlaps * mask_pos
     max_overlap = overlaps_pos.amax(dim=-1, keepdim=True)
     norm = (align_pos * max_overlap / (max_align + params.eps)).amax(-2).unsqueeze(-1)
-    target_scores = one_hot * norm
+    if bool(torch.isfinite(norm).all()):
+        # one_hot · norm without the dense product: norm ≥ 0, so every entry but the label's is +0,
+        # and a row's sum over classes is its one value exactly
+        b_fg, a_fg = fg.nonzero(as_tuple=True)
+        target_scores = torch.zeros(bs, n_anchors, nc, dtype=norm.dtype)
+        target_scores[b_fg, a_fg, labels[b_fg, a_fg]] = norm[b_fg, a_fg, 0]
+        target_weight = torch.zeros(bs, n_anchors, dtype=norm.dtype)
+        target_weight[b_fg, a_fg] = norm[b_fg, a_fg, 0]
+    else:  # 0 · NaN is NaN: keep the framework's dense product so non-finite values spread as there
+        one_hot = torch.zeros(bs, n_anchors, nc, dtype=torch.int8)
+        one_hot.scatter_(2, labels.unsqueeze(-1), 1)
+        target_scores = (one_hot * fg[:, :, None]) * norm
+        target_weight = target_scores.sum(-1)
     return TalAssignment(
         fg=fg,
         gt_slot=gt_slot,
         target_bboxes=target_bboxes,
         target_scores=target_scores,
-        target_weight=target_scores.sum(-1),
+        target_weight=target_weight,
         candidates=in_gts & valid,
         overlaps=overlaps,
         align_metric=align_metric,
