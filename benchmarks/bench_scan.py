@@ -14,7 +14,8 @@ and processed in full, and the reference reads the same files). Then it prints:
    memory means the second is not larger than the first by more than COCOeval's small
    per-image match records;
 3. the reference: Ultralytics ``v8DetectionLoss`` on the same files (torch.load + loss, no
-   backward) — skipped without ultralytics. The issue's target: scan ≥ this throughput.
+   backward), and the same plus the validator's decode and NMS — skipped without ultralytics.
+   The issue's target: scan ≥ the loss's throughput.
 """
 
 from __future__ import annotations
@@ -76,23 +77,36 @@ def scan_rate(paths: list[Path], workers: int, evaluate: bool = True) -> float:
     return agg.images / (time.perf_counter() - t)
 
 
-def reference_rate(paths: list[Path]) -> tuple[float, float] | None:
-    """Images/s of Ultralytics' loss alone, and of torch.load + loss."""
+def reference_rate(paths: list[Path], nms_bundles: int = 10) -> tuple[float, float, float] | None:
+    """Images/s of Ultralytics' loss alone, of torch.load + loss, and of torch.load + loss + NMS.
+
+    The last is what Ultralytics' validator does per batch besides its metrics: the inference
+    decode (``Detect._inference``) and ``non_max_suppression`` (torchvision's NMS, as in a real
+    validation run) with the validator's defaults, without its time limit (which would cut the
+    work short); measured on the first ``nms_bundles`` files only, as it is slow on random outputs
+    (~10⁴ rows per image above conf 0.001, all of them go through torchvision's NMS).
+    """
     try:
+        import torchvision  # noqa: F401  (loaded, as during validation: the NMS then uses it)
         from ultralytics.cfg import get_cfg
+        from ultralytics.nn.modules.head import Detect
         from ultralytics.nn.tasks import DetectionModel
+        from ultralytics.utils.nms import non_max_suppression
     except ImportError:
         return None
-    crit = None
-    t_loss = t_all = 0.0
-    images = 0
-    for p in paths:
+    crit = head = None
+    t_loss = t_all = t_nms = 0.0
+    images = nms_images = 0
+    for i, p in enumerate(paths):
         t0 = time.perf_counter()
         doc = torch.load(p, map_location="cpu", weights_only=True)
         if crit is None:
-            model = DetectionModel("yolov8n.yaml", nc=doc["outputs"]["scores"].shape[1], verbose=False)
+            nc = doc["outputs"]["scores"].shape[1]
+            model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
             model.args = get_cfg()
             crit = model.init_criterion()
+            head = Detect(nc=nc, ch=(16, 32, 64)).eval()
+            head.stride = torch.tensor([8.0, 16.0, 32.0])
         batch = {k: v.reshape(-1, 1) if k == "cls" else v for k, v in doc["targets"].items()}
         t1 = time.perf_counter()
         with torch.no_grad():
@@ -101,7 +115,13 @@ def reference_rate(paths: list[Path]) -> tuple[float, float] | None:
         t_loss += t2 - t1
         t_all += t2 - t0
         images += doc["outputs"]["scores"].shape[0]
-    return images / t_loss, images / t_all
+        if i < nms_bundles:
+            with torch.no_grad():
+                preds = head._inference(doc["outputs"])
+                non_max_suppression(preds, 0.001, 0.7, multi_label=True, max_det=300, max_time_img=1e6)
+            t_nms += time.perf_counter() - t0
+            nms_images += doc["outputs"]["scores"].shape[0]
+    return images / t_loss, images / t_all, nms_images / t_nms
 
 
 def peak_rss_child(paths: list[Path]) -> float:
@@ -152,6 +172,9 @@ def main() -> None:
         else:
             print(f"ultralytics v8DetectionLoss         {ref[0]:8.2f} images/s (loss only)")
             print(f"ultralytics torch.load + loss       {ref[1]:8.2f} images/s")
+            print(
+                f"ultralytics torch.load + loss + NMS {ref[2]:8.2f} images/s (the validator's work, no metrics)"
+            )
         for n in n_rss:
             print(f"peak RSS, scan of {n:4d} bundles      {peak_rss_child(paths[:n]):8.0f} MB", flush=True)
         print(
