@@ -139,8 +139,14 @@ def gt_table(ex: Explanation, limit: int, image: int | None = None) -> Table:
         if g.reason is not None:
             why.append(g.reason.code, style=REASON_STYLE)
             why.append(f": {g.reason.detail}")
+        neighbours = 0
         for flag, n in g.flags.items():
+            if flag.startswith("offset_"):  # YOLOv5: which cell each positive sits in (all in the JSON)
+                neighbours += 0 if flag == "offset_centre" else n
+                continue
             why.append(f"{' · ' if len(why) else ''}{n} {flag}", style="dim")
+        if neighbours:
+            why.append(f"{' · ' if len(why) else ''}{neighbours} from neighbour cells", style="dim")
         table.add_row(
             images[g.image_index].label if g.image_index in images else str(g.image_index),
             str(g.gt_index),
