@@ -12,6 +12,7 @@ import glob
 import os
 import re
 import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -154,21 +155,18 @@ def auto_workers(requested: int, n_bundles: int) -> int:
 
 
 def _start_method(threads: int) -> str:
-    """``fork`` where it is safe and available (workers start at once, modules already imported).
+    """``fork`` where it is safe (workers start at once, modules already imported), else ``spawn``.
 
     A forked child inherits the parent's OpenMP state, which is only safe when the child runs
-    torch single-threaded (as PyTorch's own DataLoader workers do); otherwise ``spawn`` (a fresh
-    interpreter per worker, ~3 s of imports).
+    torch single-threaded (as PyTorch's own DataLoader workers do); and only on Linux (macOS
+    system libraries do not survive a fork). ``spawn`` costs a fresh interpreter per worker
+    (~3 s of imports).
     """
-    import multiprocessing as mp
-
-    return "fork" if threads == 1 and "fork" in mp.get_all_start_methods() else "spawn"
+    return "fork" if threads == 1 and sys.platform.startswith("linux") else "spawn"
 
 
 def _init_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C; before the slow imports
-    import sys
-
     # a forked worker may inherit the lock of a stream the parent's progress thread was writing:
     # give it streams of its own (same descriptors)
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
