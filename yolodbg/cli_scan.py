@@ -60,16 +60,21 @@ class _Rows:
             self.f = None
 
 
+def _scan_options(f):
+    """--gt, -r/--recipe and --workers, shared by scan and trend."""
+    f = click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=0,
+        help="Local worker processes [default: one per CPU core, at most one per bundle; 1 = this process only].",
+    )(f)
+    f = click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)(f)
+    return click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)(f)
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)
-@click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Local worker processes [default: one per CPU core, at most one per bundle; 1 = this process only].",
-)
+@_scan_options
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.scan/1 JSON ('-' = stdout only)."
 )
@@ -148,14 +153,7 @@ def _exit(doc: dict) -> None:
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
-@click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)
-@click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Local worker processes [default: one per CPU core, at most one per bundle; 1 = this process only].",
-)
+@_scan_options
 @click.option(
     "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
 )
