@@ -1,8 +1,11 @@
 """Python entry points: replay a batch straight from tensors, or explain a bundle file.
 
->>> from yolodbg.api import replay                                         # doctest: +SKIP
->>> res = replay(model_output, batch, recipe="yolov8")
->>> res.terms     # {'box': 2.5995, 'cls': 6.3934, 'dfl': 4.1922} as the trainer logs them
+Example (``model_output`` and ``batch`` as the trainer hands them to its loss)::
+
+    from yolodbg.api import replay
+
+    res = replay(model_output, batch, recipe="yolov8")
+    res.terms  # {'box': 2.5995, 'cls': 6.3934, 'dfl': 4.1922}, as the trainer logs them
 """
 
 from __future__ import annotations

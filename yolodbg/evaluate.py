@@ -128,7 +128,9 @@ def _image_dets(d: Detections, slot_of_class: np.ndarray) -> _ImageDets:
     bbox = round_like_python(torch.cat((tl, wh), 1).double().numpy().reshape(-1, 4), 3)
     score = round_like_python(d.scores.double().numpy(), 5)
     labels = d.labels.numpy()
-    k = np.where(labels < len(slot_of_class), slot_of_class[np.minimum(labels, len(slot_of_class) - 1)], -1)
+    known = labels < len(slot_of_class)
+    k = np.full(len(labels), -1, np.int64)
+    k[known] = slot_of_class[labels[known]]
     keep = k >= 0
     return _ImageDets(bbox[keep], score[keep], k[keep])
 
