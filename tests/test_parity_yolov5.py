@@ -61,3 +61,60 @@ def test_parity_golden_case_live(name: str) -> None:
 def test_parity_random_scene(seed: int) -> None:
     scene = C.random_scene(seed)
     _check(scene["name"], C.build_random_inputs(scene), scene["params"])
+
+
+V5S_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+
+
+def _yolov5_val_detections(levels, nc: int, strides=(8.0, 16.0, 32.0)):
+    """YOLOv5's own Detect (inference mode, 1×1 convs set to the identity) and non_max_suppression."""
+    import torch
+    import torchvision  # noqa: F401  (imported before the NMS clock starts)
+    from yolov5.models.yolo import Detect
+    from yolov5.utils.general import non_max_suppression
+
+    na, no = 3, nc + 5
+    det = Detect(nc=nc, anchors=V5S_ANCHORS, ch=[na * no] * 3).eval()
+    det.stride = torch.tensor(strides)
+    det.anchors /= det.stride.view(-1, 1, 1)  # as the model builder leaves them: grid units
+    with torch.no_grad():
+        for conv in det.m:
+            conv.weight.copy_(torch.eye(na * no).view(na * no, na * no, 1, 1))
+            conv.bias.zero_()
+        feats = [
+            t.permute(0, 1, 4, 2, 3).reshape(t.shape[0], na * no, t.shape[2], t.shape[3]) for t in levels
+        ]
+        pred = det(feats)[0]
+        non_max_suppression(pred[:1, :8], 0.001, 0.6)  # warm-up: its time limit is 0.5 s + 0.05 s per image
+        return non_max_suppression(pred, 0.001, 0.6, multi_label=True, max_det=300)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_decode_and_nms_equal_yolov5_val(seed: int) -> None:
+    import torch
+
+    from yolodbg import bundle
+    from yolodbg._decode import decode
+    from yolodbg.recipes.yolov5 import YoloV5
+
+    g = torch.Generator().manual_seed(seed)
+    nc, bs, (h, w) = (3, 80, 1, 5)[seed], 2, ((96, 128), (64, 64), (160, 96), (128, 128))[seed]
+    levels = [
+        torch.randn(bs, 3, h // s, w // s, nc + 5, generator=g) * 2
+        - torch.tensor([0.0] * 4 + [4.0 if nc > 50 else 2.0] * (nc + 1))  # 80 classes: fewer rows (NMS clock)
+        for s in (8, 16, 32)
+    ]
+    if seed == 3:  # tied scores: quantised logits, one class copied onto another
+        levels = [(t * 2).round() / 2 for t in levels]
+        for t in levels:
+            t[..., 6] = t[..., 5]
+    ref = _yolov5_val_detections(levels, nc)
+    b = bundle.from_object({"yolodbg": 1, "head": "yolov5", "outputs": levels, "anchors": V5S_ANCHORS})
+    recipe = YoloV5()
+    ours = decode(b, None, parsed=recipe.parse(b))
+    assert sum(len(d.scores) for d in ours) > 0
+    for d, r in zip(ours, ref, strict=True):
+        assert len(d.scores) == len(r)
+        assert torch.equal(d.boxes, r[:, :4])
+        assert torch.equal(d.scores, r[:, 4])
+        assert d.labels.tolist() == r[:, 5].long().tolist()

@@ -9,9 +9,11 @@ an offset of ``max_wh`` pixels, suppression when IoU > ``iou``), the first ``max
 heads (YOLO26) decode corners on the one-to-one branch, take the top ``max_det`` (anchor, class)
 pairs by score and keep those above ``conf`` — no NMS.
 
-Other heads: the replay's own decoded boxes and scores (``LossResult.pred_boxes/pred_scores``) go
-through the same NMS with the parameters of :data:`POSTPROCESS`, which follow each framework's
-evaluation defaults but are not checked against it (a note says so).
+YOLOv5 (exact, 7.0): ``Detect``'s inference decode and ``val.py``'s ``non_max_suppression``
+(:func:`_yolov5_detections`). Other heads (YOLOX, YOLOv1): the replay's own decoded boxes and
+scores (``LossResult.pred_boxes/pred_scores``) go through the same NMS with the parameters of
+:data:`POSTPROCESS`, which follow each framework's evaluation defaults but are not checked against
+it (a note says so).
 
 Boxes are then mapped to original-image pixels, ``(x - pad) / scale``, and clipped to the image.
 """
@@ -49,7 +51,7 @@ class PostProcess:
 POSTPROCESS: dict[str, PostProcess] = {
     "ultralytics": PostProcess(),
     "yolov5": PostProcess(
-        iou=0.6, exact=False, source="YOLOv5 val.py defaults (conf 0.001, iou 0.6, max_det 300, multi-label)"
+        iou=0.6, source="YOLOv5 7.0 val.py defaults (conf 0.001, iou 0.6, max_det 300, multi-label)"
     ),
     "yolox": PostProcess(
         conf=0.01,
@@ -87,7 +89,10 @@ def _iou_rows(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.n
     w = np.clip(np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]), 0, None)
     h = np.clip(np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]), 0, None)
     inter = w * h
-    return inter / (areas[rows, None] + areas[cols] - inter)
+    with np.errstate(
+        invalid="ignore", divide="ignore"
+    ):  # 0/0 for empty boxes: NaN, never above the threshold
+        return inter / (areas[rows, None] + areas[cols] - inter)
 
 
 def nms(boxes: Tensor, scores: Tensor, iou: float, max_keep: int | None = None) -> Tensor:
@@ -235,6 +240,49 @@ def _ultralytics_inference(bundle: Bundle, parsed: Any = None) -> tuple[Tensor, 
     return boxes, logits.sigmoid(), out.end2end
 
 
+def _yolov5_detections(out: Any, pp: PostProcess) -> list[Detections]:
+    """YOLOv5 7.0 as ``val.py`` evaluates: ``Detect`` in inference mode, then ``non_max_suppression``.
+
+    Per level the sigmoid of the whole output; ``xy = (2σ + grid − 0.5) · stride``,
+    ``wh = (2σ)² · anchors · stride`` (the grid-unit anchors ``Detect`` stores, times the stride);
+    candidates with objectness > conf; class scores times objectness; centre/size -> corners; one
+    row per (box, class) above conf; rows sorted by score (torch's default sort, as YOLOv5 does
+    before torchvision's stable NMS); class-aware NMS; the first ``max_det``.
+    """
+    per_level = []
+    for t, (h, w), stride, anc in zip(
+        out.levels, out.level_shapes, out.strides, out.anchors_grid, strict=True
+    ):
+        y = t.detach().float().sigmoid()
+        xy, wh, conf = y.split((2, 2, out.nc + 1), 4)
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
+        grid = torch.stack((xs, ys), 2).expand(1, out.na, h, w, 2) - 0.5
+        anchor_grid = (anc * stride).view(1, out.na, 1, 1, 2)
+        xy = (xy * 2 + grid) * stride
+        wh = (wh * 2) ** 2 * anchor_grid
+        per_level.append(torch.cat((xy, wh, conf), 4).view(out.batch_size, -1, 5 + out.nc))
+    pred = torch.cat(per_level, 1)
+    dets = []
+    for x in pred:
+        x = x[x[:, 4] > pp.conf]
+        x[:, 5:] *= x[:, 4:5]
+        box = cxcywh_to_xyxy(x[:, :4])
+        if pp.multi_label and out.nc > 1:
+            i, j = (x[:, 5:] > pp.conf).nonzero().T
+            box, score, label = box[i], x[i, 5 + j], j
+        else:
+            score, label = x[:, 5:].max(1)
+            keep = score > pp.conf
+            box, score, label = box[keep], score[keep], label[keep]
+        order = score.argsort(descending=True)[: pp.max_nms]
+        box, score, label = box[order], score[order], label[order]
+        kept = nms(box + label[:, None].to(box.dtype) * pp.max_wh, score, pp.iou, pp.max_det)
+        dets.append(Detections(box[kept], score[kept], label[kept]))
+    return dets
+
+
 def _topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]:
     """End-to-end selection: top ``max_det`` anchors by best score, then top (anchor, class) pairs; > conf."""
     n, nc = scores.shape[1:]
@@ -262,6 +310,8 @@ def decode(
         if end2end:
             return _topk_e2e(boxes.transpose(1, 2), scores.transpose(1, 2), pp)
         return [_nms_channels_first(bx, sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
+    if bundle.head == "yolov5" and parsed is not None:
+        return _yolov5_detections(parsed, pp)
     boxes, scores = result.pred_boxes, result.pred_scores
     boxes = boxes.materialize() if hasattr(boxes, "materialize") else boxes
     scores = scores.materialize() if hasattr(scores, "materialize") else scores

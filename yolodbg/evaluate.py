@@ -332,7 +332,7 @@ def evaluate(ex, gt: str | Path | None, bundle_key: Any = 0, pp: PostProcess | N
     """Decode an :class:`~yolodbg.explain.Explanation`'s bundle, map to original pixels, COCOeval it."""
     res = ex.breakdown.result
     parsed = None
-    if ex.bundle.head == "ultralytics" and hasattr(ex.recipe, "parse"):
+    if ex.bundle.head in ("ultralytics", "yolov5") and hasattr(ex.recipe, "parse"):
         parsed = ex.recipe.parse(ex.bundle)  # cached by the recipe: no second parse of the outputs
     dets = to_original(decode(ex.bundle, res, pp, parsed), ex.targets)
     be = evaluate_bundle(ex.bundle, ex.targets, dets, gt, int(res.pred_scores.shape[-1]), bundle_key)
