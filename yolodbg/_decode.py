@@ -89,9 +89,8 @@ def _iou_rows(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.n
     w = np.clip(np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]), 0, None)
     h = np.clip(np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]), 0, None)
     inter = w * h
-    with np.errstate(
-        invalid="ignore", divide="ignore"
-    ):  # 0/0 for empty boxes: NaN, never above the threshold
+    # two empty boxes: 0 / 0 = NaN, never above the threshold (as in torchvision)
+    with np.errstate(invalid="ignore", divide="ignore"):
         return inter / (areas[rows, None] + areas[cols] - inter)
 
 
@@ -188,8 +187,8 @@ def _nms_channels_first(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detec
     while True:
         t = pp.conf if k == n_anchors else max(pp.conf, float(best.topk(k).values[-1]))
         anchors = (best > t).nonzero().flatten()  # every row above t is in one of these
-        cls, j = (scores[:, anchors] > t).nonzero().unbind(1)
-        anchor, label = anchors[j], cls
+        label, j = (scores[:, anchors] > t).nonzero().unbind(1)
+        anchor = anchors[j]
         order = (anchor * nc + label).argsort()  # the validator's row order: by anchor, then class
         anchor, label = anchor[order], label[order]
         box = cxcywh_to_xyxy(boxes[:, anchor].t())
