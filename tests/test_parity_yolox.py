@@ -98,3 +98,89 @@ def test_no_candidate_fails_like_yolox(variant: str) -> None:
         C.yolox_expected(levels, labels, variant)
     with pytest.raises(RecipeError, match="none of its"):
         replay(levels, targets, recipe=C.RECIPES[variant], input_size=(64, 64), head="yolox")
+
+
+def _yolox_eval(levels, strides, nc, conf=0.01, nms=0.65):
+    """YOLOX's own eval path on the raw level maps: the head's eval outputs, ``decode_outputs``, ``postprocess``."""
+    import types
+
+    from yolox.models.yolo_head import YOLOXHead
+    from yolox.utils import postprocess
+
+    maps = [torch.cat([t[:, :4], t[:, 4:5].clone().sigmoid(), t[:, 5:].clone().sigmoid()], 1) for t in levels]
+    fake = types.SimpleNamespace(hw=[m.shape[-2:] for m in maps], strides=list(strides))
+    outputs = torch.cat([m.flatten(start_dim=2) for m in maps], dim=2).permute(0, 2, 1)
+    outputs = YOLOXHead.decode_outputs(fake, outputs, dtype=levels[0].type())
+    return postprocess(outputs, nc, conf, nms)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_decode_nms_and_json_equal_yolox_eval(seed: int) -> None:
+    """Seeds: 3 and 80 classes, one class, ties (3), > 1000 boxes: torchvision's per-class NMS (4)."""
+    import types
+
+    import torchvision  # noqa: F401
+    from yolox.evaluators.coco_evaluator import COCOEvaluator
+
+    from yolodbg import bundle, groundtruth
+    from yolodbg._decode import PostProcess, decode, postprocess_for, to_original
+    from yolodbg.evaluate import _image_dets
+
+    g = torch.Generator().manual_seed(seed)
+    nc, bs = (3, 80, 1, 5, 3)[seed], 2
+    h, w = ((96, 128), (64, 64), (160, 96), (128, 128), (320, 320))[seed]
+    shift = torch.tensor([0.0] * 4 + [1.0] + [1.0] * nc).view(1, -1, 1, 1)
+    levels = [torch.randn(bs, 5 + nc, h // s, w // s, generator=g) * 2 - shift for s in (8, 16, 32)]
+    if seed == 3:  # ties: quantised logits, a class copied onto another
+        levels = [(t * 2).round() / 2 for t in levels]
+        for t in levels:
+            t[:, 6] = t[:, 5]
+    scale = 0.5
+    b = bundle.from_object(
+        {
+            "yolodbg": 1,
+            "head": "yolox",
+            "outputs": levels,
+            "input_size": [h, w],
+            "targets": {"batch_idx": torch.zeros(0), "cls": torch.zeros(0), "bboxes": torch.zeros(0, 4)},
+            "images": [
+                {"image_id": i + 1, "orig_size": [h * 2, w * 2], "scale": scale, "pad": [0, 0]}
+                for i in range(bs)
+            ],
+        }
+    )
+    rec = get_recipe("yolox")
+    pp = postprocess_for(b)
+    ours = decode(b, None, pp, rec.parse(b))
+    ref = _yolox_eval(levels, (8, 16, 32), nc)
+    assert any(len(d.scores) for d in ours)
+    if seed == 4:
+        assert max(len(d.scores) for d in ours) > 1000  # batched_nms takes its per-class branch
+    for d, r in zip(ours, ref, strict=True):
+        if r is None:
+            assert len(d.scores) == 0
+            continue
+        assert torch.equal(d.boxes, r[:, :4])
+        assert torch.equal(d.scores, r[:, 4] * r[:, 5])
+        assert d.labels.tolist() == r[:, 6].long().tolist()
+    # the json entries: YOLOX's own convert_to_coco_format against what evaluate_bundle scores
+    ev = types.SimpleNamespace(
+        img_size=(h, w),
+        dataloader=types.SimpleNamespace(dataset=types.SimpleNamespace(class_ids=list(range(nc)))),
+    )
+    ids = list(range(1, bs + 1))
+    info = ([h * 2] * bs, [w * 2] * bs)
+    want = COCOEvaluator.convert_to_coco_format(
+        ev, [None if r is None else r.clone() for r in ref], info, ids
+    )
+    targets = groundtruth.load_targets(None, b, (h, w), nc)
+    mapped = to_original(ours, targets, clip=False)
+    got = []
+    for i, d in enumerate(mapped):
+        im = _image_dets(d, torch.arange(nc).numpy(), pp.json)
+        got += [
+            (i + 1, int(k), bb, sc)
+            for bb, sc, k in zip(im.bbox.tolist(), im.score.tolist(), im.k.tolist(), strict=True)
+        ]
+    assert [(e["image_id"], e["category_id"], e["bbox"], e["score"]) for e in want] == got
+    assert isinstance(pp, PostProcess) and pp.exact

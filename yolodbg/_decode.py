@@ -10,10 +10,10 @@ heads (YOLO26) decode corners on the one-to-one branch, take the top ``max_det``
 pairs by score and keep those above ``conf`` — no NMS.
 
 YOLOv5 (exact, 7.0): ``Detect``'s inference decode and ``val.py``'s ``non_max_suppression``
-(:func:`_yolov5_detections`). Other heads (YOLOX, YOLOv1): the replay's own decoded boxes and
-scores (``LossResult.pred_boxes/pred_scores``) go through the same NMS with the parameters of
-:data:`POSTPROCESS`, which follow each framework's evaluation defaults but are not checked against
-it (a note says so).
+(:func:`_yolov5_detections`). YOLOX (exact, 0.3.0): the head's eval outputs, ``decode_outputs`` and
+``postprocess`` with torchvision's ``batched_nms`` (:func:`_yolox_detections`). YOLOv1 has no
+framework to follow: the replay's decoded boxes and scores go through the NMS above with the
+parameters of :data:`POSTPROCESS` (a note says so).
 
 Boxes are then mapped to original-image pixels, ``(x - pad) / scale``, and clipped to the image.
 """
@@ -46,6 +46,10 @@ class PostProcess:
     max_wh: float = 7680.0  # class offset of class-aware NMS, pixels
     exact: bool = True  # the decode follows the framework's own code path
     source: str = "Ultralytics 8.4.190 DetectionValidator defaults (conf 0.001, iou 0.7, max_det 300)"
+    # how the evaluator writes its COCO json: "ultralytics" (boxes clipped to the image, xywh from the
+    # centre, bbox rounded to 3 decimals and score to 5, as Ultralytics and YOLOv5 do) or "yolox"
+    # (boxes only divided by the resize scale, xywh from the corner, unrounded)
+    json: str = "ultralytics"
 
 
 POSTPROCESS: dict[str, PostProcess] = {
@@ -58,8 +62,8 @@ POSTPROCESS: dict[str, PostProcess] = {
         iou=0.65,
         max_det=100000,
         multi_label=False,
-        exact=False,
-        source="YOLOX eval defaults (test_conf 0.01, nmsthre 0.65, best class, no max_det)",
+        source="YOLOX 0.3.0 eval defaults (test_conf 0.01, nmsthre 0.65, best class, no max_det)",
+        json="yolox",
     ),
     "yolov1": PostProcess(
         iou=0.5, exact=False, source="no framework post-processing: conf·p(c) > 0.001, NMS at IoU 0.5"
@@ -282,6 +286,66 @@ def _yolov5_detections(out: Any, pp: PostProcess) -> list[Detections]:
     return dets
 
 
+def _yolox_detections(levels: Any, strides: tuple[float, ...], pp: PostProcess) -> list[Detections]:
+    """YOLOX 0.3.0 as its COCO evaluator runs it: ``YOLOXHead`` in eval mode, then ``postprocess``.
+
+    Per level ``cat(reg, σ(obj), σ(cls))`` (each sigmoid on its own map, as the head computes it),
+    levels flattened and concatenated, ``xy = (t + cell) · stride``, ``wh = exp(t) · stride``;
+    corners from centre/size; best class per box; kept when ``σ(obj) · σ(cls) ≥ conf``; torchvision's
+    ``batched_nms`` (its coordinate-offset trick, or one NMS per class above 1000 boxes). Every
+    step uses the same operations on tensors of the same layout as YOLOX, so the values are its own.
+    """
+    maps = []
+    for t in levels:
+        t = t.detach().float()
+        maps.append(
+            torch.cat([t[:, :4], t[:, 4:5].contiguous().sigmoid(), t[:, 5:].contiguous().sigmoid()], 1)
+        )
+    hw = [m.shape[-2:] for m in maps]
+    outputs = torch.cat([m.flatten(start_dim=2) for m in maps], dim=2).permute(0, 2, 1)
+    grids, strides_t = [], []
+    for (h, w), s in zip(hw, strides, strict=True):
+        yv, xv = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        grid = torch.stack((xv, yv), 2).view(1, -1, 2)
+        grids.append(grid)
+        strides_t.append(torch.full((*grid.shape[:2], 1), s))
+    grid, stride = torch.cat(grids, 1).float(), torch.cat(strides_t, 1).float()
+    outputs[..., :2] = (outputs[..., :2] + grid) * stride
+    outputs[..., 2:4] = torch.exp(outputs[..., 2:4]) * stride
+    corner = outputs.new(outputs.shape)
+    corner[:, :, 0] = outputs[:, :, 0] - outputs[:, :, 2] / 2
+    corner[:, :, 1] = outputs[:, :, 1] - outputs[:, :, 3] / 2
+    corner[:, :, 2] = outputs[:, :, 0] + outputs[:, :, 2] / 2
+    corner[:, :, 3] = outputs[:, :, 1] + outputs[:, :, 3] / 2
+    outputs[:, :, :4] = corner[:, :, :4]
+    nc = outputs.shape[2] - 5
+    dets = []
+    for pred in outputs:
+        class_conf, class_pred = torch.max(pred[:, 5 : 5 + nc], 1, keepdim=True)
+        keep = (pred[:, 4] * class_conf.squeeze(1) >= pp.conf).squeeze()
+        det = torch.cat((pred[:, :5], class_conf, class_pred.float()), 1)[keep.view(-1)]
+        score = det[:, 4] * det[:, 5]
+        kept = _batched_nms(det[:, :4], score, det[:, 6], pp.iou)
+        det, score = det[kept], score[kept]
+        dets.append(Detections(det[:, :4], score, det[:, 6].long()))
+    return dets
+
+
+def _batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou: float) -> Tensor:
+    """``torchvision.ops.batched_nms`` (0.29) on CPU: one NMS per class above 4000 numbers, else offsets."""
+    if boxes.numel() > 4000:
+        keep = torch.zeros_like(scores, dtype=torch.bool)
+        for c in torch.unique(classes):
+            idx = torch.where(classes == c)[0]
+            keep[idx[nms(boxes[idx], scores[idx], iou)]] = True
+        kept = torch.where(keep)[0]
+        return kept[scores[kept].sort(descending=True)[1]]
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    offsets = classes.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+    return nms(boxes + offsets[:, None], scores, iou)
+
+
 def _topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]:
     """End-to-end selection: top ``max_det`` anchors by best score, then top (anchor, class) pairs; > conf."""
     n, nc = scores.shape[1:]
@@ -311,14 +375,17 @@ def decode(
         return [_nms_channels_first(bx, sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
     if bundle.head == "yolov5" and parsed is not None:
         return _yolov5_detections(parsed, pp)
+    if bundle.head == "yolox" and parsed is not None:
+        return _yolox_detections(bundle.outputs, parsed.strides, pp)
     boxes, scores = result.pred_boxes, result.pred_scores
     boxes = boxes.materialize() if hasattr(boxes, "materialize") else boxes
     scores = scores.materialize() if hasattr(scores, "materialize") else scores
     return [nms_image(bx.float(), sc.float(), pp) for bx, sc in zip(boxes, scores, strict=True)]
 
 
-def to_original(dets: list[Detections], targets: Targets) -> list[Detections]:
-    """Map detections into original-image pixels through each image's letterbox, clipped to the image."""
+def to_original(dets: list[Detections], targets: Targets, clip: bool = True) -> list[Detections]:
+    """Map detections into original-image pixels through each image's letterbox, clipped to the image
+    (``clip=False``: not clipped, as YOLOX's evaluator leaves them)."""
     out = []
     for i, d in enumerate(dets):
         lb = targets.letterboxes[i] if i < len(targets.letterboxes) else None
@@ -327,10 +394,11 @@ def to_original(dets: list[Detections], targets: Targets) -> list[Detections]:
             pad = torch.tensor([lb.pad_left, lb.pad_top, lb.pad_left, lb.pad_top], dtype=b.dtype)
             gain = torch.tensor([lb.scale_x, lb.scale_y, lb.scale_x, lb.scale_y], dtype=b.dtype)
             b = (b - pad) / gain
-        h, w = original_size(targets, i)
-        b = torch.stack(
-            (b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)), 1
-        )
+        if clip:
+            h, w = original_size(targets, i)
+            b = torch.stack(
+                (b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)), 1
+            )
         out.append(Detections(b, d.scores, d.labels))
     return out
 

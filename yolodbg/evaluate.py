@@ -120,13 +120,21 @@ class _ImageDets:
         return self.bbox[:, 2] * self.bbox[:, 3]  # loadRes' area of a bbox result
 
 
-def _image_dets(d: Detections, slot_of_class: np.ndarray) -> _ImageDets:
-    """Round as Ultralytics' json writer does; detections of classes without a category are dropped."""
+def _image_dets(d: Detections, slot_of_class: np.ndarray, json_style: str = "ultralytics") -> _ImageDets:
+    """The json entries the framework's evaluator writes; detections of classes without a category are dropped.
+
+    ``"ultralytics"`` (and YOLOv5): xywh from the centre, bbox rounded to 3 decimals, score to 5.
+    ``"yolox"``: ``w = x2 − x1`` from the corner, nothing rounded.
+    """
     xyxy = d.boxes.float()
     wh = xyxy[:, 2:] - xyxy[:, :2]
-    tl = (xyxy[:, :2] + xyxy[:, 2:]) / 2 - wh / 2  # centre then corner, as xyxy2xywh + shift
-    bbox = round_like_python(torch.cat((tl, wh), 1).double().numpy().reshape(-1, 4), 3)
-    score = round_like_python(d.scores.double().numpy(), 5)
+    if json_style == "yolox":
+        bbox = torch.cat((xyxy[:, :2], wh), 1).double().numpy().reshape(-1, 4)
+        score = d.scores.float().double().numpy()
+    else:
+        tl = (xyxy[:, :2] + xyxy[:, 2:]) / 2 - wh / 2  # centre then corner, as xyxy2xywh + shift
+        bbox = round_like_python(torch.cat((tl, wh), 1).double().numpy().reshape(-1, 4), 3)
+        score = round_like_python(d.scores.double().numpy(), 5)
     labels = d.labels.numpy()
     known = labels < len(slot_of_class)
     k = np.full(len(labels), -1, np.int64)
@@ -260,8 +268,11 @@ def evaluate_bundle(
     gt: str | Path | None,
     nc: int,
     bundle_key: Any = 0,
+    json_style: str = "ultralytics",
 ) -> BundleEval:
     """COCOeval one bundle's detections against its GT (the json when ``gt`` is one, else ``targets``).
+
+    ``json_style``: how the framework writes detections into its json (:func:`_image_dets`).
 
     Exactly ``COCOeval.evaluate`` (bbox, default parameters) on these images: every (image,
     category) with a GT goes through pycocotools' own ``computeIoU`` and ``evaluateImg``; one with
@@ -293,7 +304,7 @@ def evaluate_bundle(
     dets_of: dict[Any, list[_ImageDets]] = {}
     for d, img_id in zip(dets, img_ids, strict=True):
         if img_id is not None:
-            dets_of.setdefault(img_id, []).append(_image_dets(d, slot_of_class))
+            dets_of.setdefault(img_id, []).append(_image_dets(d, slot_of_class, json_style))
     key_of = {i: k for i, k in zip(img_ids, keys, strict=True) if i is not None}
     images: dict[Any, ImageMatches] = {}
     detected = [False] * len(targets)
@@ -332,11 +343,13 @@ def evaluate(ex, gt: str | Path | None, bundle_key: Any = 0, pp: PostProcess | N
     """Decode an :class:`~yolodbg.explain.Explanation`'s bundle, map to original pixels, COCOeval it."""
     res = ex.breakdown.result
     parsed = None
-    if ex.bundle.head in ("ultralytics", "yolov5") and hasattr(ex.recipe, "parse"):
+    if ex.bundle.head in ("ultralytics", "yolov5", "yolox") and hasattr(ex.recipe, "parse"):
         parsed = ex.recipe.parse(ex.bundle)  # cached by the recipe: no second parse of the outputs
-    dets = to_original(decode(ex.bundle, res, pp, parsed), ex.targets)
-    be = evaluate_bundle(ex.bundle, ex.targets, dets, gt, int(res.pred_scores.shape[-1]), bundle_key)
     pp = pp or postprocess_for(ex.bundle)
+    dets = to_original(decode(ex.bundle, res, pp, parsed), ex.targets, clip=pp.json != "yolox")
+    be = evaluate_bundle(
+        ex.bundle, ex.targets, dets, gt, int(res.pred_scores.shape[-1]), bundle_key, json_style=pp.json
+    )
     if not pp.exact:
         be.notes.append(f"{ex.bundle.head}: detections from the replay's decoded boxes; {pp.source}")
     return be
