@@ -209,6 +209,7 @@ def test_cli_scan_json_rows_and_exit_codes(tmp_path):
     assert res.exit_code == 2
     doc = json.loads(res.stdout)
     assert doc["bundles"] == 2 and len(doc["failed"]) == 1 and "zz_bad.pt" in doc["failed"][0]
+    assert doc["failed"][0].count("zz_bad.pt") == 1  # named once, not "path: path: ..."
     res = runner.invoke(main, ["scan", str(tmp_path / "nothing*.pt")])
     assert res.exit_code == 2 and "no such file" in res.output
 

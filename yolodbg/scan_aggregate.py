@@ -116,7 +116,8 @@ class ScanAggregate:
         self.interrupted = False
 
     def fail(self, source: str, message: str) -> None:
-        self.failed.append(f"{source}: {message}")
+        """Record a bundle that could not be scanned (messages that already name it are kept as they are)."""
+        self.failed.append(message if message.startswith(f"{source}:") else f"{source}: {message}")
 
     def add(self, rec: BundleRecord) -> None:
         if self.recipe is None:
