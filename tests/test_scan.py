@@ -240,7 +240,7 @@ def test_auto_workers_one_per_core_at_most_one_per_bundle():
 
     assert auto_workers(3, 1) == 3  # asked for: kept
     assert auto_workers(0, 1) == 1  # one bundle: no pool
-    assert auto_workers(0, 1000) == (os.cpu_count() or 1)
+    assert 1 <= auto_workers(0, 1000) <= (os.cpu_count() or 1)
 
 
 def test_heap_is_trimmed_every_few_bundles():

@@ -66,7 +66,8 @@ def _scan_options(f):
         "--workers",
         type=click.IntRange(min=0),
         default=0,
-        help="Local worker processes [default: one per CPU core, at most one per bundle; 1 = this process only].",
+        help="Local worker processes [default: one per CPU core, at most one per bundle and per GiB of free "
+        "memory; 1 = this process only].",
     )(f)
     f = click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)(f)
     return click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)(f)

@@ -147,11 +147,22 @@ def _process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
         return Failed(str(path), msg, internal=True)
 
 
+WORKER_MEMORY = (
+    1 << 30
+)  # bytes of free memory asked per automatic worker (a batch of 8 at 640 peaks near 0.8 GB)
+
+
 def auto_workers(requested: int, n_bundles: int) -> int:
-    """``--workers``: 0 means one per CPU core, but never more than there are bundles."""
+    """``--workers``: 0 means one per CPU core, but no more than bundles, nor than free GiB of memory."""
     if requested > 0:
         return requested
-    return max(1, min(os.cpu_count() or 1, n_bundles))
+    n = min(os.cpu_count() or 1, n_bundles)
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        n = min(n, free // WORKER_MEMORY)
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        pass
+    return max(1, n)
 
 
 def _start_method(threads: int) -> str:
