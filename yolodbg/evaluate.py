@@ -74,18 +74,7 @@ def coco_image_ids(bundle: Bundle, gt: str | Path) -> list[int | None]:
     from yolodbg.groundtruth import load_coco
 
     cf = load_coco(gt)
-    out: list[int | None] = []
-    for info in bundle.images:
-        found = None
-        for key in (info.image_id, info.file_name, Path(info.file_name).stem if info.file_name else None):
-            if isinstance(key, int) and key in cf.coco.imgs:
-                found = key
-            elif isinstance(key, str) and key in cf.by_name:
-                found = cf.by_name[key]
-            if found is not None:
-                break
-        out.append(found)
-    return out
+    return [cf.find(info) for info in bundle.images]
 
 
 def round_like_python(x: np.ndarray, ndigits: int) -> np.ndarray:

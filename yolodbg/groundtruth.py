@@ -224,7 +224,7 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
     """Targets from a COCO detection json (read with pycocotools), mapped into the network input."""
     path = Path(path)
     cf = load_coco(path)
-    coco, by_name = cf.coco, cf.by_name
+    coco = cf.coco
     cat_ids = sorted(coco.getCatIds())
     if bundle.category_ids is not None:
         mapping = {c: i for i, c in enumerate(bundle.category_ids)}
@@ -240,7 +240,7 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
     rows = _Rows()
     letterboxes, origs = [], []
     for info in bundle.images:
-        image_id = _resolve_coco_id(info, coco, by_name, path, bundle)
+        image_id = _resolve_coco_id(info, cf, path, bundle)
         meta = coco.imgs[image_id]
         try:
             orig = info.orig_size or (int(meta["height"]), int(meta["width"]))
@@ -269,6 +269,16 @@ class CocoFile:
 
     coco: Any  # pycocotools.coco.COCO; annotations carry iscrowd and area (defaults 0 and w·h)
     by_name: dict[str, int]
+
+    def find(self, info: ImageInfo) -> int | None:
+        """The json image id of a batch element: its image_id, else its file name, else the name's stem."""
+        stem = Path(info.file_name).stem if info.file_name else None
+        for key in (info.image_id, info.file_name, stem):
+            if isinstance(key, int) and key in self.coco.imgs:
+                return key
+            if isinstance(key, str) and key in self.by_name:
+                return self.by_name[key]
+        return None
 
 
 _COCO_CACHE: dict[tuple[str, int, int], CocoFile] = {}
@@ -336,22 +346,19 @@ def _load_coco(path: Path):
     return coco
 
 
-def _resolve_coco_id(info: ImageInfo, coco, by_name: dict, path: Path, bundle: Bundle) -> int:
-    candidates = [info.image_id, info.file_name, Path(info.file_name).stem if info.file_name else None]
+def _resolve_coco_id(info: ImageInfo, cf: CocoFile, path: Path, bundle: Bundle) -> int:
     if info.image_id is None and info.file_name is None:
         raise GroundTruthError(
             f"{bundle.source}: image {info.index} has no image_id or file_name, so it cannot be matched to "
             f"{path.name}; pass --image-ids 139,285,... (one per batch element)"
         )
-    for key in candidates:
-        if isinstance(key, int) and key in coco.imgs:
-            return key
-        if isinstance(key, str) and key in by_name:
-            return by_name[key]
-    raise GroundTruthError(
-        f"{path}: image id {info.label!r} (batch element {info.index} of {bundle.source}) is not in the json's "
-        "images; check --image-ids or the bundle's images[].image_id"
-    )
+    found = cf.find(info)
+    if found is None:
+        raise GroundTruthError(
+            f"{path}: image id {info.label!r} (batch element {info.index} of {bundle.source}) is not in the json's "
+            "images; check --image-ids or the bundle's images[].image_id"
+        )
+    return found
 
 
 def _add_coco_ann(
