@@ -192,3 +192,37 @@ def test_cls_forms_defaults_shapes_and_empty(form):
         assert torch.equal(out, terms.varifocal(x, y, gamma, alpha))
     with pytest.raises(ValueError, match="expected one of"):
         terms.cls_loss("softmax_focal", x, y)
+
+
+# ------------------------------------------------------------------------------------------------ replay shortcuts
+
+
+@pytest.mark.parametrize("scale", [1.0, 8.0, 40.0])
+def test_foreground_rows_bce_is_bit_equal_to_the_dense_op(scale):
+    """The replay's BCE (dense op on foreground rows only) equals torch's dense op element for element."""
+    from yolodbg.recipes.ultralytics_loss import _bce
+
+    g = torch.Generator().manual_seed(int(scale))
+    x = torch.randn(3, 500, 7, generator=g) * scale - 2
+    specials = [0.0, -0.0, 1e-30, -1e-30, 1e-45, 88.7, -88.7, 1e30, -1e30, 3.4e38, -3.4e38, 17.0, -17.0]
+    x.view(-1)[: len(specials) + 3] = t(*specials, math.nan, math.inf, -math.inf)
+    fg = torch.rand(3, 500, generator=g) < 0.1
+    fg[0, :20] = True  # some specials on foreground rows, some on background
+    target = torch.zeros_like(x)
+    labels = torch.randint(0, 7, (int(fg.sum()),), generator=g)
+    target[fg] = torch.nn.functional.one_hot(labels, 7).float() * torch.rand(len(labels), 1, generator=g)
+    dense = torch.nn.functional.binary_cross_entropy_with_logits(x, target, reduction="none")
+    mine = _bce(x, target, fg)
+    same = (dense == mine) | (dense.isnan() & mine.isnan())
+    assert bool(same.all()), x[~same][:5]
+    assert torch.equal(torch.signbit(dense[~dense.isnan()]), torch.signbit(mine[~mine.isnan()]))
+    assert dense.sum().item() == mine.sum().item() or math.isnan(dense.sum().item())
+
+
+def test_log_sigmoid_rounds_alike_on_every_layout():
+    """The shortcut above needs log_sigmoid's vectorised and scalar (tail) paths to agree, unlike sigmoid's."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([torch.randn(50_000, generator=g) * s for s in (1.0, 5.0, 30.0)])
+    whole = torch.nn.functional.logsigmoid(x)
+    pieces = torch.cat([torch.nn.functional.logsigmoid(c.clone()) for c in x.split(7)])  # all tails
+    assert torch.equal(whole, pieces)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -49,23 +50,35 @@ class Anchors:
     def grid(
         cls, level_shapes: tuple[tuple[int, int], ...], strides: tuple[float, ...], slots: int = 1
     ) -> Anchors:
-        """Anchor table of a grid head: per level, ``slots`` anchors per cell (slot-major, as YOLOv5 views them)."""
-        points, stride, level, cell, slot = [], [], [], [], []
-        for i, ((h, w), s) in enumerate(zip(level_shapes, strides, strict=True)):
-            ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-            xy = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)
-            for k in range(slots):
-                cell.append(xy)
-                points.append((xy.to(torch.float32) + 0.5) * s)
-                stride.append(torch.full((h * w,), float(s)))
-                level.append(torch.full((h * w,), i, dtype=torch.long))
-                slot.append(torch.full((h * w,), k, dtype=torch.long))
-        return cls(
-            torch.cat(points),
-            torch.cat(stride),
-            torch.cat(level),
-            torch.cat(cell),
-            torch.cat(slot),
-            tuple(level_shapes),
-            tuple(strides),
-        )
+        """Anchor table of a grid head: per level, ``slots`` anchors per cell (slot-major, as YOLOv5 views them).
+
+        Tables are shared between calls with the same geometry (a scan builds one per bundle, and
+        the Python lists behind :meth:`describe` cost more than the replay's small ops): treat
+        their tensors as read-only.
+        """
+        return _grid(cls, tuple(tuple(hw) for hw in level_shapes), tuple(strides), slots)
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(
+    cls: type[Anchors], level_shapes: tuple[tuple[int, int], ...], strides: tuple[float, ...], slots: int
+) -> Anchors:
+    points, stride, level, cell, slot = [], [], [], [], []
+    for i, ((h, w), s) in enumerate(zip(level_shapes, strides, strict=True)):
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        xy = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)
+        for k in range(slots):
+            cell.append(xy)
+            points.append((xy.to(torch.float32) + 0.5) * s)
+            stride.append(torch.full((h * w,), float(s)))
+            level.append(torch.full((h * w,), i, dtype=torch.long))
+            slot.append(torch.full((h * w,), k, dtype=torch.long))
+    return cls(
+        torch.cat(points),
+        torch.cat(stride),
+        torch.cat(level),
+        torch.cat(cell),
+        torch.cat(slot),
+        tuple(level_shapes),
+        tuple(strides),
+    )

@@ -49,6 +49,7 @@ class TalAssignment:
     selected: Tensor  # (B, M, N) bool, step C: in the GT's top-k and a candidate
     mask_pos: Tensor  # (B, M, N) bool, final positives per GT after D and E
     min_side: float
+    sparse: bool = True  # target_scores is +0 on every background anchor (False: non-finite values spread)
 
 
 def candidates_in_gts(
@@ -158,7 +159,8 @@ def assign(
     overlaps_pos = overlaps * mask_pos
     max_overlap = overlaps_pos.amax(dim=-1, keepdim=True)
     norm = (align_pos * max_overlap / (max_align + params.eps)).amax(-2).unsqueeze(-1)
-    if bool(torch.isfinite(norm).all()):
+    sparse = bool(torch.isfinite(norm).all())
+    if sparse:
         # one_hot · norm without the dense product: norm ≥ 0, so every entry but the label's is +0,
         # and a row's sum over classes is its one value exactly
         b_fg, a_fg = fg.nonzero(as_tuple=True)
@@ -183,4 +185,5 @@ def assign(
         selected=selected,
         mask_pos=mask_pos,
         min_side=min_side,
+        sparse=sparse,
     )

@@ -113,7 +113,7 @@ def replay_branch(
     s = target_scores.sum().clamp(min=1)
 
     if forms.cls == "bce":  # the framework's own op
-        cls_el = F.binary_cross_entropy_with_logits(pred_scores, target_scores.to(dtype), reduction="none")
+        cls_el = _bce(pred_scores, target_scores.to(dtype), a.fg if a.sparse else None)
     else:
         cls_el = terms.cls_loss(
             forms.cls, pred_scores, target_scores.to(dtype), forms.cls_gamma, forms.cls_alpha
@@ -177,6 +177,22 @@ def replay_branch(
         target_dist=target_dist,
         box_iou_px=iou_px,
     )
+
+
+def _bce(logits: Tensor, target: Tensor, fg: Tensor | None) -> Tensor:
+    """``binary_cross_entropy_with_logits(logits, target, reduction="none")``, bit for bit.
+
+    torch computes it as ``(1 - t) * x - log_sigmoid(x)``; where t is +0 that is ``x - log_sigmoid(x)``
+    exactly (``1 * x`` is x), so when only the foreground rows ``fg`` (B, N) carry non-zero
+    targets, the dense op runs only on those rows (a third less work on an 80-class head).
+    ``tests/test_terms.py`` checks the identity on extreme and non-finite logits.
+    """
+    if fg is None or logits.requires_grad:
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    out = F.logsigmoid(logits)
+    torch.sub(logits, out, out=out)
+    out[fg] = F.binary_cross_entropy_with_logits(logits[fg], target[fg], reduction="none")
+    return out
 
 
 def _scatter_fg(fg: Tensor, values: Tensor) -> Tensor:
