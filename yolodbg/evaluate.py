@@ -175,18 +175,25 @@ def _image_matches(
         if not g:
             g_counts.append(0)
             continue
-        sel = np.flatnonzero(im.k == k)  # this class's detections in the image's order
-        ev._gts, ev._dts = {(img, cat): g}, {(img, cat): _det_dicts(im, sel, img, cat)}
+        seg = slice(int(d_off[j]), int(d_off[j + 1]))
+        top = keep[seg]  # this class's first maxDet detections, best first (computeIoU's order)
+        reach = _may_match(im.bbox[top], g, min(min(p.iouThrs), 1 - 1e-10))
+        g_counts.append(len(g))
+        if not reach.any():  # evaluateImg would match nothing: its GT entries directly
+            ignored = _gt_ignored(g, p.areaRng)
+            gt_ignore.append(np.sort(ignored, 1))  # it lists its GTs non-ignored first (stable)
+            gt_matched += [(g[i]["id"], False) for i in np.argsort(ignored[0], kind="mergesort").tolist()]
+            continue
+        near, at = top[reach], seg.start + np.flatnonzero(reach)
+        ev._gts, ev._dts = {(img, cat): g}, {(img, cat): _det_dicts(im, near, img, cat)}
         ev.ious = {(img, cat): ev.computeIoU(img, cat)}
         entries = [ev.evaluateImg(img, cat, rng, max_det) for rng in p.areaRng]
-        seg = slice(int(d_off[j]), int(d_off[j + 1]))
-        if list(entries[0]["dtScores"]) != im.score[keep[seg]].tolist():
+        if list(entries[0]["dtScores"]) != im.score[near].tolist():
             raise AssertionError(f"image {img}, category {cat}: detection order differs from COCOeval's")
         for a, e in enumerate(entries):
-            flags[0, a, :, seg] = np.asarray(e["dtMatches"]).reshape(n_thr, -1) > 0
-            flags[1, a, :, seg] = np.asarray(e["dtIgnore"]).reshape(n_thr, -1) > 0
+            flags[0, a, :, at] = np.asarray(e["dtMatches"]).reshape(n_thr, -1).T > 0
+            flags[1, a, :, at] = np.asarray(e["dtIgnore"]).reshape(n_thr, -1).T > 0
         gt_ignore.append(np.stack([np.asarray(e["gtIgnore"], bool).reshape(-1) for e in entries]))
-        g_counts.append(len(g))
         matched_50 = entries[0]["gtMatches"][t50]
         gt_matched += [(gid, bool(m > 0)) for gid, m in zip(entries[0]["gtIds"], matched_50, strict=True)]
     matches = ImageMatches(
@@ -198,6 +205,33 @@ def _image_matches(
         np.concatenate(gt_ignore, 1) if gt_ignore else np.zeros((n_area, 0), bool),
     )
     return matches, gt_matched
+
+
+def _gt_ignored(gts: list[dict], area_ranges: list) -> np.ndarray:
+    """``(A, G)`` bool: evaluateImg's ``_ignore`` of each GT per area range (crowd, or area outside)."""
+    crowd = np.array([bool(g["ignore"]) for g in gts])
+    area = np.array([g["area"] for g in gts], np.float64)
+    return np.stack([crowd | (area < lo) | (area > hi) for lo, hi in area_ranges])
+
+
+def _may_match(boxes: np.ndarray, gts: list[dict], lowest: float) -> np.ndarray:
+    """``(D,)`` bool: the detection reaches IoU ``lowest`` with some GT (crowd or not), as computeIoU measures it.
+
+    evaluateImg matches a detection only to a GT with IoU ≥ the threshold (it skips ``iou < t``),
+    and a detection that matches nothing leaves the others' matches as they were; so the
+    detections below the lowest threshold with every GT can skip its per-threshold loops: they
+    end unmatched, ignored when their area is outside the range — what the caller presets.
+    """
+    from pycocotools import mask as mask_utils
+
+    if len(boxes) == 0:
+        return np.zeros(0, bool)
+    ious = mask_utils.iou(
+        np.ascontiguousarray(boxes, np.float64),
+        np.asarray([g["bbox"] for g in gts], np.float64).reshape(-1, 4),
+        [int(g["iscrowd"]) for g in gts],
+    )
+    return ~(np.asarray(ious).reshape(len(boxes), len(gts)) < lowest).all(1)
 
 
 def _det_dicts(dets: _ImageDets, sel: np.ndarray, img_id: Any, cat: int) -> list[dict]:
