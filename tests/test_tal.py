@@ -128,3 +128,42 @@ def test_non_finite_scores_spread_as_in_ultralytics():
         assert not torch.isfinite(ref_scores).all()
         torch.testing.assert_close(ours.target_scores, ref_scores.float(), rtol=0, atol=0, equal_nan=True)
         assert torch.equal(ours.fg, ref_fg.bool())
+
+
+def test_reason_counts_equal_the_dense_masks_on_random_crowded_scenes():
+    """The reasons count candidates, selections, positives and losses from sparse pairs; check them densely."""
+    import re
+
+    g = torch.Generator().manual_seed(3)
+    for trial in range(30):
+        m = 1 + trial % 6
+        xy = torch.rand(m, 2, generator=g) * 28
+        wh = torch.rand(m, 2, generator=g) * (4 + trial % 3 * 12)
+        gt = torch.cat((xy, (xy + wh).clamp(max=32)), 1).tolist()
+        scores = torch.rand(16, generator=g)
+        scores[torch.rand(16, generator=g) < 0.2] = 0.0  # some zero metrics
+        jitter = torch.randn(16, 4, generator=g) * 3
+        pred = torch.tensor(gt[trial % m]).expand(16, 4) + jitter
+        params = TalParams(topk=3 + trial % 4, topk2=1 if trial % 5 == 0 else None)
+        a, gtt, mask = _run(gt, scores, pred, params)
+        reasons = tal_reasons(a, torch.arange(m)[None], gtt, POINTS, mask, topk=params.topk)
+        dense = {
+            "cand": a.candidates.sum(-1)[0].tolist(),
+            "sel": a.selected.sum(-1)[0].tolist(),
+            "pos": a.mask_pos.sum(-1)[0].tolist(),
+            "lost": (a.selected & ~a.mask_pos).sum(-1)[0].tolist(),
+        }
+        for r, why in reasons.items():
+            assert dense["pos"][r] < params.topk
+            nums = [int(v) for v in re.findall(r"\b(\d+)\b", why.detail)]
+            if why.code == "few_candidates":
+                assert nums[0] == dense["cand"][r]
+            elif why.code == "no_anchor_inside":
+                assert dense["cand"][r] == 0
+            elif why.code == "lost_conflict":
+                assert nums[:2] == [dense["lost"][r], dense["sel"][r]]
+            elif why.code == "topk2_filtered":
+                assert nums[:2] == [dense["pos"][r], dense["sel"][r]]
+        for r in range(m):
+            if dense["pos"][r] < params.topk and bool(mask[0, r]):
+                assert r in reasons or dense["cand"][r] >= params.topk, (trial, r, dense)

@@ -50,6 +50,7 @@ class TalAssignment:
     mask_pos: Tensor  # (B, M, N) bool, final positives per GT after D and E
     min_side: float
     sparse: bool = True  # target_scores is +0 on every background anchor (False: non-finite values spread)
+    pairs: tuple[Tensor, Tensor, Tensor] | None = None  # (b, m, n) indices of the True entries of candidates
 
 
 def candidates_in_gts(
@@ -186,4 +187,5 @@ def assign(
         mask_pos=mask_pos,
         min_side=min_side,
         sparse=sparse,
+        pairs=(b_idx, g_idx, a_idx),
     )

@@ -35,16 +35,24 @@ def tal_reasons(
     bs, n_max = row_of_slot.shape
     if n_max == 0:
         return reasons
-    n_cand = a.candidates.sum(-1).tolist()  # (B, M)
-    n_sel = a.selected.sum(-1).tolist()
-    n_pos = a.mask_pos.sum(-1).tolist()
-    any_metric = (a.align_metric > 0).any(-1).tolist()
-    weight_pos = ((a.align_metric * a.mask_pos) > 0).any(-1).tolist()
-    lost_all = a.selected & ~a.mask_pos
-    n_lost = lost_all.sum(-1).tolist()
-    x1, y1, x2, y2 = gt_bboxes.unsqueeze(2).unbind(-1)
-    inside_true = (points[:, 0] > x1) & (points[:, 0] < x2) & (points[:, 1] > y1) & (points[:, 1] < y2)
-    any_inside = inside_true.any(-1).tolist()
+    # per (image, slot) counts from the sparse candidate pairs and foreground anchors: positives and
+    # selections lie on candidate pairs (or, for positives, one slot per foreground anchor)
+    b_i, g_i, a_i = a.pairs if a.pairs is not None else a.candidates.nonzero(as_tuple=True)
+    key = b_i * n_max + g_i
+    b_fg, a_fg = a.fg.nonzero(as_tuple=True)
+    s_fg = a.gt_slot[b_fg, a_fg]
+    fg_key = b_fg * n_max + s_fg
+
+    def per_slot(k: torch.Tensor) -> list[list[int]]:
+        return torch.bincount(k, minlength=bs * n_max).view(bs, n_max).tolist()
+
+    selected = a.selected[b_i, g_i, a_i]
+    n_cand = per_slot(key)
+    n_sel = per_slot(key[selected])
+    n_pos = per_slot(fg_key)
+    any_metric = per_slot(key[a.align_metric[b_i, g_i, a_i] > 0])
+    weight_pos = per_slot(fg_key[a.align_metric[b_fg, s_fg, a_fg] > 0])
+    n_lost = per_slot(key[selected & ~a.mask_pos[b_i, g_i, a_i]])
     rows, valid = row_of_slot.tolist(), mask_gt[..., 0].bool().tolist()
     sides = (gt_bboxes[..., 2:] - gt_bboxes[..., :2]).tolist()  # float32 differences, as the box holds them
     for b in range(bs):
@@ -78,7 +86,7 @@ def tal_reasons(
                 )
                 continue
             if n_lost[b][g]:
-                lost = lost_all[b, g]
+                lost = a.selected[b, g] & ~a.mask_pos[b, g]
                 takers = a.mask_pos[b, :, lost].float().sum(-1)  # per other slot: how many it took
                 takers[g] = 0
                 if float(takers.max()) > 0:
@@ -94,7 +102,7 @@ def tal_reasons(
                     "topk2_filtered", f"the second top-k kept {pos} of its {sel} selected anchors"
                 )
                 continue
-            if not any_inside[b][g]:
+            if not _any_centre_inside(points, gt_bboxes[b, g]):
                 reasons[row] = GtReason(
                     "floor_only",
                     f"{w:.1f}×{h:.1f} px box holds no anchor centre; its {pos} positives come from the "
@@ -106,3 +114,10 @@ def tal_reasons(
                     "few_candidates", f"only {cand} anchor centres inside the box (top-k is {topk})"
                 )
     return reasons
+
+
+def _any_centre_inside(points: torch.Tensor, box: torch.Tensor) -> bool:
+    """Some anchor centre lies strictly inside the true (unfloored) box."""
+    x1, y1, x2, y2 = box.tolist()
+    px, py = points[:, 0], points[:, 1]
+    return bool(((px > x1) & (px < x2) & (py > y1) & (py < y2)).any())
