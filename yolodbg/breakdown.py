@@ -109,7 +109,7 @@ class Breakdown:
 
 def _sum_by(index, values, size: int) -> torch.Tensor:
     out = torch.zeros(size, dtype=torch.float64)
-    return out.index_add_(0, index, values)
+    return out.scatter_add_(0, index, values)
 
 
 def build(

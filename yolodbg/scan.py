@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from yolodbg.breakdown import Breakdown
 from yolodbg.explain import Explanation
 from yolodbg.groundtruth import Targets
 from yolodbg.result import LossResult
@@ -191,26 +192,26 @@ def image_label(ex: Explanation, i: int) -> str:
     return f"{Path(ex.bundle.source).name}#{i}"
 
 
-def _levels(result: LossResult) -> list[dict[str, Any]]:
+def _levels(bd: Breakdown) -> list[dict[str, Any]]:
+    """Per level: positives, and each logged term split into foreground and background (the breakdown's)."""
+    result = bd.result
     anchors = result.anchors
     nl = len(anchors.strides)
     pos_level = anchors.level[result.positives.anchor]
     n_pos = torch.bincount(pos_level, minlength=nl).tolist()
     fg: dict[str, list[float]] = {}
-    bg: dict[str, list[float]] = {}
     for t in result.terms:
         led = result.ledger[t]
-        lv = anchors.level[led.anchor]
-        is_fg = (led.gt >= 0).double()
-        fg[t] = torch.zeros(nl, dtype=torch.float64).index_add_(0, lv, led.values * is_fg).tolist()
-        bg[t] = torch.zeros(nl, dtype=torch.float64).index_add_(0, lv, led.values * (1 - is_fg)).tolist()
+        mine = led.gt >= 0
+        lv = anchors.level[led.anchor[mine]]
+        fg[t] = torch.zeros(nl, dtype=torch.float64).scatter_add_(0, lv, led.values[mine]).tolist()
     return [
         {
             "level": i,
             "stride": float(s),
             "num_pos": n_pos[i],
             "fg": {t: fg[t][i] for t in result.terms},
-            "bg": {t: bg[t][i] for t in result.terms},
+            "bg": {t: bd.background_by_level[i]["terms"][t] for t in result.terms},
         }
         for i, s in enumerate(anchors.strides)
     ]
@@ -285,7 +286,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
         objective=res.objective,
         num_pos=bd.num_pos,
         background={t: bd.background[t] for t in res.terms},
-        levels=_levels(res),
+        levels=_levels(bd),
         gts=gts,
         images=images,
         offenders=_offenders(ex, labels),
