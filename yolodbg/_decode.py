@@ -131,14 +131,12 @@ def nms(boxes: Tensor, scores: Tensor, iou: float, max_keep: int | None = None) 
             block = block[~(_iou_rows(sorted_boxes, areas, np.asarray(keep), block) > thr).any(0)]
         if not block.size:
             continue
-        over = _iou_rows(sorted_boxes, areas, block, block) > thr  # [i, j]: i would suppress j if kept
+        over = np.triu(_iou_rows(sorted_boxes, areas, block, block) > thr, 1)  # [i, j]: i would suppress j
         alive = np.ones(block.size, dtype=bool)
-        for i in range(block.size):
+        for i in np.flatnonzero(over.any(1)).tolist():  # a box that suppresses nothing decides nothing
             if alive[i]:
-                keep.append(int(block[i]))
-                if len(keep) == limit:
-                    break
-                alive[i + 1 :] &= ~over[i, i + 1 :]
+                alive &= ~over[i]
+        keep += block[alive][: limit - len(keep)].tolist()
         if len(keep) == limit:
             break
     return order[torch.tensor(keep, dtype=torch.long)]
@@ -179,11 +177,11 @@ def _nms_channels_first(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detec
     """
     nc = scores.shape[0]
     best = scores.amax(0)  # per anchor
-    n_anchors = int((best > pp.conf).sum())
+    n_anchors = int(torch.count_nonzero(best > pp.conf))
     if (
         not pp.multi_label
         or nc == 1
-        or (n_anchors * nc > pp.max_nms and int((scores > pp.conf).sum()) > pp.max_nms)
+        or (n_anchors * nc > pp.max_nms and int(torch.count_nonzero(scores > pp.conf)) > pp.max_nms)
     ):
         cand = (best > pp.conf).nonzero().flatten()
         return nms_image(cxcywh_to_xyxy(boxes[:, cand].t()), scores[:, cand].t(), pp)
