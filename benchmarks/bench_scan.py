@@ -14,8 +14,13 @@ and processed in full, and the reference reads the same files). Then it prints:
    memory means the second is not larger than the first by more than COCOeval's small
    per-image match records;
 3. the reference: Ultralytics ``v8DetectionLoss`` on the same files (torch.load + loss, no
-   backward), and the same plus the validator's decode and NMS — skipped without ultralytics.
-   The issue's target: scan ≥ the loss's throughput.
+   backward), and the same plus the validator's decode and NMS — skipped without ultralytics;
+   then the ratios scan / reference. The issue's target: scan ≥ the loss's throughput.
+
+This process tunes glibc's allocator as ``yolodbg scan`` does (``scan_run.allocator.tune()``:
+freed heap pages are kept for the next bundle instead of being faulted in again), so the
+reference, run here too, gets the same allocator; ``--reference-default-malloc`` also runs it
+in a fresh process with glibc's defaults (the framework as a plain script runs it).
 """
 
 from __future__ import annotations
@@ -121,7 +126,25 @@ def reference_rate(paths: list[Path], nms_bundles: int = 10) -> tuple[float, flo
                 non_max_suppression(preds, 0.001, 0.7, multi_label=True, max_det=300, max_time_img=1e6)
             t_nms += time.perf_counter() - t0
             nms_images += doc["outputs"]["scores"].shape[0]
-    return images / t_loss, images / t_all, nms_images / t_nms
+    return images / t_loss, images / t_all, (nms_images / t_nms if nms_images else float("nan"))
+
+
+def reference_rate_child(paths: list[Path]) -> tuple[float, float, float] | None:
+    """:func:`reference_rate` in a fresh process, allocator untouched."""
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from bench_scan import reference_rate\n"
+        "from pathlib import Path\n"
+        "print(json.dumps(reference_rate([Path(p) for p in json.loads(sys.argv[1])], nms_bundles=0)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([str(p) for p in paths])],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def peak_rss_child(paths: list[Path]) -> float:
@@ -129,7 +152,8 @@ def peak_rss_child(paths: list[Path]) -> float:
     code = (  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
         "import json, sys, torch\n"
         "torch.set_num_threads(1)\n"
-        "from yolodbg.scan_run import ScanJob, scan\n"
+        "from yolodbg.scan_run import ScanJob, allocator, scan\n"
+        "allocator.tune()\n"
         "agg = scan(json.loads(sys.argv[1]), ScanJob())\n"
         "agg.summary()\n"
         "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
@@ -153,7 +177,15 @@ def main() -> None:
     ap.add_argument("--gts", type=int, default=8)
     ap.add_argument("--distinct", type=int, default=10)
     ap.add_argument("--rss", default="10,100", help="bundle counts of the peak-RSS runs")
+    ap.add_argument(
+        "--reference-default-malloc",
+        action="store_true",
+        help="also time the reference in a fresh process with glibc's default allocator",
+    )
     a = ap.parse_args()
+    from yolodbg.scan_run import allocator
+
+    allocator.tune()  # as `yolodbg scan` does
     with tempfile.TemporaryDirectory(prefix="bench_scan_") as tmp:
         n_rss = [int(v) for v in a.rss.split(",")]
         paths = make_bundles(Path(tmp), max(a.bundles, *n_rss), a.distinct, a.batch, a.imgsz, a.nc, a.gts)
@@ -162,9 +194,10 @@ def main() -> None:
             f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
         )
         work = paths[: a.bundles]
+        rates = {}
         for evaluate, label in ((True, "scan"), (False, "scan --no-map")):
             for workers in (1, 2):
-                rate = scan_rate(work, workers, evaluate)
+                rates[label, workers] = rate = scan_rate(work, workers, evaluate)
                 print(f"{label + ',':15s}{workers} worker(s)    {rate:8.2f} images/s", flush=True)
         ref = reference_rate(work)
         if ref is None:
@@ -174,6 +207,21 @@ def main() -> None:
             print(f"ultralytics torch.load + loss       {ref[1]:8.2f} images/s")
             print(
                 f"ultralytics torch.load + loss + NMS {ref[2]:8.2f} images/s (the validator's work, no metrics)"
+            )
+            if a.reference_default_malloc:
+                plain = reference_rate_child(work)
+                print(
+                    f"  same, fresh process, default malloc: loss {plain[0]:.2f}, torch.load + loss {plain[1]:.2f}"
+                )
+            best = max(rates["scan --no-map", 1], rates["scan --no-map", 2])
+            print(f"ratio scan --no-map (best of 1/2 workers) / torch.load + loss   {best / ref[1]:6.2f}")
+            print(f"ratio scan --no-map (best of 1/2 workers) / loss only           {best / ref[0]:6.2f}")
+            best_map = max(rates["scan", 1], rates["scan", 2])
+            print(
+                f"ratio scan with mAP / torch.load + loss                           {best_map / ref[1]:6.2f}"
+            )
+            print(
+                f"ratio scan with mAP / torch.load + loss + NMS                     {best_map / ref[2]:6.2f}"
             )
         for n in n_rss:
             print(f"peak RSS, scan of {n:4d} bundles      {peak_rss_child(paths[:n]):8.0f} MB", flush=True)

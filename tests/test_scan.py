@@ -7,6 +7,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -243,12 +245,44 @@ def test_auto_workers_one_per_core_at_most_one_per_bundle():
     assert 1 <= auto_workers(0, 1000) <= (os.cpu_count() or 1)
 
 
-def test_heap_is_trimmed_every_few_bundles():
-    from yolodbg.scan_run import TRIM_EVERY, _HeapTrim
+class _FakeLibc:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
 
-    calls = []
-    trim = _HeapTrim()
-    trim._trim = calls.append
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("trim", pad))
+        return 1
+
+    def mallopt(self, param: int, value: int) -> int:
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+
+def test_untuned_heap_is_trimmed_every_few_bundles():
+    from yolodbg.scan_run import TRIM_EVERY, _Allocator
+
+    alloc = _Allocator()
+    alloc._libc = fake = _FakeLibc()
     for _ in range(2 * TRIM_EVERY + 3):
-        trim()
-    assert calls == [0, 0]
+        alloc.after_bundle()
+    assert fake.calls == [("trim", 0), ("trim", 0)]
+
+
+def test_tuned_heap_keeps_its_pages_and_is_never_trimmed():
+    from yolodbg.scan_run import MMAP_THRESHOLD, TRIM_EVERY, TRIM_THRESHOLD, _Allocator
+
+    alloc = _Allocator()
+    alloc._libc = fake = _FakeLibc()
+    alloc.tune()
+    alloc.tune()  # once is enough
+    for _ in range(2 * TRIM_EVERY):
+        alloc.after_bundle()
+    assert alloc.tuned
+    assert fake.calls == [("mallopt", -3, MMAP_THRESHOLD), ("mallopt", -1, TRIM_THRESHOLD)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_tuning_takes_on_the_real_allocator():
+    code = "from yolodbg.scan_run import allocator; allocator.tune(); print(allocator.tuned)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -109,9 +109,10 @@ def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, i
 
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
-    from yolodbg.scan_run import auto_workers, expand_all
+    from yolodbg.scan_run import allocator, auto_workers, expand_all
     from yolodbg.scan_run import scan as run_scan
 
+    allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
     files = expand_all(paths)
     err = Console(stderr=True)
@@ -188,10 +189,11 @@ def trend(
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.render.trend_plot import plot_trend
-    from yolodbg.scan_run import auto_workers
+    from yolodbg.scan_run import allocator, auto_workers
     from yolodbg.trend import checkpoints
     from yolodbg.trend import trend as run_trend
 
+    allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
     cps = checkpoints(run_dirs)
     total = sum(len(c.paths) for c in cps)

@@ -76,36 +76,53 @@ def expand_all(specs: Sequence[str | os.PathLike]) -> list[Path]:
     return [f for s in specs for f in expand(s)]
 
 
-TRIM_EVERY = 8  # bundles between two returns of freed heap memory to the OS
+TRIM_EVERY = 8  # bundles between two returns of freed heap memory to the OS (allocator not tuned)
+MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks below it come from the heap
+TRIM_THRESHOLD = 1 << 30  # free memory the heap keeps at its top instead of giving it back
 
 
-class _HeapTrim:
-    """Give freed heap memory back to the OS every few bundles (glibc ``malloc_trim``).
+class _Allocator:
+    """glibc ``malloc`` for a stream of bundles of one shape.
 
-    Each bundle allocates and frees tensors of tens of MB; glibc's dynamic mmap threshold soon
-    serves them from the heap, whose free holes it keeps, and the resident size creeps up bundle
-    after bundle (+400 MB over 100 bundles of batch 8 at 640 in ``benchmarks/bench_scan.py``).
-    Trimming every ``TRIM_EVERY`` bundles keeps it flat for well under 1 % of the time. A no-op
-    where there is no glibc.
+    Each bundle allocates and frees the same tensors of tens of MB. By default glibc gives the
+    freed top of its heap back to the OS, so every bundle faults its pages in again (~40 000
+    page faults, a third of the time of a batch of 8 at 640); and with that default the holes it
+    keeps make the resident size creep up (+400 MB over 100 bundles in
+    ``benchmarks/bench_scan.py``), which ``malloc_trim`` every ``TRIM_EVERY`` bundles undoes.
+
+    :meth:`tune` (the ``scan``/``trend`` commands and their workers, processes of ours) instead
+    fixes the thresholds: blocks below 32 MB come from the heap and the heap keeps what it
+    freed, so a bundle reuses the previous one's pages — no faults, and a resident size that
+    stays at the peak of one bundle. In a process it does not own (``scan()`` called from a
+    library user's code) it only trims. A no-op where there is no glibc.
     """
 
     def __init__(self) -> None:
         self.count = 0
-        self._trim = None
+        self.tuned = False
+        self._libc = None
         try:
             import ctypes
 
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
+            self._libc = ctypes.CDLL("libc.so.6")
+            self._libc.malloc_trim, self._libc.mallopt  # noqa: B018  (both must exist)
         except (OSError, AttributeError):
-            pass
+            self._libc = None
 
-    def __call__(self) -> None:
+    def tune(self) -> None:
+        if self._libc is None or self.tuned:
+            return
+        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+        ok = self._libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1
+        self.tuned = ok and self._libc.mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1
+
+    def after_bundle(self) -> None:
         self.count += 1
-        if self._trim is not None and self.count % TRIM_EVERY == 0:
-            self._trim(0)
+        if self._libc is not None and not self.tuned and self.count % TRIM_EVERY == 0:
+            self._libc.malloc_trim(0)
 
 
-_heap_trim = _HeapTrim()
+allocator = _Allocator()
 
 
 def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
@@ -113,7 +130,7 @@ def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     try:
         return _process(job, path, seq)
     finally:
-        _heap_trim()
+        allocator.after_bundle()
 
 
 def _process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
@@ -185,6 +202,7 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    allocator.tune()
 
 
 def iter_records(
