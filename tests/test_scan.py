@@ -268,17 +268,21 @@ def test_untuned_heap_is_trimmed_every_few_bundles():
     assert fake.calls == [("trim", 0), ("trim", 0)]
 
 
-def test_tuned_heap_keeps_its_pages_and_is_never_trimmed():
+def test_tuned_heap_keeps_its_pages_and_pool_workers_never_trim():
     from yolodbg.scan_run import MMAP_THRESHOLD, TRIM_EVERY, TRIM_THRESHOLD, _Allocator
 
     alloc = _Allocator()
     alloc._libc = fake = _FakeLibc()
-    alloc.tune()
-    alloc.tune()  # once is enough
-    for _ in range(2 * TRIM_EVERY):
+    alloc.tune()  # the aggregating process: thresholds fixed, still trims
+    for _ in range(TRIM_EVERY):
         alloc.after_bundle()
     assert alloc.tuned
-    assert fake.calls == [("mallopt", -3, MMAP_THRESHOLD), ("mallopt", -1, TRIM_THRESHOLD)]
+    assert fake.calls == [("mallopt", -3, MMAP_THRESHOLD), ("mallopt", -1, TRIM_THRESHOLD), ("trim", 0)]
+    fake.calls.clear()
+    alloc.tune(trim_every=0)  # a pool worker: thresholds already fixed, never trims
+    for _ in range(2 * TRIM_EVERY):
+        alloc.after_bundle()
+    assert fake.calls == []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")

@@ -86,20 +86,23 @@ class _Allocator:
 
     Each bundle allocates and frees the same tensors of tens of MB. By default glibc gives the
     freed top of its heap back to the OS, so every bundle faults its pages in again (~40 000
-    page faults, a third of the time of a batch of 8 at 640); and with that default the holes it
-    keeps make the resident size creep up (+400 MB over 100 bundles in
-    ``benchmarks/bench_scan.py``), which ``malloc_trim`` every ``TRIM_EVERY`` bundles undoes.
+    page faults, a third of the time of a batch of 8 at 640); and the holes it keeps make the
+    resident size creep up (+400 MB over 100 bundles in ``benchmarks/bench_scan.py``), which
+    ``malloc_trim`` every ``TRIM_EVERY`` bundles undoes.
 
-    :meth:`tune` (the ``scan``/``trend`` commands and their workers, processes of ours) instead
-    fixes the thresholds: blocks below 32 MB come from the heap and the heap keeps what it
-    freed, so a bundle reuses the previous one's pages — no faults, and a resident size that
-    stays at the peak of one bundle. In a process it does not own (``scan()`` called from a
-    library user's code) it only trims. A no-op where there is no glibc.
+    :meth:`tune` (the ``scan``/``trend`` commands and their workers: processes of ours) fixes
+    the thresholds instead: blocks below 32 MB come from the heap and the heap keeps what it
+    freed, so a bundle reuses the previous one's pages. A process that also aggregates (one
+    worker) still trims every ``TRIM_EVERY`` bundles, since its records, allocated between the
+    large blocks, would otherwise pin holes open; a pool worker keeps nothing between bundles
+    and never trims. In a process it does not own (``scan()`` called from a library user's
+    code) it only trims. A no-op where there is no glibc.
     """
 
     def __init__(self) -> None:
         self.count = 0
         self.tuned = False
+        self.trim_every = TRIM_EVERY
         self._libc = None
         try:
             import ctypes
@@ -109,16 +112,19 @@ class _Allocator:
         except (OSError, AttributeError):
             self._libc = None
 
-    def tune(self) -> None:
-        if self._libc is None or self.tuned:
+    def tune(self, trim_every: int = TRIM_EVERY) -> None:
+        """Fix the thresholds; then trim every ``trim_every`` bundles (0: never)."""
+        if self._libc is None:
             return
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        ok = self._libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1
-        self.tuned = ok and self._libc.mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1
+        self.trim_every = trim_every
+        if not self.tuned:
+            m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+            ok = self._libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1
+            self.tuned = ok and self._libc.mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1
 
     def after_bundle(self) -> None:
         self.count += 1
-        if self._libc is not None and not self.tuned and self.count % TRIM_EVERY == 0:
+        if self._libc is not None and self.trim_every and self.count % self.trim_every == 0:
             self._libc.malloc_trim(0)
 
 
@@ -202,7 +208,7 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    allocator.tune()
+    allocator.tune(trim_every=0)  # a pool worker: nothing outlives a bundle
 
 
 def iter_records(
