@@ -404,3 +404,13 @@ def test_winner_follows_the_value_a_cell_holds() -> None:
     tobj[0, 0, int(m.gj[0]), int(m.gi[0])] = tampered_value[0]
     w = winners(m, replace(t, write_value=tampered_value, obj_target=tobj))
     assert m.gt[w].tolist()[:2] == [0, 0] and m.gt[w].tolist()[2:] == [1, 1, 1, 1]
+
+
+def test_lazy_rows_by_index_vectors_stay_lazy_and_equal_the_full_tensor() -> None:
+    levels = [torch.randn(2, 3, s, s, 9) for s in (8, 4, 2)]
+    res, _, _ = run(levels, [[0, 1, 0.4, 0.5, 0.3, 0.2], [1, 3, 0.7, 0.2, 0.1, 0.3]])
+    b, a = torch.tensor([1, 0, 1]), torch.tensor([5, 251, 0])
+    rows = res.pred_boxes[b, a]
+    assert not res.pred_boxes.is_materialized
+    assert torch.equal(rows, res.pred_boxes.materialize()[b, a])
+    assert res.pred_scores[b[:0], a[:0]].shape == (0, res.pred_scores.shape[2])

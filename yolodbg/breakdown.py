@@ -178,25 +178,44 @@ def _gt_rows(
     result: LossResult, targets: Targets, per_gt: dict, total: float, detail: bool = True
 ) -> list[GtRow]:
     pos = result.positives
+    m = len(targets)
     boxes = targets.boxes_xyxy().tolist()
     local = targets.local_index().tolist()
     cls_of, image_of = targets.cls.long().tolist(), targets.batch_idx.long().tolist()
     anchors = result.anchors
     names = [*result.terms, *result.extra_terms]
     per_gt_l = {t: per_gt[t].tolist() for t in names}
-    anchor_l, iou_l, align_l, weight_l = (v.tolist() for v in (pos.anchor, pos.iou, pos.align, pos.weight))
-    flags_l = {name: flag.tolist() for name, flag in pos.flags.items()}
+    # per-GT counts and means of its positives, all GTs at once (float64 sums)
+    gt = pos.gt
+
+    def count(mask: torch.Tensor | None = None) -> list[int]:
+        return torch.bincount(gt if mask is None else gt[mask], minlength=m).tolist() if m else []
+
+    def mean(values: torch.Tensor, mask: torch.Tensor | None = None) -> list[float | None]:
+        idx, v = (gt, values) if mask is None else (gt[mask], values[mask])
+        sums = torch.zeros(m, dtype=torch.float64).scatter_add_(0, idx, v.double()).tolist()
+        ns = torch.bincount(idx, minlength=m).tolist() if m else []
+        return [s / n if n else None for s, n in zip(sums, ns, strict=True)]
+
+    num_pos = count()
+    zero_weight = count(pos.weight == 0)
+    mean_iou = mean(pos.iou)
+    mean_align = mean(pos.align, torch.isfinite(pos.align))
+    flag_counts = {name: count(flag.bool()) for name, flag in pos.flags.items()}
     of_gt: dict[int, list[int]] = {}
-    for p, g in enumerate(pos.gt.tolist()):
-        of_gt.setdefault(g, []).append(p)
+    if detail:
+        anchor_l, iou_l, align_l, weight_l = (
+            v.tolist() for v in (pos.anchor, pos.iou, pos.align, pos.weight)
+        )
+        flags_l = {name: flag.tolist() for name, flag in pos.flags.items()}
+        for p, g in enumerate(gt.tolist()):
+            of_gt.setdefault(g, []).append(p)
     rows = []
-    for r in range(len(targets)):
-        mine = of_gt.get(r, [])
-        idx = torch.tensor(mine, dtype=torch.long)
+    for r in range(m):
         terms = {t: per_gt_l[t][r + 1] for t in names}
         gt_total = math.fsum(terms[t] for t in result.terms)
         positives = []
-        for p in mine if detail else ():
+        for p in of_gt.get(r, ()):
             d = anchors.describe(anchor_l[p])
             d.update(iou=round(iou_l[p], 6), align=_num(align_l[p]), weight=_num(weight_l[p]))
             for name, flag in flags_l.items():
@@ -205,9 +224,6 @@ def _gt_rows(
             positives.append(d)
         cls = cls_of[r]
         cat = targets.category_ids[cls] if targets.category_ids and cls < len(targets.category_ids) else None
-        aligns = pos.align[idx]
-        finite_align = aligns[torch.isfinite(aligns)]
-        flag_counts = {name: sum(1 for p in mine if flag[p]) for name, flag in flags_l.items()}
         rows.append(
             GtRow(
                 row=r,
@@ -217,15 +233,15 @@ def _gt_rows(
                 cls=cls,
                 category_id=cat,
                 box_xyxy=tuple(round(v, 4) for v in boxes[r]),
-                num_pos=len(mine),
-                num_zero_weight=sum(1 for p in mine if weight_l[p] == 0),
-                mean_iou=float(pos.iou[idx].mean()) if mine else None,
-                mean_align=float(finite_align.mean()) if len(finite_align) else None,
+                num_pos=num_pos[r],
+                num_zero_weight=zero_weight[r],
+                mean_iou=mean_iou[r],
+                mean_align=mean_align[r],
                 terms=terms,
                 total=gt_total,
                 share=min(max(gt_total / total, 0.0), 1.0) if total > 0 else 0.0,
                 reason=result.gt_reasons.get(r),
-                flags={name: c for name, c in flag_counts.items() if c},
+                flags={name: c[r] for name, c in flag_counts.items() if c[r]},
                 positives=positives,
                 details=result.gt_details.get(r, {}),
             )
@@ -263,30 +279,39 @@ def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]
     if k == 0:
         return []
     best = torch.topk(totals, k).indices
+    b_t, a_t = best // n, best % n
+    score_t, cls_t = result.pred_scores[b_t, a_t].max(-1)
+    pbox_t = result.pred_boxes[b_t, a_t]
     boxes = targets.boxes_xyxy().to(torch.float32)
+    best_iou_l: list[float] = [0.0] * k
+    best_gt_l: list[int | None] = [None] * k
+    if len(targets):  # each negative against the GTs of its own image (first best in row order)
+        ious = pairwise_iou(pbox_t.float(), boxes)
+        ious = ious.masked_fill(targets.batch_idx[None, :] != b_t[:, None], -math.inf)
+        top_iou, top_gt = ious.max(-1)
+        has = (targets.batch_idx[None, :] == b_t[:, None]).any(-1).tolist()
+        for i, (v, j) in enumerate(zip(top_iou.tolist(), top_gt.tolist(), strict=True)):
+            if has[i]:
+                best_iou_l[i], best_gt_l[i] = v, j
+    term_l = {t: dense[t][best].tolist() for t in dense}
+    total_l = totals[best].tolist()
     out = []
-    for flat in best.tolist():
-        b, a = divmod(flat, n)
-        score, pred_cls = result.pred_scores[b, a].max(-1)
-        pbox = result.pred_boxes[b, a]
-        rows = (targets.batch_idx == b).nonzero().flatten()
-        best_iou, best_gt = 0.0, None
-        if len(rows):
-            ious = pairwise_iou(pbox[None].float(), boxes[rows])[0]
-            j = int(ious.argmax())
-            best_iou, best_gt = float(ious[j]), int(rows[j])
-        hint = _hint(result, targets, b, a, float(score), int(pred_cls), best_iou, best_gt)
+    for i, (b, a, score, pred_cls, pbox) in enumerate(
+        zip(b_t.tolist(), a_t.tolist(), score_t.tolist(), cls_t.tolist(), pbox_t.tolist(), strict=True)
+    ):
+        best_iou, best_gt = best_iou_l[i], best_gt_l[i]
+        hint = _hint(result, targets, b, a, score, pred_cls, best_iou, best_gt)
         out.append(
             Negative(
                 image_index=b,
                 anchor=result.anchors.describe(a),
-                pred_class=int(pred_cls),
-                score=float(score),
-                box_xyxy=tuple(round(float(v), 2) for v in pbox),
+                pred_class=pred_cls,
+                score=score,
+                box_xyxy=tuple(round(v, 2) for v in pbox),
                 best_iou=best_iou,
                 best_gt=best_gt,
-                terms={t: float(dense[t][flat]) for t in dense},
-                contribution=float(totals[flat]),
+                terms={t: term_l[t][i] for t in dense},
+                contribution=total_l[i],
                 hint=hint,
             )
         )

@@ -65,6 +65,10 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) or (isinstance(x, Tensor) and x.ndim == 0 and not x.is_floating_point())
 
 
+def _is_ints(x: Any) -> bool:
+    return isinstance(x, Tensor) and x.ndim == 1 and not x.is_floating_point() and x.dtype != torch.bool
+
+
 class LazyAnchorTensor:
     """``(B, N, C)`` values: ``row(b, a) -> (C,)`` for one anchor, ``full() -> (B, N, C)`` for all."""
 
@@ -114,6 +118,10 @@ class LazyAnchorTensor:
                 raise IndexError(f"anchor ({b}, {a}) out of range for shape {tuple(self._shape)}")
             row = self._row(b, a)
             return row[index[2:]] if len(index) > 2 else row
+        if self._full is None and isinstance(index, tuple) and len(index) == 2 and all(map(_is_ints, index)):
+            # a few anchors by index vectors: their rows, not the whole tensor
+            rows = [self[int(b), int(a)] for b, a in zip(index[0].tolist(), index[1].tolist(), strict=True)]
+            return torch.stack(rows) if rows else torch.zeros(0, self._shape[2])
         return self.materialize()[index]
 
     def __getattr__(self, name: str) -> Any:
