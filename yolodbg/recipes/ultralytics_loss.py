@@ -111,30 +111,31 @@ def replay_branch(
 
     target_scores = a.target_scores
     s = target_scores.sum().clamp(min=1)
+    fg = a.fg
+    fgi = fg.nonzero(as_tuple=True)  # indexing by these = by the mask (same rows, same order), one nonzero
 
     if forms.cls == "bce":  # the framework's own op
-        cls_el = _bce(pred_scores, target_scores.to(dtype), a.fg if a.sparse else None)
+        cls_el = _bce(pred_scores, target_scores.to(dtype), fgi if a.sparse else None)
     else:
         cls_el = terms.cls_loss(
             forms.cls, pred_scores, target_scores.to(dtype), forms.cls_gamma, forms.cls_alpha
         )
     cls_item = cls_el.sum() / s
 
-    fg = a.fg
     weight = a.target_weight  # target_scores.sum(-1): (B, N), zero off the foreground
     target_grid = a.target_bboxes / stride_t
     if forms.box in IOU_KINDS:  # the framework's own arithmetic
-        iou_fg = bbox_iou(pred_bboxes[fg], target_grid[fg], forms.box)
-        box_fg = (1.0 - iou_fg) * weight[fg]
+        iou_fg = bbox_iou(pred_bboxes[fgi], target_grid[fgi], forms.box)
+        box_fg = (1.0 - iou_fg) * weight[fgi]
     else:  # grid units of each anchor's level, like the framework's CIoU
-        box_fg = terms.box_loss(forms.box, pred_bboxes[fg], target_grid[fg], forms.box_beta) * weight[fg]
+        box_fg = terms.box_loss(forms.box, pred_bboxes[fgi], target_grid[fgi], forms.box_beta) * weight[fgi]
     box_item = box_fg.sum() / s
 
     target_dist = torch.cat((points - target_grid[..., :2], target_grid[..., 2:] - points), -1)
     if branch.reg_max > 1:
         reach = branch.reg_max - 1 - 0.01
-        tgt = target_dist[fg].clamp(0, reach)
-        logp = F.log_softmax(pred_distri[fg].view(-1, branch.reg_max), dim=1)
+        tgt = target_dist[fgi].clamp(0, reach)
+        logp = F.log_softmax(pred_distri[fgi].view(-1, branch.reg_max), dim=1)
         tl = tgt.long()
         tr = tl + 1
         wl = tr - tgt
@@ -143,28 +144,28 @@ def replay_branch(
             logp.gather(1, tl.view(-1, 1)).view(tl.shape) * wl
             + logp.gather(1, tr.view(-1, 1)).view(tl.shape) * wr
         )
-        dist_fg = -side.mean(-1) * weight[fg]
+        dist_fg = -side.mean(-1) * weight[fgi]
         dist_name = "dfl"
     else:
         reach = float("inf")
         h, w = imgsz[0], imgsz[1]
         scale = torch.stack((w, h, w, h))
-        tgt_n = target_dist[fg] * stride_t[fg.nonzero(as_tuple=True)[1]] / scale
-        pred_n = pred_distri[fg] * stride_t[fg.nonzero(as_tuple=True)[1]] / scale
-        dist_fg = F.l1_loss(pred_n, tgt_n, reduction="none").mean(-1) * weight[fg]
+        tgt_n = target_dist[fgi] * stride_t[fgi[1]] / scale
+        pred_n = pred_distri[fgi] * stride_t[fgi[1]] / scale
+        dist_fg = F.l1_loss(pred_n, tgt_n, reduction="none").mean(-1) * weight[fgi]
         dist_name = "l1"
     dist_item = dist_fg.sum() / s
 
     items = {"box": box_item * gains.box, "cls": cls_item * gains.cls, dist_name: dist_item * gains.dfl}
     s64 = s.double()
     per_anchor = {
-        "box": _scatter_fg(fg, box_fg) * gains.box / s64,
+        "box": _scatter_fg(fg.shape, fgi, box_fg) * gains.box / s64,
         "cls": cls_el.sum(-1).double() * gains.cls / s64,
-        dist_name: _scatter_fg(fg, dist_fg) * gains.dfl / s64,
+        dist_name: _scatter_fg(fg.shape, fgi, dist_fg) * gains.dfl / s64,
     }
     iou_px = torch.zeros(bs, pred_px.shape[1], dtype=pred_px.dtype)
-    if bool(fg.any()):
-        iou_px[fg] = bbox_iou(pred_px[fg], a.target_bboxes[fg], "iou", eps=1e-9)
+    if fgi[0].numel():
+        iou_px[fgi] = bbox_iou(pred_px[fgi], a.target_bboxes[fgi], "iou", eps=1e-9)
     return BranchReplay(
         items=items,
         per_anchor=per_anchor,
@@ -179,12 +180,12 @@ def replay_branch(
     )
 
 
-def _bce(logits: Tensor, target: Tensor, fg: Tensor | None) -> Tensor:
+def _bce(logits: Tensor, target: Tensor, fg: tuple[Tensor, Tensor] | Tensor | None) -> Tensor:
     """``binary_cross_entropy_with_logits(logits, target, reduction="none")``, bit for bit.
 
     torch computes it as ``(1 - t) * x - log_sigmoid(x)``; where t is +0 that is ``x - log_sigmoid(x)``
-    exactly (``1 * x`` is x), so when only the foreground rows ``fg`` (B, N) carry non-zero
-    targets, the dense op runs only on those rows (a third less work on an 80-class head).
+    exactly (``1 * x`` is x), so when only the foreground rows ``fg`` (a (B, N) mask or its
+    indices) carry non-zero targets, the dense op runs only on those rows (a third less work on an 80-class head).
     ``tests/test_terms.py`` checks the identity on extreme and non-finite logits.
     """
     if fg is None or logits.requires_grad:
@@ -195,7 +196,7 @@ def _bce(logits: Tensor, target: Tensor, fg: Tensor | None) -> Tensor:
     return out
 
 
-def _scatter_fg(fg: Tensor, values: Tensor) -> Tensor:
-    out = torch.zeros(fg.shape, dtype=torch.float64)
+def _scatter_fg(shape: torch.Size, fg: tuple[Tensor, Tensor], values: Tensor) -> Tensor:
+    out = torch.zeros(shape, dtype=torch.float64)
     out[fg] = values.detach().double()
     return out
