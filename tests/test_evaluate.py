@@ -178,6 +178,34 @@ def test_decode_breaks_score_ties_as_ultralytics():
     _compare(ours, ref)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("bs", "size", "nc"), [(2, (128, 128), 80), (1, (64, 64), 16), (2, (96, 128), 3)])
+def test_decode_on_the_replay_sigmoid_equals_the_head_decode(bs, size, nc, threads):
+    """Detections from the replay's (B, N, nc) sigmoid equal those of the head's own sigmoid, bit for bit."""
+    from synth import batch
+
+    from yolodbg._decode import _same_sigmoid
+    from yolodbg.api import replay
+
+    out = ultra_output(bs=bs, size=size, nc=nc, seed=nc, scale=3.0)
+    rows = [[i % bs, i % nc, 0.2 + 0.05 * i, 0.3 + 0.04 * i, 0.1 + 0.02 * i, 0.15] for i in range(6)]
+    b = bundle.from_object({"yolodbg": 1, "head": "ultralytics", "outputs": out, "input_size": list(size)})
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        res = replay(out, batch(rows), input_size=size).result
+        shared = _same_sigmoid(res.pred_scores, out["scores"])
+        assert shared == (bs * nc * res.pred_scores.shape[1] % (64 * threads) == 0)
+        ours, head = decode(b, res), decode(b, None)
+    finally:
+        torch.set_num_threads(before)
+    for d, h in zip(ours, head, strict=True):
+        assert torch.equal(d.boxes, h.boxes) and torch.equal(d.scores, h.scores)
+        assert torch.equal(d.labels, h.labels)
+    if shared:  # the replay's probabilities are the head's, every element
+        assert torch.equal(res.pred_scores.transpose(1, 2), out["scores"].sigmoid())
+
+
 @pytest.mark.parity
 def test_decode_matches_ultralytics_on_the_sample_bundle():
     if not SAMPLE.exists():

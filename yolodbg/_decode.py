@@ -201,13 +201,30 @@ def _nms_channels_first(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detec
         k = min(n_anchors, 4 * k)
 
 
-def _ultralytics_inference(bundle: Bundle, parsed: Any = None) -> tuple[Tensor, Tensor, bool]:
+def _same_sigmoid(probs: Tensor | None, logits: Tensor) -> bool:
+    """Whether ``probs`` (B, N, nc), the replay's sigmoid of the same logits, has the bits ``logits.sigmoid()`` would.
+
+    torch's elementwise kernels round the vectorised body and the scalar tail of each thread's
+    chunk differently; with no tail in either layout (every chunk a multiple of 64 elements) each
+    element goes through the vectorised body both times, so the values are the same bit for bit.
+    """
+    if not isinstance(probs, Tensor) or probs.dtype != torch.float32 or logits.dtype != torch.float32:
+        return False
+    b, c, n = logits.shape
+    return tuple(probs.shape) == (b, n, c) and logits.numel() % (64 * torch.get_num_threads()) == 0
+
+
+def _ultralytics_inference(
+    bundle: Bundle, parsed: Any = None, probs: Tensor | None = None
+) -> tuple[Tensor, Tensor, bool]:
     """``(B, 4, N)`` boxes (cxcywh, or xyxy for end-to-end), ``(B, nc, N)`` sigmoid scores, end2end flag.
 
     Channels first, as the head computes them: the sigmoid and the DFL softmax run on the whole
     tensors (their vectorised kernels round a few elements differently on a gathered subset).
 
-    ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand.
+    ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand;
+    ``probs``: the replay's sigmoid of the main branch (B, N, nc), used (transposed) when
+    :func:`_same_sigmoid` proves it equal to the head's.
     """
     from yolodbg.heads import ultralytics as head
 
@@ -238,6 +255,8 @@ def _ultralytics_inference(bundle: Bundle, parsed: Any = None) -> tuple[Tensor, 
     x1y1, x2y2 = anchor_pts - lt, anchor_pts + rb
     corners = (x1y1, x2y2) if out.end2end else ((x1y1 + x2y2) / 2, x2y2 - x1y1)  # e2e: xyxy, else cxcywh
     boxes = torch.cat(corners, 1) * stride.transpose(0, 1)
+    if not out.end2end and _same_sigmoid(probs, logits):
+        return boxes, probs.transpose(1, 2), False
     return boxes, logits.sigmoid(), out.end2end
 
 
@@ -367,7 +386,8 @@ def decode(
     """
     pp = pp or postprocess_for(bundle)
     if bundle.head == "ultralytics":
-        boxes, scores, end2end = _ultralytics_inference(bundle, parsed)
+        probs = result.pred_scores if result is not None and result.recipe == "yolov8" else None
+        boxes, scores, end2end = _ultralytics_inference(bundle, parsed, probs)
         if end2end:
             return _topk_e2e(boxes.transpose(1, 2), scores.transpose(1, 2), pp)
         return [_nms_channels_first(bx, sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
