@@ -14,6 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK_TOOL = ROOT.parent / "shared" / "tools" / "check_explain_json.py"
 
 
+def need_check_tool() -> None:
+    """Skip (saying why) where the contract checker is not beside this checkout, as in a lone clone."""
+    if not CHECK_TOOL.exists():
+        pytest.skip(f"contract checker {CHECK_TOOL} not found (it lives in ../shared beside the repository)")
+
+
 @pytest.fixture
 def ultra():
     return ultra_output

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import CHECK_TOOL
+from conftest import CHECK_TOOL, need_check_tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synth import batch, ultra_output
@@ -75,6 +75,7 @@ def _explain_doc(tmp_path, out, b, name="b.pt", images=None):
 
 
 def test_explain_json_passes_the_contract_checker(tmp_path):
+    need_check_tool()
     out, b = _scene(
         {
             "bs": 2,

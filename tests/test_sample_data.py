@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import CHECK_TOOL, need_check_tool
 
 from yolodbg import bundle
 from yolodbg.cli import main
@@ -22,7 +23,6 @@ from yolodbg.explain import explain
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
-CHECK_TOOL = ROOT.parent / "shared" / "tools" / "check_explain_json.py"
 
 # snapshot name -> (bundle, use the COCO file?, recipes)
 MANIFEST = {
@@ -57,6 +57,7 @@ def test_training_step_replays_the_trainers_numbers():
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))
 def test_sample_explain_json_is_valid(name, tmp_path, monkeypatch):
+    need_check_tool()
     monkeypatch.chdir(ROOT)
     out = tmp_path / "x.json"
     res = CliRunner().invoke(main, ["explain", *_args(name), "--json", str(out)])

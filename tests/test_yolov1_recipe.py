@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CHECK_TOOL
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,6 @@ from yolodbg.heads import yolov1 as head
 from yolodbg.recipes.yolov1 import YoloV1
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECK_TOOL = ROOT.parent / "shared" / "tools" / "check_explain_json.py"
 SAMPLE = ROOT / "sample_data" / "yolov1_val.pt"
 SAMPLE_GT = ROOT / "sample_data" / "coco_val.json"
 TERMS = ("coord", "conf_obj", "conf_noobj", "cls")
