@@ -29,6 +29,20 @@ def test_canonical_bundle_round_trip(tmp_path):
     assert parsed.input_size == (64, 96) and parsed.nc == 4 and parsed.branches["main"].reg_max == 16
 
 
+def test_mapped_tensors_never_write_to_the_file_and_legacy_files_still_load(tmp_path):
+    out = ultra_output(bs=2, size=(64, 96), nc=4)
+    path = bundle.save(tmp_path / "x.pt", out, input_size=[64, 96])
+    before = path.read_bytes()
+    b = bundle.load(path)
+    assert torch.equal(b.outputs["scores"], out["scores"])
+    b.outputs["scores"].mul_(0)  # private mapping: copy on write
+    assert path.read_bytes() == before
+    assert torch.equal(bundle.load(path).outputs["scores"], out["scores"])
+    torch.save(out, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)  # cannot be mapped
+    legacy = bundle.load(tmp_path / "legacy.pt")
+    assert torch.equal(legacy.outputs["boxes"], out["boxes"]) and legacy.head == "ultralytics"
+
+
 def test_save_refuses_to_overwrite(tmp_path):
     path = bundle.save(tmp_path / "x.pt", ultra_output())
     before = path.read_bytes()

@@ -8,6 +8,7 @@ missing fields come from options or are inferred from shapes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -78,9 +79,15 @@ def _read(path: Path) -> Any:
         raise BundleError(f"{path}: is a folder; pass one bundle file (yolodbg scan takes folders)")
     with path.open("rb") as f:
         magic = f.read(4)
-    if not zipfile.is_zipfile(path) and not magic.startswith(b"\x80"):
+    is_zip = zipfile.is_zipfile(path)
+    if not is_zip and not magic.startswith(b"\x80"):
         raise BundleError(f"{path}: not a torch.save file; expected a .pt prediction bundle")
     try:
+        if (
+            is_zip
+        ):  # map the tensors (private, copy-on-write: the file is never written) instead of copying them
+            with contextlib.suppress(RuntimeError):
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
