@@ -153,3 +153,22 @@ def test_gt_without_positive_gets_a_reason(tmp_path):
     for g in bd.gts:
         if g.num_pos < 10:
             assert g.reason is not None
+
+
+def test_ledger_on_grid_sums_sparse_and_dense_ledgers_alike():
+    from yolodbg.result import TermLedger
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(3, 7, generator=g, dtype=torch.float64)
+    gt = torch.randint(-1, 2, (3, 7), generator=g)
+    dense = TermLedger.dense(values, gt)
+    plain = TermLedger(dense.values, dense.image, dense.anchor, dense.gt)  # same elements, no grid promise
+    assert dense.grid == (3, 7) and plain.grid is None
+    assert torch.equal(dense.on_grid(dense.values, 3, 7), values)
+    assert torch.equal(plain.on_grid(plain.values, 3, 7), values)
+    # a sparse ledger: repeated (image, anchor) pairs add up, absent ones are 0
+    sparse = TermLedger.sparse(
+        torch.tensor([1.0, 2.0, 4.0]), torch.tensor([0, 2, 0]), torch.tensor([5, 1, 5]), gt[0, :3]
+    )
+    grid = sparse.on_grid(sparse.values, 3, 7)
+    assert grid[0, 5] == 5.0 and grid[2, 1] == 2.0 and float(grid.sum()) == 7.0

@@ -127,12 +127,14 @@ def build(
     m = len(targets)
     bs = result.batch_size
     term_names = [*result.terms, *result.extra_terms]  # logged terms, then extras such as o2m.box
+    n = result.fg.shape[1]
     per_gt = {t: _sum_by(result.ledger[t].gt + 1, result.ledger[t].values, m + 1) for t in term_names}
     per_img = {t: _sum_by(result.ledger[t].image, result.ledger[t].values, bs) for t in term_names}
-    bg_img = {
-        t: _sum_by(result.ledger[t].image, result.ledger[t].values * (result.ledger[t].gt < 0), bs)
+    bg = {  # background elements per (image, anchor), (B, N)
+        t: result.ledger[t].on_grid(result.ledger[t].values * (result.ledger[t].gt < 0), bs, n)
         for t in term_names
     }
+    bg_img = {t: bg[t].sum(1) for t in term_names}
     violations = _conservation(result, per_gt)
     total = math.fsum(result.terms.values())
     gts = _gt_rows(result, targets, per_gt, total, positives)
@@ -152,8 +154,8 @@ def build(
             )
         )
     background = {t: float(per_gt[t][0]) for t in term_names}
-    by_level = _background_by_level(result, term_names)
-    negatives = _negatives(result, targets, top)
+    by_level = _background_by_level(result, bg)
+    negatives = _negatives(result, targets, top, bg)
     return Breakdown(result, targets, gts, rows, background, by_level, negatives, violations)
 
 
@@ -254,26 +256,20 @@ def _num(x) -> float | None:
     return round(v, 9) if math.isfinite(v) else None
 
 
-def _background_by_level(result: LossResult, term_names: list[str]) -> list[dict]:
+def _background_by_level(result: LossResult, bg: dict[str, torch.Tensor]) -> list[dict]:
     nl = len(result.anchors.strides)
-    sums = {}
-    for t in term_names:
-        led = result.ledger[t]
-        sums[t] = _sum_by(result.anchors.level[led.anchor], led.values * (led.gt < 0), nl)
+    sums = {t: _sum_by(result.anchors.level, per_anchor.sum(0), nl) for t, per_anchor in bg.items()}
     return [
-        {"level": lv, "stride": s, "terms": {t: float(sums[t][lv]) for t in term_names}}
+        {"level": lv, "stride": s, "terms": {t: float(sums[t][lv]) for t in bg}}
         for lv, s in enumerate(result.anchors.strides)
     ]
 
 
-def _negatives(result: LossResult, targets: Targets, top: int) -> list[Negative]:
-    bs, n = result.fg.shape
+def _negatives(result: LossResult, targets: Targets, top: int, bg: dict[str, torch.Tensor]) -> list[Negative]:
+    n = result.fg.shape[1]
     if top <= 0:
         return []
-    dense = {}
-    for t in result.terms:  # rank by what the framework logs
-        led = result.ledger[t]
-        dense[t] = _sum_by(led.image * n + led.anchor, led.values * (led.gt < 0), bs * n)
+    dense = {t: bg[t].reshape(-1) for t in result.terms}  # rank by what the framework logs
     totals = sum(dense.values())  # positives carry no background element in the logged terms
     k = min(top, int((totals > 0).sum()))
     if k == 0:

@@ -23,6 +23,7 @@ class TermLedger:
     image: Tensor  # (K,) long
     anchor: Tensor  # (K,) long
     gt: Tensor  # (K,) long
+    grid: tuple[int, int] | None = None  # (B, N) when element k is anchor k % N of image k // N
 
     @classmethod
     def dense(cls, values: Tensor, gt_of_anchor: Tensor) -> TermLedger:
@@ -30,7 +31,14 @@ class TermLedger:
         bs, n = values.shape
         image = torch.arange(bs).repeat_interleave(n)
         anchor = torch.arange(n).repeat(bs)
-        return cls(values.reshape(-1).double(), image, anchor, gt_of_anchor.reshape(-1))
+        return cls(values.reshape(-1).double(), image, anchor, gt_of_anchor.reshape(-1), (bs, n))
+
+    def on_grid(self, values: Tensor, bs: int, n: int) -> Tensor:
+        """``values`` (K,) of this ledger's elements summed per (image, anchor): ``(B, N)`` float64."""
+        if self.grid == (bs, n):
+            return values.view(bs, n)
+        out = torch.zeros(bs * n, dtype=torch.float64)
+        return out.scatter_add_(0, self.image * n + self.anchor, values).view(bs, n)
 
     @classmethod
     def sparse(cls, values: Tensor, image: Tensor, anchor: Tensor, gt: Tensor) -> TermLedger:

@@ -113,7 +113,9 @@ def assemble(
     owner = torch.cat(owner_parts)
     ledger = {
         "box": TermLedger.sparse(torch.cat(box_parts), image, flat, gt),
-        "obj": TermLedger(obj_dense.view(-1), *_dense_index(bs, n_total), gt_of_anchor.view(-1)),
+        "obj": TermLedger(
+            obj_dense.view(-1), *_dense_index(bs, n_total), gt_of_anchor.view(-1), (bs, n_total)
+        ),
         "cls": TermLedger.sparse(torch.cat(cls_parts), image, flat, gt),
     }
     positives = Positives(
