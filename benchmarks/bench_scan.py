@@ -129,6 +129,17 @@ def reference_rate(paths: list[Path], nms_bundles: int = 10) -> tuple[float, flo
     return images / t_loss, images / t_all, (nms_images / t_nms if nms_images else float("nan"))
 
 
+def _last_line_of_child(code: str, paths: list[Path]) -> str:
+    """Run ``code`` in a fresh interpreter with the paths as a JSON argv[1]; its last printed line."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps([str(p) for p in paths])],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 def reference_rate_child(paths: list[Path]) -> tuple[float, float, float] | None:
     """:func:`reference_rate` in a fresh process, allocator untouched."""
     code = (
@@ -138,13 +149,7 @@ def reference_rate_child(paths: list[Path]) -> tuple[float, float, float] | None
         "from pathlib import Path\n"
         "print(json.dumps(reference_rate([Path(p) for p in json.loads(sys.argv[1])], nms_bundles=0)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps([str(p) for p in paths])],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(_last_line_of_child(code, paths))
 
 
 def peak_rss_child(paths: list[Path]) -> float:
@@ -159,13 +164,7 @@ def peak_rss_child(paths: list[Path]) -> float:
         "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
         "print(int(hwm.split()[1]) / 1024)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps([str(p) for p in paths])],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return float(out.stdout.strip().splitlines()[-1])
+    return float(_last_line_of_child(code, paths))
 
 
 def main() -> None:
