@@ -216,6 +216,21 @@ def test_cli_scan_json_rows_and_exit_codes(tmp_path):
     assert res.exit_code == 2 and "no such file" in res.output
 
 
+def test_bundles_of_another_recipe_are_named_not_added(tmp_path):
+    """Terms of two recipes do not add up: the first bundle's recipe wins, the others fail by name."""
+    paths = _write(tmp_path, n=1)
+    other = tmp_path / "v5.pt"
+    levels = [torch.randn(3, 3, s, s, 8) for s in (12, 6, 3)]  # YOLOv5 head, 3 classes, 96×96 input
+    bundle.save(other, levels, head="yolov5", input_size=[96, 96], targets=batch(ROWS))
+    agg = scan([*paths, other], ScanJob(evaluate=False))
+    doc = agg.summary()
+    assert doc["bundles"] == 1 and doc["recipe"].startswith("yolov8")
+    assert len(doc["failed"]) == 1 and "v5.pt" in doc["failed"][0] and "yolov5" in doc["failed"][0]
+    assert list(doc["terms"]) == ["box", "cls", "dfl"]
+    res = CliRunner().invoke(main, ["scan", *map(str, paths), str(other), "--no-map"])
+    assert res.exit_code == 2 and "one model at a time" in res.output
+
+
 def test_gt_from_a_coco_json_maps_ann_ids_and_evaluates(tmp_path, coco_file):
     # two 200×100 images (ids 7, 9) letterboxed into 128×128 by the Ultralytics rule
     path = coco_file(

@@ -123,6 +123,13 @@ class ScanAggregate:
         if self.recipe is None:
             self.recipe, self.term_names = rec.recipe, list(rec.terms)
             self.recipe_name = rec.recipe.partition(":")[0]
+        elif rec.recipe != self.recipe:  # terms of two recipes do not add up: keep the first, name the rest
+            self.fail(
+                rec.source,
+                f"replayed as {rec.recipe}, but this scan adds up {self.recipe} (its first bundle); "
+                "scan the bundles of one model at a time, or pass -r/--recipe",
+            )
+            return
         self.bundles += 1
         self.images += rec.batch_size
         for t in self.term_names:
