@@ -83,10 +83,10 @@ def _read(path: Path) -> Any:
     if not is_zip and not magic.startswith(b"\x80"):
         raise BundleError(f"{path}: not a torch.save file; expected a .pt prediction bundle")
     try:
-        if (
-            is_zip
-        ):  # map the tensors (private, copy-on-write: the file is never written) instead of copying them
-            with contextlib.suppress(RuntimeError):
+        if is_zip:
+            # map the tensors (private, copy-on-write: the file is never written) instead of copying
+            # them; where mapping fails (a file system without mmap, say) they are copied as before
+            with contextlib.suppress(RuntimeError, OSError):
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
