@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -53,24 +54,63 @@ class _Rows:
         for g in rec.gts:
             self.f.write(json.dumps(_clean(g.row_doc()), allow_nan=False) + "\n")
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Move the rows into place; ``keep=False`` (the scan failed) drops them, the old file stays."""
         if self.f is not None:
             self.f.close()
-            os.replace(self.tmp, self.target)
             self.f = None
+            if keep:
+                os.replace(self.tmp, self.target)
+            else:
+                os.unlink(self.tmp)
+
+
+def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--ray takes 'local', 'auto', HOST:PORT or ray://...; anything else (a path, say) is a usage error."""
+    if value is None or value in ("local", "auto") or value.startswith("ray://"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and not os.path.exists(value):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not a Ray address; use local, auto, HOST:PORT or ray://HOST:10001"
+    )
 
 
 def _scan_options(f):
-    """--gt, -r/--recipe and --workers, shared by scan and trend."""
+    """--gt, -r/--recipe, --workers and --ray, shared by scan and trend."""
+    f = click.option(
+        "--ray",
+        "ray_address",
+        metavar="ADDRESS",
+        callback=_ray_address,
+        help="Map the bundles over a Ray cluster (optional extra: pip install 'yolodbg[ray]'): 'local' = a new "
+        "Ray on this machine, 'auto' = the running cluster (or RAY_ADDRESS), HOST:PORT = a head node, "
+        "ray://HOST:10001 = Ray Client. Paths must be visible to every node.",
+    )(f)
     f = click.option(
         "--workers",
         type=click.IntRange(min=0),
         default=0,
         help="Local worker processes [default: one per CPU core, at most one per bundle and per GiB of free "
-        "memory; 1 = this process only].",
+        "memory; 1 = this process only]. With --ray: tasks kept running [default: the cluster's CPUs].",
     )(f)
     f = click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)(f)
     return click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)(f)
+
+
+@contextmanager
+def _executor(ray_address: str | None, workers: int, n_bundles: int):
+    """(workers, RayPool or None): connects to Ray first, so a failure opens no output file."""
+    from yolodbg.scan_run import auto_workers
+
+    if ray_address is None:
+        yield auto_workers(workers, n_bundles), None
+        return
+    from yolodbg.scan_ray import RayPool
+
+    with RayPool(ray_address) as pool:
+        yield (workers or pool.cpus()), pool
 
 
 @click.command()
@@ -90,7 +130,22 @@ def _scan_options(f):
 )
 @bundle_options
 @debug_option
-def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, imgsz, strides, nc, image_ids):
+def scan(
+    paths,
+    gt,
+    recipe_spec,
+    workers,
+    ray_address,
+    json_out,
+    rows,
+    top,
+    evaluate,
+    head,
+    imgsz,
+    strides,
+    nc,
+    image_ids,
+):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
 
     PATH is a bundle file, a folder of bundles (searched recursively) or a glob pattern;
@@ -101,6 +156,7 @@ def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, i
       yolodbg scan preds/ --gt instances_val2017.json
       yolodbg scan 'runs/val/*.pt' --gt ann.json --workers 2 --json scan.json --rows gts.jsonl
       yolodbg scan preds/ -r yolov8:assigner.topk=13 --no-map
+      yolodbg scan /shared/preds/ --gt /shared/ann.json --ray auto   # on a Ray cluster
 
     Ctrl-C stops after the bundle at hand and prints what was aggregated so far (exit code 130).
     Loss columns are each GT's share of its batch's logged loss, summed over bundles.
@@ -109,28 +165,29 @@ def scan(paths, gt, recipe_spec, workers, json_out, rows, top, evaluate, head, i
 
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
-    from yolodbg.scan_run import allocator, auto_workers, expand_all
+    from yolodbg.scan_run import allocator, expand_all
     from yolodbg.scan_run import scan as run_scan
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
     files = expand_all(paths)
     err = Console(stderr=True)
-    sink = _Rows(rows)
-    try:
-        with render.progress(err) as bar:
-            task = bar.add_task("scan", total=len(files), images=0)
+    with _executor(ray_address, workers, len(files)) as (n_workers, ray):
+        sink = _Rows(rows)
+        ok = False
+        try:
+            with render.progress(err) as bar:
+                task = bar.add_task("scan", total=len(files), images=0)
 
-            def on_record(rec) -> None:
-                sink.write(rec)
-                n = getattr(rec, "batch_size", 0)
-                bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
+                def on_record(rec) -> None:
+                    sink.write(rec)
+                    n = getattr(rec, "batch_size", 0)
+                    bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
 
-            agg = run_scan(
-                files, job, workers=auto_workers(workers, len(files)), top=top, on_record=on_record
-            )
-    finally:
-        sink.close()
+                agg = run_scan(files, job, workers=n_workers, top=top, on_record=on_record, ray=ray)
+            ok = True
+        finally:
+            sink.close(keep=ok)
     doc = agg.summary()
     doc["versions"] = jsonout.versions()
     if json_out:
@@ -169,7 +226,20 @@ def _exit(doc: dict) -> None:
 @bundle_options
 @debug_option
 def trend(
-    run_dirs, gt, recipe_spec, workers, window, plot, json_out, evaluate, head, imgsz, strides, nc, image_ids
+    run_dirs,
+    gt,
+    recipe_spec,
+    workers,
+    ray_address,
+    window,
+    plot,
+    json_out,
+    evaluate,
+    head,
+    imgsz,
+    strides,
+    nc,
+    image_ids,
 ):
     """Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
 
@@ -189,7 +259,7 @@ def trend(
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.render.trend_plot import plot_trend
-    from yolodbg.scan_run import allocator, auto_workers
+    from yolodbg.scan_run import allocator
     from yolodbg.trend import checkpoints
     from yolodbg.trend import trend as run_trend
 
@@ -198,7 +268,7 @@ def trend(
     cps = checkpoints(run_dirs)
     total = sum(len(c.paths) for c in cps)
     err = Console(stderr=True)
-    with render.progress(err) as bar:
+    with _executor(ray_address, workers, total) as (n_workers, ray), render.progress(err) as bar:
         task = bar.add_task("trend", total=total, images=0)
 
         def on_record(rec) -> None:
@@ -206,7 +276,7 @@ def trend(
             bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
 
         doc = run_trend(
-            run_dirs, job, workers=auto_workers(workers, total), window=window, on_record=on_record, cps=cps
+            run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, ray=ray
         )
     doc["versions"] = jsonout.versions()
     if plot is not None:

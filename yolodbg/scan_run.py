@@ -24,6 +24,7 @@ from yolodbg.errors import InputError
 if TYPE_CHECKING:  # this module stays light: spawned workers import it before ignoring Ctrl-C
     from yolodbg.scan import BundleRecord
     from yolodbg.scan_aggregate import ScanAggregate
+    from yolodbg.scan_ray import RayPool
 
 NEGATIVES_PER_BUNDLE = 20  # background anchors ranked per bundle to find missing-label offenders
 
@@ -212,9 +213,13 @@ def _init_worker(threads: int) -> None:
 
 
 def iter_records(
-    paths: Sequence[str | os.PathLike], job: ScanJob, workers: int = 1
+    paths: Sequence[str | os.PathLike], job: ScanJob, workers: int = 1, ray: RayPool | None = None
 ) -> Iterator[BundleRecord | Failed]:
-    """Yield one record per path, in order; ``workers > 1`` maps over a local process pool."""
+    """Yield one record per path, in order; ``workers > 1`` maps over a local process pool, ``ray``
+    over a Ray cluster (``2 × workers`` bundles in flight)."""
+    if ray is not None:
+        yield from ray.records(paths, job, workers)
+        return
     if workers <= 1:
         for seq, p in enumerate(paths):
             yield process(job, str(p), seq)
@@ -274,9 +279,10 @@ def drive(
     job: ScanJob,
     sink: Callable[[int, BundleRecord | Failed], None],
     workers: int = 1,
+    ray: RayPool | None = None,
 ) -> bool:
     """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C."""
-    records = iter_records(paths, job, workers)
+    records = iter_records(paths, job, workers, ray)
     with _Interrupt() as state:
         try:
             for i, rec in enumerate(records):
@@ -300,6 +306,7 @@ def scan(
     workers: int = 1,
     top: int = 15,
     on_record: Callable[[BundleRecord | Failed], None] | None = None,
+    ray: RayPool | None = None,
 ) -> ScanAggregate:
     """Scan bundles into a :class:`ScanAggregate` (``interrupted`` is set when Ctrl-C stopped it)."""
     from yolodbg.scan_aggregate import ScanAggregate
@@ -314,5 +321,5 @@ def scan(
         if on_record is not None:
             on_record(rec)
 
-    agg.interrupted = drive(paths, job, sink, workers)
+    agg.interrupted = drive(paths, job, sink, workers, ray)
     return agg

@@ -27,12 +27,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolodbg.errors import InputError
 from yolodbg.scan import GtRecord
 from yolodbg.scan_aggregate import ScanAggregate
 from yolodbg.scan_run import Failed, ScanJob, drive, expand
+
+if TYPE_CHECKING:
+    from yolodbg.scan_ray import RayPool
 
 SCHEMA = "yolodbg.trend/1"
 PLATEAU_REL = 0.01
@@ -166,6 +169,7 @@ def trend(
     window: int = WINDOW,
     on_record: Callable[[Any], None] | None = None,
     cps: list[Checkpoint] | None = None,
+    ray: RayPool | None = None,
 ) -> dict[str, Any]:
     """Scan every checkpoint (``cps``: as :func:`checkpoints` groups ``specs``) -> ``yolodbg.trend/1``."""
     cps = checkpoints(specs) if cps is None else cps
@@ -187,7 +191,7 @@ def trend(
         if on_record is not None:
             on_record(rec)
 
-    interrupted = drive(files, job, sink, workers)
+    interrupted = drive(files, job, sink, workers, ray)
     docs = [a.summary() for a in aggs]
     seen = [i for i, a in enumerate(aggs) if a.bundles]
     return build_doc(cps, docs, tracker, seen, window, interrupted)
