@@ -55,6 +55,85 @@ def test_nms_matches_torchvision():
         assert nms(boxes, scores, thr, max_keep=20).tolist() == ref[:20].tolist()
 
 
+def _greedy_reference(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> list[int]:
+    """Textbook greedy NMS over every pair, one box at a time (IoU as torchvision computes it)."""
+    order = scores.argsort(descending=True, stable=True).tolist()
+    b = boxes.numpy()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    keep: list[int] = []
+    for i in order:
+        ok = True
+        for k in keep:
+            w = max(min(b[k, 2], b[i, 2]) - max(b[k, 0], b[i, 0]), 0)
+            h = max(min(b[k, 3], b[i, 3]) - max(b[k, 1], b[i, 1]), 0)
+            inter = np.float32(w) * np.float32(h)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                if inter / (area[k] + area[i] - inter) > np.float32(thr):
+                    ok = False
+                    break
+        if ok:
+            keep.append(i)
+    return keep
+
+
+NMS_CASES = ["many_classes", "clusters", "cross_offset", "one_class", "nan", "ties"]
+
+
+@pytest.mark.parametrize("case", NMS_CASES)
+def test_class_aware_nms_compares_within_classes_only_where_that_is_exact(case, monkeypatch):
+    """``nms(..., labels=)`` keeps what the all-pairs walk keeps; the within-class path runs where
+    classes provably cannot touch, and steps aside (None) where they can."""
+    from yolodbg import _decode
+
+    g = torch.Generator().manual_seed(NMS_CASES.index(case))
+    n, nc = 400, 1 if case == "one_class" else 30
+    xy = torch.rand(n, 2, generator=g) * 600
+    wh = torch.rand(n, 2, generator=g) * 80 + 0.5
+    if case == "clusters":  # heavy suppression inside each class, chains of it across the walk
+        xy = (torch.rand(4, 2, generator=g) * 600).repeat(n // 4, 1) + torch.randn(n, 2, generator=g) * 3
+        wh = 50 + torch.randn(n, 2, generator=g)
+    if case == "cross_offset":  # boxes wider than the class offset: classes overlap after the offset
+        wh[::7] = 9000.0
+    box = torch.cat((xy, xy + wh), 1)
+    if case == "nan":
+        box[3] = float("nan")
+    label = torch.randint(0, nc, (n,), generator=g)
+    scores = torch.rand(n, generator=g)
+    if case == "ties":
+        scores = (scores * 8).round() / 8
+    offset_boxes = box + label[:, None].to(box.dtype) * 7680.0
+    taken = []
+    real = _decode._nms_within_classes
+    monkeypatch.setattr(_decode, "_nms_within_classes", lambda *a: _spy(real, a, taken))
+    for thr in (0.3, 0.7):
+        ref = _greedy_reference(offset_boxes, scores, thr)
+        for max_keep in (None, 50):
+            ours = nms(offset_boxes, scores, thr, max_keep, labels=label).tolist()
+            assert ours == ref[:max_keep]
+            assert ours == nms(offset_boxes, scores, thr, max_keep).tolist()  # the all-pairs walk
+    fast = [r is not None for r in taken]
+    expect_fast = case in ("many_classes", "clusters", "ties")
+    assert all(fast) if expect_fast else not any(fast)
+
+
+def test_count_above_compares_as_torch_does():
+    """numpy's count equals torch's on the threshold's own float32 rounding and its neighbours."""
+    from yolodbg._decode import _count_above
+
+    t32 = np.float32(0.001)
+    edge = [t32, np.nextafter(t32, np.float32(0)), np.nextafter(t32, np.float32(1)), 0.001, 0.5, 0.0]
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor(edge * 7, dtype=dtype).view(6, 7)
+        for view in (x, x.t(), x[:, ::2]):
+            assert _count_above(view, 0.001) == int(torch.count_nonzero(view > 0.001))
+
+
+def _spy(real, args, taken):
+    r = real(*args)
+    taken.append(r)
+    return r
+
+
 def test_nms_image_is_class_aware_and_multilabel():
     boxes = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])
     scores = torch.tensor([[0.9, 0.0005], [0.8, 0.6]])
@@ -68,7 +147,7 @@ def test_nms_image_is_class_aware_and_multilabel():
 
 @pytest.mark.parametrize("seed", range(8))
 def test_best_rows_first_nms_equals_the_full_validator_nms(seed):
-    """The channels-first NMS (best rows in chunks) keeps exactly what nms_image keeps on all rows."""
+    """The best-rows NMS (in chunks) keeps exactly what nms_image keeps on all rows, in either layout."""
     from yolodbg import _decode
     from yolodbg.geometry import cxcywh_to_xyxy
 
@@ -92,15 +171,17 @@ def test_best_rows_first_nms_equals_the_full_validator_nms(seed):
     ):
         cand = (scores.amax(0) > pp.conf).nonzero().flatten()
         full = nms_image(cxcywh_to_xyxy(boxes[:, cand].t()), scores[:, cand].t(), pp)
-        old_chunk = _decode.NMS_CHUNK
-        try:
-            _decode.NMS_CHUNK = 16  # many rounds of growing k
-            ours = _decode._nms_channels_first(boxes, scores, pp)
-        finally:
-            _decode.NMS_CHUNK = old_chunk
-        assert torch.equal(ours.boxes, full.boxes)
-        assert torch.equal(ours.scores, full.scores)
-        assert torch.equal(ours.labels, full.labels)
+        for layout in (scores, scores.t().contiguous().t()):  # the head's (nc, N), the replay's (N, nc)
+            for chunk in (16, _decode.NMS_CHUNK):  # many rounds of growing k; the default
+                old_chunk = _decode.NMS_CHUNK
+                try:
+                    _decode.NMS_CHUNK = chunk
+                    ours = _decode._nms_best_rows(boxes, layout, pp)
+                finally:
+                    _decode.NMS_CHUNK = old_chunk
+                assert torch.equal(ours.boxes, full.boxes)
+                assert torch.equal(ours.scores, full.scores)
+                assert torch.equal(ours.labels, full.labels)
 
 
 # ------------------------------------------------------------------------------- letterbox mapping
