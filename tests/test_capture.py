@@ -67,6 +67,23 @@ def test_letterbox_geometry(orig_hw, mode, resized, scale, pad):
     assert (lb.pad_top, lb.pad_left) == pad
 
 
+def test_image_hw_reads_the_header_and_the_exif_turn(tmp_path):
+    from yolodbg._letterbox import image_hw
+
+    img = Image.fromarray(np.zeros((30, 50, 3), np.uint8))
+    img.save(tmp_path / "plain.jpg")
+    exif = Image.Exif()
+    exif[274] = 6  # rotate 90° on display: Ultralytics records the turned shape
+    img.save(tmp_path / "turned.jpg", exif=exif)
+    img.save(tmp_path / "plain.png")
+    assert image_hw(tmp_path / "plain.jpg") == (30, 50)
+    assert image_hw(tmp_path / "turned.jpg") == (50, 30)
+    assert image_hw(tmp_path / "plain.png") == (30, 50)
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(InputError, match=r"bad\.jpg: not a readable image"):
+        image_hw(tmp_path / "bad.jpg")
+
+
 def test_letterbox_mode_is_checked():
     with pytest.raises(InputError, match="val, predict"):
         letterbox_geometry((10, 10), 32, "stretch")
@@ -266,6 +283,60 @@ def test_capture_explain_round_trip_equals_ultralytics(ultra_env, tmp_path):
         ex = explain(bundle.load(path), gt)
         _assert_close(ex.result.terms, want)
         assert ex.breakdown.violations == []
+
+
+def test_rect_capture_equals_the_trainers_validation_batches(ultra_env, tmp_path):
+    """--rect: the batches of Ultralytics' rect=True validation dataset (the trainer's), image for
+    image, pixel for pixel, and the loss its criterion computes on each."""
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.build import build_yolo_dataset
+
+    from yolodbg.capture import capture_model
+
+    env = ultra_env
+    cfg = get_cfg(overrides={"imgsz": IMGSZ, "task": "detect"})
+    data = {"names": {0: "c1", 1: "c2", 2: "c5"}, "nc": 3, "channels": 3}
+    ds = build_yolo_dataset(cfg, str(env.root / "images"), 2, data, mode="val", rect=True, stride=32)
+    paths = capture_model(env.model, None, env.ann, imgsz=IMGSZ, batch=2, out=tmp_path / "rect", rect=True)
+    assert len(paths) == 3
+    seen_shapes = set()
+    for k, path in enumerate(paths):
+        ub = ds.collate_fn([ds[i] for i in range(len(ds)) if ds.batch[i] == k])
+        raw = torch.load(path, weights_only=True)
+        assert [im["file_name"] for im in raw["images"]] == [Path(f).name for f in ub["im_file"]]
+        assert raw["input_size"] == list(ub["img"].shape[2:]) and raw["meta"]["rect"] is True
+        seen_shapes.add(tuple(raw["input_size"]))
+        for im, ((gy, gx), (pw, ph)) in zip(raw["images"], ub["ratio_pad"], strict=True):
+            assert im["scale"] == pytest.approx([gy, gx], rel=1e-12) and im["pad"] == [ph, pw]
+        env.model.eval()
+        env.model.model[-1].training = True
+        with torch.no_grad():
+            outputs = env.model(ub["img"].float() / 255)
+        env.model.model[-1].training = False
+        assert torch.equal(raw["outputs"]["scores"], outputs["scores"])  # same pixels in, same outputs
+        assert torch.equal(raw["targets"]["batch_idx"], ub["batch_idx"])
+        # the json's pixels and the txt's normalised floats reach the same boxes up to float32 rounding
+        torch.testing.assert_close(raw["targets"]["bboxes"], ub["bboxes"], rtol=0, atol=1e-6)
+        _, items = env.criterion(outputs, ub)
+        want = {k.removesuffix("_loss"): float(v) for k, v in items.items()}
+        for gt in (env.ann, None):
+            _assert_close(explain(bundle.load(path), gt).result.terms, want)
+    assert len(seen_shapes) == 3  # landscape, square and portrait batches
+
+
+def test_rect_needs_the_validation_letterbox(ultra_env, tmp_path):
+    from yolodbg.capture import capture_model
+
+    with pytest.raises(InputError, match="--rect: rectangular batches are built by the validation letterbox"):
+        capture_model(
+            ultra_env.model,
+            None,
+            ultra_env.ann,
+            imgsz=IMGSZ,
+            out=tmp_path / "r",
+            rect=True,
+            letterbox="predict",
+        )
 
 
 def test_capture_cli_writes_batches_and_refuses_to_overwrite(ultra_env, tmp_path):

@@ -23,7 +23,15 @@ import torch
 from torch import Tensor
 
 from yolodbg import bundle as bundle_mod
-from yolodbg._letterbox import LETTERBOX_MODES, letterbox_geometry, letterbox_image, read_bgr, to_input
+from yolodbg._letterbox import (
+    LETTERBOX_MODES,
+    image_hw,
+    letterbox_geometry,
+    letterbox_image,
+    read_bgr,
+    rect_batches,
+    to_input,
+)
 from yolodbg.errors import InputError
 from yolodbg.geometry import Letterbox
 
@@ -308,11 +316,17 @@ def capture_model(
     out: str | os.PathLike,
     letterbox: str = "val",
     nc: int | None = None,
+    rect: bool = False,
 ) -> list[Path]:
     """Run an Ultralytics detection model on images and write one bundle per batch; returns the paths.
 
     With ``gt`` (a COCO json) the bundles carry image ids, the json's category ids and the
     targets mapped into the input, so ``yolodbg explain`` replays them without ``--gt``.
+
+    ``rect``: the batches the trainer's validation builds (``rect=True``): images in file-path
+    order, then sorted by aspect ratio, each batch letterboxed into its own shape
+    (:func:`~yolodbg._letterbox.rect_batches`); else every image goes into ``imgsz`` x ``imgsz``
+    in the given order (``yolo val``'s default).
     """
     from yolodbg.groundtruth import from_coco
 
@@ -341,25 +355,39 @@ def capture_model(
     names = getattr(net, "names", None)
     if isinstance(names, dict):
         meta["names"] = [str(names[k]) for k in sorted(names)]
+    shapes = [(imgsz, imgsz)] * len(paths)
+    if rect:
+        if letterbox != "val":
+            raise InputError(
+                "--rect: rectangular batches are built by the validation letterbox; drop --letterbox predict"
+            )
+        sources = sorted(sources, key=lambda src: str(src[0]))  # the dataset's order: file paths, sorted
+        order, batch_shapes = rect_batches(
+            [image_hw(src[0]) for src in sources], imgsz, batch, max(stride, 32)
+        )
+        sources = [sources[i] for i in order.tolist()]
+        shapes = [(int(h), int(w)) for h, w in batch_shapes.tolist()]
+        meta["rect"] = True
     for k, path in enumerate(paths):
         chunk = sources[k * batch : (k + 1) * batch]
+        input_hw = shapes[k]
         boxed, images = [], []
         for src, file_name, image_id in chunk:
             bgr = read_bgr(src)
-            img, lb = letterbox_image(bgr, imgsz, letterbox)
+            img, lb = letterbox_image(bgr, imgsz, letterbox, input_hw)
             boxed.append(img)
             images.append(image_entry(lb, bgr.shape[:2], file_name, image_id))
         outputs = _raw_forward(net, to_input(boxed))
-        doc = {"outputs": outputs, "head": "ultralytics", "input_size": [imgsz, imgsz], "images": images}
+        doc = {"outputs": outputs, "head": "ultralytics", "input_size": list(input_hw), "images": images}
         targets = None
         if gt_path is not None:
             b = bundle_mod.from_object({**doc, "category_ids": cats}, source=str(path))
-            t = from_coco(gt_path, b, (imgsz, imgsz), int(outputs_nc(outputs)))
+            t = from_coco(gt_path, b, input_hw, int(outputs_nc(outputs)))
             targets = {"batch_idx": t.batch_idx.float(), "cls": t.cls.float()[:, None], "bboxes": t.bboxes}
         bundle_mod.save(
             path,
             outputs,
-            input_size=[imgsz, imgsz],
+            input_size=list(input_hw),
             images=images,
             targets=targets,
             category_ids=cats,

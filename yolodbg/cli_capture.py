@@ -29,7 +29,11 @@ from yolodbg.cli import debug_option
     help="COCO json: which images (files next to it or in --images), their ids, categories and boxes.",
 )
 @click.option(
-    "--imgsz", type=click.IntRange(min=32), default=640, show_default=True, help="Input size (square)."
+    "--imgsz",
+    type=click.IntRange(min=32),
+    default=640,
+    show_default=True,
+    help="Input size (the long side with --rect).",
 )
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Images per bundle.")
 @click.option(
@@ -38,6 +42,12 @@ from yolodbg.cli import debug_option
     default="val",
     show_default=True,
     help="Ultralytics' validation dataloader (long side resized, other side rounded up) or its predictor.",
+)
+@click.option(
+    "--rect",
+    is_flag=True,
+    help="Rectangular batches, as the trainer's validation builds them (rect=True): images sorted by aspect "
+    "ratio, each batch padded to its own shape. Without it: square --imgsz inputs, as `yolo val` by default.",
 )
 @click.option(
     "--nc", type=click.IntRange(min=1), help="Classes of a yaml model (default: the --gt categories)."
@@ -51,7 +61,7 @@ from yolodbg.cli import debug_option
     help="Folder (one bundle per batch: batch_0000.pt, ...) or a .pt file (all images in one batch).",
 )
 @debug_option
-def capture(model, images_dir, gt, imgsz, batch, letterbox, nc, out):
+def capture(model, images_dir, gt, imgsz, batch, letterbox, rect, nc, out):
     """Run an Ultralytics detection model on images and save its raw head outputs as bundles.
 
     Images are letterboxed exactly as Ultralytics validation does; the model runs with
@@ -64,6 +74,7 @@ def capture(model, images_dir, gt, imgsz, batch, letterbox, nc, out):
     Examples:
       yolodbg capture --model best.pt --gt data/val.json -o preds/
       yolodbg capture --model yolov8n.yaml --images data/val/ --imgsz 320 --batch 4 -o preds/
+      yolodbg capture --model best.pt --gt data/val.json --rect -o preds/   # the val loss the trainer logs
       yolodbg explain preds/batch_0000.pt --plot plots/ --html report.html
     """
     from yolodbg.capture import capture_model
@@ -72,7 +83,7 @@ def capture(model, images_dir, gt, imgsz, batch, letterbox, nc, out):
     if images_dir is None and gt is None:
         raise InputError("capture: give --images DIR or --gt ANN.json (or both)")
     paths = capture_model(
-        model, images_dir, gt, imgsz=imgsz, batch=batch, out=out, letterbox=letterbox, nc=nc
+        model, images_dir, gt, imgsz=imgsz, batch=batch, out=out, letterbox=letterbox, nc=nc, rect=rect
     )
     for path in paths:
         click.echo(str(path))
