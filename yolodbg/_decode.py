@@ -153,9 +153,6 @@ def nms(
     return order[torch.tensor(keep, dtype=torch.long)]
 
 
-NMS_PAIRS_PER_ROW = 32  # the within-class path runs while it compares at most this many pairs per row
-
-
 def _nms_within_classes(
     boxes: np.ndarray, areas: np.ndarray, labels: np.ndarray, thr: np.ndarray, limit: int
 ) -> np.ndarray | None:
@@ -173,8 +170,8 @@ def _nms_within_classes(
     grouped = labels[by_class]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
     sizes = np.diff(np.r_[starts, n])
-    if int((sizes * (sizes - 1) // 2).sum()) > NMS_PAIRS_PER_ROW * n:
-        return None
+    if int((sizes * (sizes - 1) // 2).sum()) > NMS_BLOCK * min(n, limit + NMS_BLOCK):
+        return None  # more pairs than the block walk would compare to keep ``limit``
     x1, x2 = boxes[by_class, 0], boxes[by_class, 2]
     first_x = np.minimum.reduceat(x1, starts)
     last_x = np.maximum.accumulate(np.maximum.reduceat(x2, starts))
