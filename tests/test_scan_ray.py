@@ -110,6 +110,17 @@ def test_ray_map_gives_the_local_report_in_file_order_with_bounded_flight(tmp_pa
     assert fake.shut  # we started it: we stop it
 
 
+def test_trend_on_ray_equals_trend_here(tmp_path):
+    from yolodbg.trend import trend
+
+    for epoch in (1, 2, 3):
+        _write(tmp_path / f"ep{epoch}", n=2, bs=2, epoch=epoch, name=f"e{epoch}_")
+    local = trend([tmp_path], ScanJob())
+    with RayPool("local", ray_module=FakeRay()) as pool:
+        remote = trend([tmp_path], ScanJob(), workers=2, ray=pool)
+    assert len(local["checkpoints"]) == 3 and _same(local, remote)
+
+
 def test_a_lost_ray_task_names_its_bundle_and_the_scan_goes_on(tmp_path):
     paths = _write(tmp_path, n=3, bs=2)
     fake = FakeRay(lost={str(paths[1])})
