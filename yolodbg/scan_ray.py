@@ -30,15 +30,17 @@ _worker_ready = False
 def _remote_process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     """Runs on a Ray worker: set the process up once (as a local pool worker), then the usual map."""
     global _worker_ready
-    from yolodbg.scan_run import allocator, process
+    from yolodbg.scan_run import process, setup_worker
 
     if not _worker_ready:
-        import torch
-
-        torch.set_num_threads(1)  # one CPU per task (Ray's default OMP_NUM_THREADS too)
-        allocator.tune(trim_every=0)  # a worker keeps nothing between bundles: never trim
+        setup_worker(1)  # one CPU per task (Ray's default OMP_NUM_THREADS too)
         _worker_ready = True
     return process(job, path, seq)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 class RayPool:
@@ -69,9 +71,8 @@ class RayPool:
                 )
             except (ConnectionError, ValueError, RuntimeError) as e:
                 where = address or os.environ.get("RAY_ADDRESS") or "the default"
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise InputError(
-                    f"--ray {where}: cannot connect to Ray ({first}); start one with `ray start --head` "
+                    f"--ray {where}: cannot connect to Ray ({_first_line(e)}); start one with `ray start --head` "
                     "and pass --ray auto, or pass --ray local for a cluster on this machine only"
                 ) from None
         self._remote = ray_module.remote(num_cpus=1)(_remote_process)
@@ -103,10 +104,8 @@ class RayPool:
                 try:
                     rec = ray.get(ref)
                 except ray.exceptions.RayError as e:  # a worker or node died: name the bundle, go on
-                    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                    rec = Failed(
-                        path, f"internal error: Ray task failed: {type(e).__name__}: {first}", internal=True
-                    )
+                    msg = f"internal error: Ray task failed: {type(e).__name__}: {_first_line(e)}"
+                    rec = Failed(path, msg, internal=True)
                 submit()
                 yield rec
         finally:

@@ -206,10 +206,15 @@ def _init_worker(threads: int) -> None:
     # give it streams of its own (same descriptors)
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+    setup_worker(threads)
+
+
+def setup_worker(threads: int) -> None:
+    """A worker process of ours (local pool or Ray): torch's threads, and a heap that keeps its pages."""
     import torch
 
     torch.set_num_threads(threads)
-    allocator.tune(trim_every=0)  # a pool worker: nothing outlives a bundle
+    allocator.tune(trim_every=0)  # a worker: nothing outlives a bundle
 
 
 def iter_records(
