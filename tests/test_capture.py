@@ -82,6 +82,12 @@ def test_image_hw_reads_the_header_and_the_exif_turn(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"bad\.jpg: not a readable image"):
         image_hw(tmp_path / "bad.jpg")
+    try:  # Ultralytics replaces PIL's Image.open when imported (capture imports it): same message
+        import ultralytics.utils.patches  # noqa: F401
+    except ImportError:
+        return
+    with pytest.raises(InputError, match=r"bad\.jpg: not a readable image"):
+        image_hw(tmp_path / "bad.jpg")
 
 
 def test_letterbox_mode_is_checked():

@@ -105,14 +105,16 @@ def image_hw(path: Path) -> tuple[int, int]:
     """``(h, w)`` of an image as Ultralytics' label cache records it (``exif_size``): the header's
     size, swapped when the EXIF orientation turns it by 90° (JPEG, MPO, PNG, AVIF), other formats
     with such a tag decoded by OpenCV."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             w, h = im.size
             exif = im.tag_v2 if im.format == "TIFF" else im.getexif()
             turned, fmt = exif.get(274) in {5, 6, 7, 8}, im.format
-    except (OSError, UnidentifiedImageError):
+    # not only OSError: once Ultralytics is imported, its wrapper of Image.open tries an optional
+    # HEIF plugin on failure and raises ModuleNotFoundError when that is absent
+    except Exception:
         raise InputError(
             f"{path}: not a readable image; check the file or leave it out of the folder"
         ) from None
