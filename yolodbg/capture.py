@@ -330,6 +330,10 @@ def capture_model(
     """
     from yolodbg.groundtruth import from_coco
 
+    if rect and letterbox != "val":  # before any image is read or model loaded
+        raise InputError(
+            "--rect: rectangular batches are built by the validation letterbox; drop --letterbox predict"
+        )
     ultralytics = require_ultralytics()
     gt_path = Path(gt) if gt is not None else None
     sources, cats = collect_images(Path(images_dir) if images_dir is not None else None, gt_path)
@@ -357,10 +361,6 @@ def capture_model(
         meta["names"] = [str(names[k]) for k in sorted(names)]
     shapes = [(imgsz, imgsz)] * len(paths)
     if rect:
-        if letterbox != "val":
-            raise InputError(
-                "--rect: rectangular batches are built by the validation letterbox; drop --letterbox predict"
-            )
         sources = sorted(sources, key=lambda src: str(src[0]))  # the dataset's order: file paths, sorted
         order, batch_shapes = rect_batches(
             [image_hw(src[0]) for src in sources], imgsz, batch, max(stride, 32)
