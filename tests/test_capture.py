@@ -330,6 +330,33 @@ def test_rect_capture_equals_the_trainers_validation_batches(ultra_env, tmp_path
     assert len(seen_shapes) == 3  # landscape, square and portrait batches
 
 
+@pytest.mark.parametrize(("imgsz", "batch"), [(320, 4), (640, 3), (224, 8)])
+def test_rect_plan_equals_ultralytics_on_the_sample_images(ultra_env, tmp_path, imgsz, batch):
+    """The sample images (four of them share the aspect ratio 0.75): the same order, ties included,
+    the same batch shapes and the same letterboxed pixels as Ultralytics' rect dataset."""
+    import shutil
+
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.build import build_yolo_dataset
+
+    from yolodbg.capture import letterbox_image, plan_rect, read_bgr
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    shutil.copytree(sample / "images", tmp_path / "images")  # Ultralytics writes a label cache beside them
+    shutil.copytree(sample / "labels", tmp_path / "labels")
+    cfg = get_cfg(overrides={"imgsz": imgsz, "task": "detect"})
+    data = {"names": {i: str(i) for i in range(4)}, "nc": 4, "channels": 3}
+    ds = build_yolo_dataset(cfg, str(tmp_path / "images"), batch, data, mode="val", rect=True, stride=32)
+    files = sorted((tmp_path / "images").iterdir())
+    sources, shapes = plan_rect([(f, f.name, None) for f in reversed(files)], imgsz, batch, 32)
+    assert [src[0].name for src in sources] == [Path(f).name for f in ds.im_files]
+    assert shapes == [tuple(s) for s in ds.batch_shapes.tolist()]
+    for i, (src, _, _) in enumerate(sources):
+        want = ds[i]["img"].numpy().transpose(1, 2, 0)[..., ::-1]  # CHW RGB -> HWC BGR
+        got, _ = letterbox_image(read_bgr(src), imgsz, "val", shapes[i // batch])
+        assert np.array_equal(got, want), src.name
+
+
 def test_rect_needs_the_validation_letterbox(ultra_env, tmp_path):
     from yolodbg.capture import capture_model
 

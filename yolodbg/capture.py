@@ -361,12 +361,7 @@ def capture_model(
         meta["names"] = [str(names[k]) for k in sorted(names)]
     shapes = [(imgsz, imgsz)] * len(paths)
     if rect:
-        sources = sorted(sources, key=lambda src: str(src[0]))  # the dataset's order: file paths, sorted
-        order, batch_shapes = rect_batches(
-            [image_hw(src[0]) for src in sources], imgsz, batch, max(stride, 32)
-        )
-        sources = [sources[i] for i in order.tolist()]
-        shapes = [(int(h), int(w)) for h, w in batch_shapes.tolist()]
+        sources, shapes = plan_rect(sources, imgsz, batch, stride)
         meta["rect"] = True
     for k, path in enumerate(paths):
         chunk = sources[k * batch : (k + 1) * batch]
@@ -394,6 +389,19 @@ def capture_model(
             meta=dict(meta, batch=k),
         )
     return paths
+
+
+def plan_rect(
+    sources: list[tuple[Path, str, int | None]], imgsz: int, batch: int, stride: int
+) -> tuple[list[tuple[Path, str, int | None]], list[tuple[int, int]]]:
+    """The images in the order of Ultralytics' rect validation dataset, and each batch's input (h, w).
+
+    Its dataset lists the files sorted by path, then :func:`~yolodbg._letterbox.rect_batches` sorts
+    them by aspect ratio; the trainer passes ``max(model stride, 32)`` as the stride.
+    """
+    sources = sorted(sources, key=lambda src: str(src[0]))
+    order, batch_shapes = rect_batches([image_hw(src[0]) for src in sources], imgsz, batch, max(stride, 32))
+    return [sources[i] for i in order.tolist()], [(int(h), int(w)) for h, w in batch_shapes.tolist()]
 
 
 def outputs_nc(outputs: dict) -> int:
