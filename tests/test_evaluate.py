@@ -126,7 +126,7 @@ def test_count_above_compares_as_torch_does():
 
     t32 = np.float32(0.001)
     edge = [t32, np.nextafter(t32, np.float32(0)), np.nextafter(t32, np.float32(1)), 0.001, 0.5, 0.0]
-    for dtype in (torch.float32, torch.float64):
+    for dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
         x = torch.tensor(edge * 7, dtype=dtype).view(6, 7)
         for view in (x, x.t(), x[:, ::2]):
             assert _count_above(view, 0.001) == int(torch.count_nonzero(view > 0.001))

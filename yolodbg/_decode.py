@@ -226,6 +226,8 @@ NMS_CHUNK = 1024  # anchors whose rows are taken best first at a time by the bes
 def _count_above(x: Tensor, threshold: float) -> int:
     """``int(torch.count_nonzero(x > threshold))``, in numpy (5× faster on one thread): the threshold is
     rounded to the tensor's dtype first, as torch compares a tensor with a Python number."""
+    if x.dtype not in (torch.float32, torch.float64):  # bfloat16 has no numpy twin
+        return int(torch.count_nonzero(x > threshold))
     a = x.detach().cpu().numpy()
     return int(np.count_nonzero(a > np.asarray(threshold, dtype=a.dtype)))
 
