@@ -87,15 +87,21 @@ def postprocess_for(bundle: Bundle) -> PostProcess:
 NMS_BLOCK = 256  # candidates examined together (a block's IoUs are computed at once)
 
 
-def _iou_rows(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``(R, C)`` IoU of boxes ``rows`` (the earlier, kept ones) with boxes ``cols``, as torchvision computes it."""
+def _iou_pairs(boxes: np.ndarray, areas: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``a`` (the earlier ones) with boxes ``b``, index arrays broadcast against each
+    other, as torchvision computes it."""
     x1, y1, x2, y2 = boxes.T
-    w = np.clip(np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]), 0, None)
-    h = np.clip(np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]), 0, None)
+    w = np.clip(np.minimum(x2[a], x2[b]) - np.maximum(x1[a], x1[b]), 0, None)
+    h = np.clip(np.minimum(y2[a], y2[b]) - np.maximum(y1[a], y1[b]), 0, None)
     inter = w * h
     # two empty boxes: 0 / 0 = NaN, never above the threshold (as in torchvision)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return inter / (areas[rows, None] + areas[cols] - inter)
+        return inter / (areas[a] + areas[b] - inter)
+
+
+def _iou_rows(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(R, C)`` IoU of boxes ``rows`` (the earlier, kept ones) with boxes ``cols``."""
+    return _iou_pairs(boxes, areas, rows[:, None], cols[None, :])
 
 
 def nms(
@@ -162,8 +168,8 @@ def _nms_within_classes(
     Rows of two classes can only suppress each other when their boxes intersect; the x-extent of
     each class's (offset) boxes is checked to end at or before the start of every later class's,
     so no two classes intersect (NaN or inverted extents fail the check). The IoU of a pair is
-    computed with the same operations, in the same order, as :func:`_iou_rows`, so the decisions
-    are the same bit for bit; then each row, best first, that survives suppresses its pairs.
+    :func:`_iou_pairs`, as the block walk's, so the decisions are the same bit for bit; then each
+    row, best first, that survives suppresses its pairs.
     """
     n = len(labels)
     by_class = np.argsort(labels, kind="stable")  # rows grouped by class, best first inside a class
@@ -182,12 +188,7 @@ def _nms_within_classes(
     a = np.repeat(np.arange(n), follow)
     b = a + np.arange(len(a)) - np.repeat(np.cumsum(follow) - follow, follow) + 1
     ra, rb = by_class[a], by_class[b]  # rows in score order: ra < rb
-    bx1, by1, bx2, by2 = boxes.T
-    w = np.clip(np.minimum(bx2[ra], bx2[rb]) - np.maximum(bx1[ra], bx1[rb]), 0, None)
-    h = np.clip(np.minimum(by2[ra], by2[rb]) - np.maximum(by1[ra], by1[rb]), 0, None)
-    inter = w * h
-    with np.errstate(invalid="ignore", divide="ignore"):
-        over = inter / (areas[ra] + areas[rb] - inter) > thr
+    over = _iou_pairs(boxes, areas, ra, rb) > thr
     ra, rb = ra[over], rb[over]
     suppressed = np.zeros(n, dtype=bool)
     if ra.size:
