@@ -167,3 +167,43 @@ def test_reason_counts_equal_the_dense_masks_on_random_crowded_scenes():
         for r in range(m):
             if dense["pos"][r] < params.topk and bool(mask[0, r]):
                 assert r in reasons or dense["cand"][r] >= params.topk, (trial, r, dense)
+
+
+def test_decoded_rows_equal_the_full_decode_bit_for_bit():
+    # the replay decodes only the anchors it reads; the framework decodes all of them: every row must agree
+    from synth import ultra_output
+
+    from yolodbg.heads import ultralytics as head
+
+    g = torch.Generator().manual_seed(3)
+    for size, reg_max, scale in (((640, 640), 16, 1.0), ((224, 352), 16, 8.0), ((96, 160), 1, 3.0)):
+        out = head.parse(ultra_output(bs=3, size=size, reg_max=reg_max, scale=scale), input_size=size)
+        br = out.branches["main"]
+        assert not br.pred_dist.is_contiguous()  # a view of the head's tensor, no copy
+        full = head.decode_distances(br)
+        n = full.shape[1]
+        for k in (0, 1, 2, 15, 16, 17, 333, 3 * n):
+            b = torch.randint(0, 3, (k,), generator=g)
+            a = torch.randint(0, n, (k,), generator=g)
+            rows = head.decode_rows(br, b, a)
+            assert rows.shape == (k, 4) and torch.equal(rows, full[b, a]), (size, reg_max, k)
+
+
+def test_replay_decodes_boxes_only_where_read():
+    from synth import batch, ultra_output
+
+    from yolodbg.api import replay
+    from yolodbg.heads import ultralytics as head
+    from yolodbg.heads.lazy import LazyAnchorTensor
+
+    outputs = ultra_output(bs=2, size=(128, 96), nc=3, seed=5)
+    res = replay(outputs, batch([[0, 1, 0.5, 0.5, 0.4, 0.3], [1, 2, 0.3, 0.6, 0.2, 0.5]])).result
+    boxes = res.pred_boxes
+    assert isinstance(boxes, LazyAnchorTensor) and not boxes.is_materialized
+    out = head.parse(outputs, input_size=(128, 96))
+    points, stride = head.make_anchors(out, torch.float32)
+    expected = head.dist_to_xyxy(head.decode_distances(out.branches["main"]), points) * stride
+    b, a = torch.tensor([0, 1, 1, 0]), torch.tensor([0, 5, 191, 100])
+    assert torch.equal(boxes[b, a], expected[b, a]) and torch.equal(boxes[1, 7], expected[1, 7])
+    assert not boxes.is_materialized
+    assert torch.equal(boxes.materialize(), expected)

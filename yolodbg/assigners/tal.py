@@ -87,6 +87,8 @@ def assign(
 
     scores ``(B, N, nc)`` probabilities; pred_bboxes ``(B, N, 4)`` and points ``(N, 2)`` in input
     pixels; gt_labels ``(B, M, 1)``; gt_bboxes ``(B, M, 4)`` xyxy pixels; mask_gt ``(B, M, 1)``.
+    Only the candidate anchors' rows of pred_bboxes are read (``pred_bboxes[b, a]`` with index
+    vectors), so it can be a :class:`~yolodbg.heads.lazy.LazyAnchorTensor` that decodes just those.
     """
     bs, n_anchors, nc = scores.shape
     n_max = gt_bboxes.shape[1]
@@ -98,11 +100,11 @@ def assign(
         return TalAssignment(
             fg=torch.zeros(bs, n_anchors, dtype=torch.bool),
             gt_slot=torch.zeros(bs, n_anchors, dtype=torch.long),
-            target_bboxes=torch.zeros_like(pred_bboxes),
+            target_bboxes=torch.zeros(bs, n_anchors, 4, dtype=gt_bboxes.dtype),
             target_scores=torch.zeros_like(scores),
             target_weight=torch.zeros(bs, n_anchors, dtype=scores.dtype),
             candidates=empty,
-            overlaps=empty.to(pred_bboxes.dtype),
+            overlaps=empty.to(gt_bboxes.dtype),
             align_metric=empty.to(scores.dtype),
             selected=empty,
             mask_pos=empty,
@@ -117,7 +119,7 @@ def assign(
     pair_scores = scores[b_idx, a_idx, gt_labels[b_idx, g_idx, 0].long()]
     pair_overlaps = bbox_iou(gt_bboxes[b_idx, g_idx], pred_bboxes[b_idx, a_idx], "ciou").clamp(0)
     pair_align = pair_scores.pow(params.alpha) * pair_overlaps.pow(params.beta)
-    overlaps = torch.zeros(bs, n_max, n_anchors, dtype=pred_bboxes.dtype)
+    overlaps = torch.zeros(bs, n_max, n_anchors, dtype=pair_overlaps.dtype)
     align_metric = torch.zeros(bs, n_max, n_anchors, dtype=pair_align.dtype)
     overlaps[b_idx, g_idx, a_idx] = pair_overlaps
     align_metric[b_idx, g_idx, a_idx] = pair_align

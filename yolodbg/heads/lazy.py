@@ -70,13 +70,26 @@ def _is_ints(x: Any) -> bool:
 
 
 class LazyAnchorTensor:
-    """``(B, N, C)`` values: ``row(b, a) -> (C,)`` for one anchor, ``full() -> (B, N, C)`` for all."""
+    """``(B, N, C)`` values: ``row(b, a) -> (C,)`` for one anchor, ``full() -> (B, N, C)`` for all.
+
+    ``rows(b, a) -> (K, C)``, if given, answers index vectors ``x[b, a]`` (1-D integer tensors) in
+    one call, and single anchors through it when ``row`` is None.
+    """
 
     def __init__(
-        self, shape: tuple[int, int, int], row: Callable[[int, int], Tensor], full: Callable[[], Tensor]
+        self,
+        shape: tuple[int, int, int],
+        row: Callable[[int, int], Tensor] | None,
+        full: Callable[[], Tensor],
+        rows: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> None:
+        if row is None:
+            if rows is None:
+                raise TypeError("LazyAnchorTensor needs row or rows")
+            row = lambda b, a: rows(torch.tensor([b]), torch.tensor([a]))[0]  # noqa: E731
         self._shape = torch.Size(shape)
         self._row = row
+        self._rows = rows
         self._full_fn = full
         self._full: Tensor | None = None
 
@@ -119,6 +132,8 @@ class LazyAnchorTensor:
             row = self._row(b, a)
             return row[index[2:]] if len(index) > 2 else row
         if self._full is None and isinstance(index, tuple) and len(index) == 2 and all(map(_is_ints, index)):
+            if self._rows is not None:
+                return self._rows(index[0], index[1])
             # a few anchors by index vectors: their rows, not the whole tensor
             rows = [self[int(b), int(a)] for b, a in zip(index[0].tolist(), index[1].tolist(), strict=True)]
             return torch.stack(rows) if rows else torch.zeros(0, self._shape[2])

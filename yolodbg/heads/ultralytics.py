@@ -26,7 +26,9 @@ DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.
 class Branch:
     """One prediction branch in the framework's layout (anchors on axis 1)."""
 
-    pred_dist: Tensor  # (B, N, 4*reg_max) box-distribution logits (reg_max > 1) or raw ltrb distances
+    # (B, N, 4*reg_max) box-distribution logits (reg_max > 1) or raw ltrb distances: a view of the
+    # head's (B, 4*reg_max, N) tensor, not a copy (the replay decodes only the anchors it needs)
+    pred_dist: Tensor
     pred_scores: Tensor  # (B, N, nc) class logits
     reg_max: int
 
@@ -117,9 +119,7 @@ def _branch_from_dict(d: dict, where: str) -> tuple[Branch, Any]:
         )
     if boxes.shape[1] % 4:
         raise BundleError(f"{where}: outputs.boxes has {boxes.shape[1]} channels; expected 4 * reg_max")
-    branch = Branch(
-        boxes.permute(0, 2, 1).contiguous(), scores.permute(0, 2, 1).contiguous(), int(boxes.shape[1] // 4)
-    )
+    branch = Branch(boxes.permute(0, 2, 1), scores.permute(0, 2, 1).contiguous(), int(boxes.shape[1] // 4))
     return branch, d.get("feats")
 
 
@@ -163,9 +163,7 @@ def parse(
         bs = int(outputs[0].shape[0])
         cat = torch.cat([t.reshape(bs, no, -1) for t in outputs], 2)
         boxes, scores = cat.split((4 * reg_max, n_cls), 1)
-        branches = {
-            "main": Branch(boxes.permute(0, 2, 1).contiguous(), scores.permute(0, 2, 1).contiguous(), reg_max)
-        }
+        branches = {"main": Branch(boxes.permute(0, 2, 1), scores.permute(0, 2, 1).contiguous(), reg_max)}
         feats, form = list(outputs), "list"
     else:
         raise BundleError(
@@ -224,8 +222,23 @@ def decode_distances(branch: Branch) -> Tensor:
     if branch.reg_max == 1:
         return pd
     b, a, c = pd.shape
-    proj = torch.arange(branch.reg_max, dtype=torch.float32).to(pd.dtype)
-    return pd.view(b, a, 4, c // 4).softmax(3).matmul(proj)
+    return _expectation(pd.reshape(b, a, 4, c // 4))
+
+
+def decode_rows(branch: Branch, b: Tensor, a: Tensor) -> Tensor:
+    """``(K, 4)`` distances of the anchors ``(b[k], a[k])``, equal to ``decode_distances(branch)[b, a]`` bit
+    for bit: the softmax over the bins of one side and its dot product with the bin indices are computed
+    row by row (checked against Ultralytics by the parity tests and against the full decode in test_tal)."""
+    pd = branch.pred_dist[b, a]
+    if branch.reg_max == 1:
+        return pd
+    return _expectation(pd.view(-1, 4, branch.reg_max))
+
+
+def _expectation(logits: Tensor) -> Tensor:
+    """``(..., reg_max)`` bin logits -> the expected bin, as ``bbox_decode``: softmax, then matmul with 0..reg_max-1."""
+    proj = torch.arange(logits.shape[-1], dtype=torch.float32).to(logits.dtype)
+    return logits.softmax(-1).matmul(proj)
 
 
 def dist_to_xyxy(dist: Tensor, points: Tensor) -> Tensor:

@@ -22,7 +22,15 @@ from yolodbg import terms
 from yolodbg.assigners.tal import TalAssignment, TalParams, assign
 from yolodbg.geometry import IOU_KINDS, bbox_iou, cxcywh_to_xyxy
 from yolodbg.groundtruth import Targets
-from yolodbg.heads.ultralytics import Branch, UltralyticsOutput, decode_distances, dist_to_xyxy, make_anchors
+from yolodbg.heads.lazy import LazyAnchorTensor
+from yolodbg.heads.ultralytics import (
+    Branch,
+    UltralyticsOutput,
+    decode_distances,
+    decode_rows,
+    dist_to_xyxy,
+    make_anchors,
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class BranchReplay:
     per_anchor: dict[str, Tensor]  # same keys: (B, N) float64 contributions, gain-scaled and normalised
     assignment: TalAssignment
     gt_row_of_slot: Tensor  # (B, M) long: global target row of each GT slot, -1 for padding
-    pred_boxes_px: Tensor  # (B, N, 4)
+    pred_boxes_px: LazyAnchorTensor  # (B, N, 4) xyxy input pixels, decoded where read
     scores: Tensor  # (B, N, nc) sigmoid
     target_scores_sum: float  # S, the batch-wide normaliser (after the clamp at 1)
     dfl_reach: float  # largest DFL target distance, grid units
@@ -103,10 +111,20 @@ def replay_branch(
     imgsz = torch.tensor(out.level_shapes[0], dtype=dtype) * out.strides[0]
     gt_labels, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
 
-    dist = decode_distances(branch)
-    pred_bboxes = dist_to_xyxy(dist, points)  # grid units
     scores = pred_scores.detach().sigmoid()
-    pred_px = (pred_bboxes.detach() * stride_t).to(gt_bboxes.dtype)
+
+    # Predicted boxes, decoded only where read (the assigner's candidates, the positives, the report's
+    # few background anchors): the framework decodes every anchor, with the same per-row arithmetic.
+    def grid_rows(b: Tensor, a: Tensor) -> Tensor:
+        return dist_to_xyxy(decode_rows(branch, b, a), points[a])
+
+    def px_rows(b: Tensor, a: Tensor) -> Tensor:
+        return (grid_rows(b, a).detach() * stride_t[a]).to(gt_bboxes.dtype)
+
+    def px_full() -> Tensor:
+        return (dist_to_xyxy(decode_distances(branch), points).detach() * stride_t).to(gt_bboxes.dtype)
+
+    pred_px = LazyAnchorTensor((bs, pred_scores.shape[1], 4), None, px_full, rows=px_rows)
     a = assign(scores, pred_px, points * stride_t, gt_labels, gt_bboxes, mask_gt, out.strides, tal)
 
     target_scores = a.target_scores
@@ -124,11 +142,12 @@ def replay_branch(
 
     weight = a.target_weight  # target_scores.sum(-1): (B, N), zero off the foreground
     target_grid = a.target_bboxes / stride_t
+    pred_fg = grid_rows(*fgi)
     if forms.box in IOU_KINDS:  # the framework's own arithmetic
-        iou_fg = bbox_iou(pred_bboxes[fgi], target_grid[fgi], forms.box)
+        iou_fg = bbox_iou(pred_fg, target_grid[fgi], forms.box)
         box_fg = (1.0 - iou_fg) * weight[fgi]
     else:  # grid units of each anchor's level, like the framework's CIoU
-        box_fg = terms.box_loss(forms.box, pred_bboxes[fgi], target_grid[fgi], forms.box_beta) * weight[fgi]
+        box_fg = terms.box_loss(forms.box, pred_fg, target_grid[fgi], forms.box_beta) * weight[fgi]
     box_item = box_fg.sum() / s
 
     target_dist = torch.cat((points - target_grid[..., :2], target_grid[..., 2:] - points), -1)
@@ -163,9 +182,10 @@ def replay_branch(
         "cls": cls_el.sum(-1).double() * gains.cls / s64,
         dist_name: _scatter_fg(fg.shape, fgi, dist_fg) * gains.dfl / s64,
     }
-    iou_px = torch.zeros(bs, pred_px.shape[1], dtype=pred_px.dtype)
+    iou_px = torch.zeros(bs, pred_px.shape[1], dtype=gt_bboxes.dtype)
     if fgi[0].numel():
-        iou_px[fgi] = bbox_iou(pred_px[fgi], a.target_bboxes[fgi], "iou", eps=1e-9)
+        px_fg = (pred_fg.detach() * stride_t[fgi[1]]).to(gt_bboxes.dtype)
+        iou_px[fgi] = bbox_iou(px_fg, a.target_bboxes[fgi], "iou", eps=1e-9)
     return BranchReplay(
         items=items,
         per_anchor=per_anchor,
