@@ -10,21 +10,20 @@ and processed in full, and the reference reads the same files). Then it prints:
 1. scan throughput (images/s, loss + breakdown + decode/NMS + COCOeval per bundle, as ``yolodbg
    scan``) with 1 and 2 worker processes;
    and the same without mAP (``--no-map``: replay + breakdown only);
-2. the peak RSS of a scan of 10 and of 100 bundles, each in a fresh process (1 worker, 1 thread): flat
+2. the reference: Ultralytics ``v8DetectionLoss`` on the same files (torch.load + loss, no
+   backward), twice: as a plain script runs it (a fresh process, glibc's default allocator), and in
+   this process, which tunes glibc's allocator as ``yolodbg scan`` does
+   (``scan_run.allocator.tune()``: freed heap pages are kept for the next bundle instead of being
+   faulted in again), so that the framework gets yolodbg's allocator too; once, also the
+   validator's decode and NMS — skipped without ultralytics;
+   then the ratios scan / reference. The issue's target: scan ≥ the framework's loss;
+3. the peak RSS of a scan of 10 and of 100 bundles, each in a fresh process (1 worker, 1 thread): flat
    memory means the second is not larger than the first by more than COCOeval's small
-   per-image match records;
-3. the reference: Ultralytics ``v8DetectionLoss`` on the same files (torch.load + loss, no
-   backward), and the same plus the validator's decode and NMS — skipped without ultralytics;
-   then the ratios scan / reference. The issue's target: scan ≥ the loss's throughput.
+   per-image match records.
 
 Every rate is the best of ``--rounds`` interleaved rounds (default 2): on this shared machine the
 same measurement swings by tens of percent between minutes, and interleaving keeps a slow minute
 from landing on one side of a ratio only.
-
-This process tunes glibc's allocator as ``yolodbg scan`` does (``scan_run.allocator.tune()``:
-freed heap pages are kept for the next bundle instead of being faulted in again), so the
-reference, run here too, gets the same allocator; ``--reference-default-malloc`` also runs it
-in a fresh process with glibc's defaults (the framework as a plain script runs it).
 """
 
 from __future__ import annotations
@@ -103,19 +102,17 @@ def reference_rate(paths: list[Path], nms_bundles: int = 10) -> tuple[float, flo
         from ultralytics.utils.nms import non_max_suppression
     except ImportError:
         return None
-    crit = head = None
+    nc = torch.load(paths[0], map_location="cpu", weights_only=True)["outputs"]["scores"].shape[1]
+    model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)  # built before the clock starts
+    model.args = get_cfg()
+    crit = model.init_criterion()
+    head = Detect(nc=nc, ch=(16, 32, 64)).eval()
+    head.stride = torch.tensor([8.0, 16.0, 32.0])
     t_loss = t_all = t_nms = 0.0
     images = nms_images = 0
     for i, p in enumerate(paths):
         t0 = time.perf_counter()
         doc = torch.load(p, map_location="cpu", weights_only=True)
-        if crit is None:
-            nc = doc["outputs"]["scores"].shape[1]
-            model = DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
-            model.args = get_cfg()
-            crit = model.init_criterion()
-            head = Detect(nc=nc, ch=(16, 32, 64)).eval()
-            head.stride = torch.tensor([8.0, 16.0, 32.0])
         batch = {k: v.reshape(-1, 1) if k == "cls" else v for k, v in doc["targets"].items()}
         t1 = time.perf_counter()
         with torch.no_grad():
@@ -187,11 +184,6 @@ def main() -> None:
         help="interleaved rounds of every measurement; the best rate of each is kept (this machine's "
         "timings swing by tens of percent from minute to minute)",
     )
-    ap.add_argument(
-        "--reference-default-malloc",
-        action="store_true",
-        help="also time the reference in a fresh process with glibc's default allocator",
-    )
     a = ap.parse_args()
     from yolodbg.scan_run import allocator
 
@@ -205,7 +197,7 @@ def main() -> None:
         )
         work = paths[: a.bundles]
         rates: dict = {}
-        ref = None
+        ref = plain = None  # (loss, load + loss[, + NMS]) images/s: in this process / as a plain script
         for r in range(a.rounds):  # interleaved, so a slow minute hurts one round, not one configuration
             for evaluate, label in ((True, "scan"), (False, "scan --no-map")):
                 for workers in (1, 2):
@@ -216,38 +208,34 @@ def main() -> None:
                         flush=True,
                     )
             got = reference_rate(work, nms_bundles=10 if r == 0 else 0)  # the slow NMS reference once
-            if got is not None:
-                ref = got if ref is None else (max(ref[0], got[0]), max(ref[1], got[1]), ref[2])
-                print(
-                    f"  round {r + 1}: ultralytics loss {got[0]:.2f}, torch.load + loss {got[1]:.2f}",
-                    flush=True,
-                )
+            if got is None:
+                continue
+            ref = got if ref is None else (max(ref[0], got[0]), max(ref[1], got[1]), ref[2])
+            fresh = reference_rate_child(work)
+            plain = fresh if plain is None else (max(plain[0], fresh[0]), max(plain[1], fresh[1]))
+            print(
+                f"  round {r + 1}: ultralytics loss {got[0]:.2f}, torch.load + loss {got[1]:.2f}; as a plain "
+                f"script: loss {fresh[0]:.2f}, torch.load + loss {fresh[1]:.2f}",
+                flush=True,
+            )
         print(f"best of {a.rounds} round(s):")
         for (label, workers), rate in rates.items():
             print(f"{label + ',':15s}{workers} worker(s)    {rate:8.2f} images/s")
         if ref is None:
             print("ultralytics not installed: no reference (pip install ultralytics==8.4.190)")
         else:
-            print(f"ultralytics v8DetectionLoss         {ref[0]:8.2f} images/s (loss only)")
-            print(f"ultralytics torch.load + loss       {ref[1]:8.2f} images/s")
+            print("ultralytics v8DetectionLoss, images/s     loss only   torch.load + loss")
+            print(f"  as a plain script (its allocator)      {plain[0]:9.2f}   {plain[1]:9.2f}")
+            print(f"  with yolodbg's allocator tuning        {ref[0]:9.2f}   {ref[1]:9.2f}")
             print(
-                f"ultralytics torch.load + loss + NMS {ref[2]:8.2f} images/s (the validator's work, no metrics)"
+                f"ultralytics torch.load + loss + NMS      {ref[2]:9.2f} images/s (the validator's work, no metrics)"
             )
-            if a.reference_default_malloc:
-                plain = reference_rate_child(work)
-                print(
-                    f"  same, fresh process, default malloc: loss {plain[0]:.2f}, torch.load + loss {plain[1]:.2f}"
-                )
-            best = max(rates["scan --no-map", 1], rates["scan --no-map", 2])
-            print(f"ratio scan --no-map (best of 1/2 workers) / torch.load + loss   {best / ref[1]:6.2f}")
-            print(f"ratio scan --no-map (best of 1/2 workers) / loss only           {best / ref[0]:6.2f}")
-            best_map = max(rates["scan", 1], rates["scan", 2])
-            print(
-                f"ratio scan with mAP / torch.load + loss                           {best_map / ref[1]:6.2f}"
-            )
-            print(
-                f"ratio scan with mAP / torch.load + loss + NMS                     {best_map / ref[2]:6.2f}"
-            )
+            best = {label: max(rates[label, 1], rates[label, 2]) for label in ("scan", "scan --no-map")}
+            print("target: scan (best of 1/2 workers) ≥ the framework's torch.load + loss; ratios:")
+            print("                        plain script   with yolodbg's allocator")
+            for label, rate in best.items():
+                print(f"  {label:20s}  {rate / plain[1]:9.2f}   {rate / ref[1]:9.2f}")
+            print(f"  scan / the framework's torch.load + loss + NMS: {best['scan'] / ref[2]:.1f}")
         for n in n_rss:
             print(f"peak RSS, scan of {n:4d} bundles      {peak_rss_child(paths[:n]):8.0f} MB", flush=True)
         print(
