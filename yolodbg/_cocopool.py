@@ -15,6 +15,7 @@ import contextlib
 import copy
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,9 +90,14 @@ class CocoAccumulator:
         precision, scores = -np.ones(shape), -np.ones(shape)
         recall = -np.ones(shape[:1] + shape[2:])
         ordered = [im for key in sorted(self.images) for im in self.images[key]]
-        acc = _accumulate_reference if reference else _accumulate_class
-        for k, parts in _by_class(ordered).items():
-            precision[:, :, k], recall[:, k], scores[:, :, k] = acc(self.cat_ids[k], parts, p)
+        if reference:
+            for k, parts in _by_class(ordered).items():
+                precision[:, :, k], recall[:, k], scores[:, :, k] = _accumulate_reference(
+                    self.cat_ids[k], parts, p
+                )
+        else:
+            for k, part in _Pooled.of(ordered).by_class():
+                precision[:, :, k], recall[:, k], scores[:, :, k] = _accumulate_class(*part, p)
         return precision, recall, scores
 
     def summary(self, reference: bool = False) -> CocoSummary | None:
@@ -147,46 +153,100 @@ def _by_class(ordered: list[ImageMatches]) -> dict[int, list[_Part]]:
     return out
 
 
-def _accumulate_class(cat: int, parts: list[_Part], p: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _Pooled:
+    """Every image's detections and GTs in one set of arrays, in image order, each tagged with its class slot."""
+
+    scores: np.ndarray  # (D,)
+    rank: np.ndarray  # (D,) place of the detection among its image's detections of its class
+    flags: np.ndarray  # (2, A, T, D) bool: matched, ignored
+    det_class: np.ndarray  # (D,) class slot
+    gt_ignore: np.ndarray  # (A, G) bool
+    gt_class: np.ndarray  # (G,) class slot
+
+    @classmethod
+    def of(cls, ordered: list[ImageMatches]) -> _Pooled:
+        ims = [im for im in ordered if im.ks]
+        if not ims:
+            return cls(*(np.zeros(0) for _ in range(6)))
+        d_len = [np.diff(im.d_off) for im in ims]
+        g_len = [np.diff(im.g_off) for im in ims]
+        return cls(
+            scores=np.concatenate([im.scores for im in ims]),
+            rank=np.concatenate(
+                [
+                    np.arange(int(im.d_off[-1])) - np.repeat(im.d_off[:-1], n)
+                    for im, n in zip(ims, d_len, strict=True)
+                ]
+            ),
+            flags=np.concatenate(
+                [np.unpackbits(im.dt_bits, axis=-1, count=len(im.scores)) for im in ims], -1
+            ).astype(bool),
+            det_class=np.concatenate([np.repeat(im.ks, n) for im, n in zip(ims, d_len, strict=True)]),
+            gt_ignore=np.concatenate([im.gt_ignore for im in ims], -1),
+            gt_class=np.concatenate([np.repeat(im.ks, n) for im, n in zip(ims, g_len, strict=True)]),
+        )
+
+    def by_class(self) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+        """Per class slot present: its detections' (scores, rank, matched, ignored) and its GTs' ignore flags,
+        each in image order (a stable sort by class)."""
+        present = np.union1d(self.det_class, self.gt_class).astype(np.int64)
+        d_order = np.argsort(self.det_class, kind="stable")
+        g_order = np.argsort(self.gt_class, kind="stable")
+        d_start = np.searchsorted(self.det_class[d_order], present, side="left")
+        d_end = np.searchsorted(self.det_class[d_order], present, side="right")
+        g_start = np.searchsorted(self.gt_class[g_order], present, side="left")
+        g_end = np.searchsorted(self.gt_class[g_order], present, side="right")
+        for k, d0, d1, g0, g1 in zip(present.tolist(), d_start, d_end, g_start, g_end, strict=True):
+            d = d_order[d0:d1]
+            flags = self.flags[..., d]
+            yield k, (self.scores[d], self.rank[d], flags[0], flags[1], self.gt_ignore[:, g_order[g0:g1]])
+
+
+def _accumulate_class(
+    dt_scores: np.ndarray,
+    rank: np.ndarray,
+    matched: np.ndarray,
+    ignored: np.ndarray,
+    gt_ignore: np.ndarray,
+    p: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``COCOeval.accumulate`` for one category: precision (T,R,A,M), recall (T,A,M), scores (T,R,A,M).
 
+    Inputs: the category's detections over all images in image order — scores (D,), place in their
+    image (D,), matched and ignored flags (A,T,D) — and its GTs' ignore flags (A,G).
     The same arithmetic as pycocotools (detections of each image cut to maxDet, pooled, stably
     sorted by score; cumulative TP/FP; precision made monotone from the right; read at the
     recall thresholds, 0 past the last detection), with its per-detection Python loop replaced
-    by a reversed running maximum.
+    by a reversed running maximum, and the area ranges at once (the sort depends on maxDet only).
     """
     n_t, n_r, n_a, n_m = len(p.iouThrs), len(p.recThrs), len(p.areaRng), len(p.maxDets)
     precision, scores = -np.ones((n_t, n_r, n_a, n_m)), -np.ones((n_t, n_r, n_a, n_m))
     recall = -np.ones((n_t, n_a, n_m))
-    counts = np.asarray([len(part[0]) for part in parts], np.int64)
-    dt_scores = np.concatenate([part[0] for part in parts])
-    matched = np.concatenate([part[1] for part in parts], -1)
-    ignored = np.concatenate([part[2] for part in parts], -1)
-    gt_ignore = np.concatenate([part[3] for part in parts], -1)
-    rank = np.arange(len(dt_scores)) - np.repeat(np.cumsum(counts) - counts, counts)  # place in its image
+    npig = np.count_nonzero(gt_ignore == 0, axis=-1) if gt_ignore.size else np.zeros(n_a, np.int64)
+    areas = np.flatnonzero(npig)  # area ranges with a GT to recall; the others stay -1
+    if not len(areas):
+        return precision, recall, scores
+    matched, ignored = matched[areas], ignored[areas]
     rec_thrs = np.asarray(p.recThrs)
-    for a in range(n_a):
-        npig = np.count_nonzero(gt_ignore[a] == 0)
-        if npig == 0:
-            continue
-        for m, max_det in enumerate(p.maxDets):
-            sel = rank < max_det
-            s = dt_scores[sel]
-            order = np.argsort(-s, kind="mergesort")
-            s_sorted = s[order]
-            dtm, dtig = matched[a][:, sel][:, order], ignored[a][:, sel][:, order]
-            tp_sum = np.cumsum(dtm & ~dtig, axis=1).astype(np.float64)
-            fp_sum = np.cumsum(~dtm & ~dtig, axis=1).astype(np.float64)
-            nd = tp_sum.shape[1]
-            rc = tp_sum / npig
-            pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
-            recall[:, a, m] = rc[:, -1] if nd else 0
-            envelope = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
+    for m, max_det in enumerate(p.maxDets):
+        sel = np.flatnonzero(rank < max_det)
+        order = sel[np.argsort(-dt_scores[sel], kind="mergesort")]
+        s_sorted = dt_scores[order]
+        dtm, keep = matched[..., order], ~ignored[..., order]  # (A', T, n)
+        tp_sum = np.cumsum(dtm & keep, axis=-1, dtype=np.float64)  # counts: exact in float64
+        fp_sum = np.cumsum(~dtm & keep, axis=-1, dtype=np.float64)
+        nd = tp_sum.shape[-1]
+        rc = tp_sum / npig[areas, None, None]
+        pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+        recall[:, areas, m] = rc[..., -1].T if nd else 0
+        envelope = np.maximum.accumulate(pr[..., ::-1], axis=-1)[..., ::-1]
+        for i, a in enumerate(areas):
             for t in range(n_t):
-                at = np.searchsorted(rc[t], rec_thrs, side="left")
+                at = np.searchsorted(rc[i, t], rec_thrs, side="left")
                 ok = at < nd
                 q, ss = np.zeros(n_r), np.zeros(n_r)
-                q[ok], ss[ok] = envelope[t, at[ok]], s_sorted[at[ok]]
+                q[ok], ss[ok] = envelope[i, t, at[ok]], s_sorted[at[ok]]
                 precision[t, :, a, m], scores[t, :, a, m] = q, ss
     return precision, recall, scores
 
