@@ -201,7 +201,7 @@ def _image_matches(
         d_off,
         np.concatenate(([0], np.cumsum(g_counts))).astype(np.int64),
         im.score[keep],
-        np.packbits(flags, axis=-1),
+        ImageMatches.pack(flags),
         np.concatenate(gt_ignore, 1) if gt_ignore else np.zeros((n_area, 0), bool),
     )
     return matches, gt_matched
