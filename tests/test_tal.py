@@ -207,3 +207,29 @@ def test_replay_decodes_boxes_only_where_read():
     assert torch.equal(boxes[b, a], expected[b, a]) and torch.equal(boxes[1, 7], expected[1, 7])
     assert not boxes.is_materialized
     assert torch.equal(boxes.materialize(), expected)
+
+
+def test_candidates_from_grid_axes_equal_the_per_anchor_test():
+    # the replay tests columns and rows once per level; every anchor must get the per-anchor answer,
+    # edges on cell centres, sub-pixel and floored boxes included
+    from synth import ultra_output
+
+    from yolodbg.assigners.tal import candidates_in_gts
+    from yolodbg.heads import ultralytics as head
+
+    g = torch.Generator().manual_seed(7)
+    for size in ((640, 640), (96, 224), (160, 32)):
+        out = head.parse(ultra_output(bs=2, size=size), input_size=size)
+        points, stride = head.make_anchors(out, torch.float32)
+        xy = torch.randint(0, max(size) // 4, (2, 40, 2), generator=g).float() * 4  # often on cell centres
+        wh = torch.rand(2, 40, 2, generator=g) * torch.tensor([0.5, 20.0, 200.0]).repeat(14)[:40, None]
+        boxes = torch.cat((xy, xy + wh), -1)
+        mask = torch.ones(2, 40, 1)
+        mask[1, 30:] = 0
+        for min_side in (0.0, 16.0):
+            expected = candidates_in_gts(points * stride, boxes, mask, min_side)
+            got = candidates_in_gts(
+                points * stride, boxes, mask, min_side, grid=head.anchor_axes(out, torch.float32)
+            )
+            assert torch.equal(got, expected), (size, min_side)
+            assert expected.any() and not expected.all()

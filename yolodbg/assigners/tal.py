@@ -16,6 +16,7 @@ Shapes: B images, M GT slots per image (padded), N anchors.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,18 +55,33 @@ class TalAssignment:
 
 
 def candidates_in_gts(
-    points: Tensor, gt_bboxes: Tensor, mask_gt: Tensor, min_side: float, eps: float = 1e-9
+    points: Tensor,
+    gt_bboxes: Tensor,
+    mask_gt: Tensor,
+    min_side: float,
+    eps: float = 1e-9,
+    grid: Sequence[tuple[Tensor, Tensor]] | None = None,
 ) -> Tensor:
     """Step A: ``(N, 2)`` anchor centres × ``(B, M, 4)`` GT boxes -> ``(B, M, N)`` bool.
 
     Valid GTs go through xyxy -> cxcywh -> xyxy (the round trip can move an edge by one ulp),
     sides smaller than ``min_side`` become ``min_side``; the test is strict (> eps).
+    ``grid``: per level the ``(W,)`` x and ``(H,)`` y of its cell centres, when ``points`` is their
+    row-major mesh level after level; then each comparison runs once per column and per row
+    (the same subtractions and tests), not once per anchor.
     """
     xywh = xyxy_to_cxcywh(gt_bboxes)
     small = (xywh[..., 2:] < min_side) & mask_gt.bool()
     wh = torch.where(small, torch.tensor(min_side, dtype=xywh.dtype), xywh[..., 2:])
     boxes = cxcywh_to_xyxy(torch.cat((xywh[..., :2], wh), -1))
     lt, rb = boxes.unsqueeze(2).chunk(2, 3)  # (B, M, 1, 2)
+    if grid is not None:
+        levels = []
+        for xs, ys in grid:
+            in_x = (xs - lt[..., 0] > eps) & (rb[..., 0] - xs > eps)  # (B, M, W)
+            in_y = (ys - lt[..., 1] > eps) & (rb[..., 1] - ys > eps)  # (B, M, H)
+            levels.append((in_y.unsqueeze(-1) & in_x.unsqueeze(-2)).flatten(-2))
+        return torch.cat(levels, -1)
     mask = points[:, 0] - lt[..., 0] > eps
     mask &= points[:, 1] - lt[..., 1] > eps
     mask &= rb[..., 0] - points[:, 0] > eps
@@ -82,11 +98,13 @@ def assign(
     mask_gt: Tensor,
     strides: tuple[float, ...],
     params: TalParams = TalParams(),
+    grid: Sequence[tuple[Tensor, Tensor]] | None = None,
 ) -> TalAssignment:
     """Assign anchors to GTs.
 
     scores ``(B, N, nc)`` probabilities; pred_bboxes ``(B, N, 4)`` and points ``(N, 2)`` in input
     pixels; gt_labels ``(B, M, 1)``; gt_bboxes ``(B, M, 4)`` xyxy pixels; mask_gt ``(B, M, 1)``.
+    ``grid``: the points as per-level axes (see :func:`candidates_in_gts`), a shortcut.
     Only the candidate anchors' rows of pred_bboxes are read (``pred_bboxes[b, a]`` with index
     vectors), so it can be a :class:`~yolodbg.heads.lazy.LazyAnchorTensor` that decodes just those.
     """
@@ -111,7 +129,7 @@ def assign(
             min_side=min_side,
         )
     valid = mask_gt.bool()  # (B, M, 1)
-    in_gts = candidates_in_gts(points, gt_bboxes, mask_gt, min_side)
+    in_gts = candidates_in_gts(points, gt_bboxes, mask_gt, min_side, grid=grid)
 
     # B: metric on candidate pairs of valid GTs only
     pair_mask = in_gts & valid

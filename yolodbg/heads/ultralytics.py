@@ -216,6 +216,15 @@ def make_anchors(out: UltralyticsOutput, dtype: torch.dtype) -> tuple[Tensor, Te
     return torch.cat(points), torch.cat(strides)
 
 
+def anchor_axes(out: UltralyticsOutput, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+    """Per level the ``(W,)`` x and ``(H,)`` y of the cell centres in input pixels: the rows and columns
+    of ``points * strides`` of :func:`make_anchors`, with the same arithmetic."""
+    return [
+        ((torch.arange(w).to(dtype) + 0.5) * s, (torch.arange(h).to(dtype) + 0.5) * s)
+        for (h, w), s in zip(out.level_shapes, out.strides, strict=True)
+    ]
+
+
 def decode_distances(branch: Branch) -> Tensor:
     """``(B, N, 4)`` ltrb distances in grid units: the softmax expectation over bins, or raw when reg_max is 1."""
     pd = branch.pred_dist

@@ -26,6 +26,7 @@ from yolodbg.heads.lazy import LazyAnchorTensor
 from yolodbg.heads.ultralytics import (
     Branch,
     UltralyticsOutput,
+    anchor_axes,
     decode_distances,
     decode_rows,
     dist_to_xyxy,
@@ -125,7 +126,8 @@ def replay_branch(
         return (dist_to_xyxy(decode_distances(branch), points).detach() * stride_t).to(gt_bboxes.dtype)
 
     pred_px = LazyAnchorTensor((bs, pred_scores.shape[1], 4), None, px_full, rows=px_rows)
-    a = assign(scores, pred_px, points * stride_t, gt_labels, gt_bboxes, mask_gt, out.strides, tal)
+    grid = anchor_axes(out, dtype)
+    a = assign(scores, pred_px, points * stride_t, gt_labels, gt_bboxes, mask_gt, out.strides, tal, grid)
 
     target_scores = a.target_scores
     s = target_scores.sum().clamp(min=1)
