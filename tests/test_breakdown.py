@@ -135,9 +135,11 @@ def test_confident_other_class_on_a_gt_is_a_class_swap(tmp_path):
     assert swap["hint"] == "class_swap?" and swap["best_iou"] == pytest.approx(0.5625, abs=1e-3)
 
 
-def test_nonfinite_logit_is_located(tmp_path):
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_nonfinite_logit_is_located(tmp_path, bad):
+    # the locator skips the class logits when the logged BCE is finite: any non-finite logit must spoil it
     out = ultra_output(bs=2, size=(64, 64), nc=2, seed=5)
-    out["scores"][1, 1, 70] = float("inf")
+    out["scores"][1, 1, 70] = bad
     ex, doc = _explain_doc(tmp_path, out, batch([(0, 0, 0.5, 0.5, 0.3, 0.3)]))
     nf = ex.nonfinite
     assert nf is not None and nf.image_index == 1 and nf.anchor["anchor"] == 70

@@ -27,6 +27,7 @@ from yolodbg.recipes.yolov8 import (
     branch_result,
     form_notes,
     gains,
+    nan_inputs,
     size_warning,
 )
 from yolodbg.result import GtReason, LossResult
@@ -155,10 +156,12 @@ class Yolo26(UltralyticsRecipe):
             ],
             warnings=warnings,
             inputs={
-                "one2many box logit": raw.branches["one2many"].pred_dist,
-                "one2many class logit": raw.branches["one2many"].pred_scores,
-                "one2one box logit": raw.branches["one2one"].pred_dist,
-                "one2one class logit": raw.branches["one2one"].pred_scores,
+                **nan_inputs(
+                    raw.branches["one2many"], o2m, self.forms, "one2many box logit", "one2many class logit"
+                ),
+                **nan_inputs(
+                    raw.branches["one2one"], o2o, self.forms, "one2one box logit", "one2one class logit"
+                ),
             },
             **main,
         )

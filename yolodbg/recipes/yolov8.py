@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from yolodbg import terms
@@ -199,13 +201,26 @@ class YoloV8(UltralyticsRecipe):
             normalizers={"target_scores_sum": rep.target_scores_sum},
             notes=notes,
             warnings=warnings,
-            inputs={
-                "box-distribution logit": raw.branches[name].pred_dist,
-                "class logit": raw.branches[name].pred_scores,
-            },
+            inputs=nan_inputs(raw.branches[name], rep, self.forms),
             gt_reachable=candidate_rows(rep, len(targets)),
             **result,
         )
+
+
+def nan_inputs(
+    branch: head.Branch,
+    rep: BranchReplay,
+    forms: TermForms,
+    box: str = "box-distribution logit",
+    cls: str = "class logit",
+) -> dict:
+    """The raw values the NaN locator searches, by name: the box logits, and the class logits unless
+    the logged BCE proves them finite (a non-finite logit makes its BCE element, and so the sum, NaN
+    or +inf; a finite logit gives a finite element), which spares a pass over (B, N, nc)."""
+    inputs = {box: branch.pred_dist}
+    if not (forms.cls == "bce" and math.isfinite(float(rep.items["cls"]))):
+        inputs[cls] = branch.pred_scores
+    return inputs
 
 
 def size_warning(out: head.UltralyticsOutput) -> list[str]:
