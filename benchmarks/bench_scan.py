@@ -17,9 +17,10 @@ and processed in full, and the reference reads the same files). Then it prints:
    faulted in again), so that the framework gets yolodbg's allocator too; once, also the
    validator's decode and NMS — skipped without ultralytics;
    then the ratios scan / reference. The issue's target: scan ≥ the framework's loss;
-3. the peak RSS of a scan of 10 and of 100 bundles, each in a fresh process (1 worker, 1 thread): flat
-   memory means the second is not larger than the first by more than COCOeval's small
-   per-image match records.
+3. the peak RSS of a scan of 10 and of 100 bundles, each in a fresh process (1 worker, 1 thread),
+   and its RSS between bundles over the second half of the scan: flat memory means these do not
+   grow with the number of bundles beyond COCOeval's small per-image match records (the peak is
+   one bundle's transient, which moves by tens of MB with where the heap's free blocks lie).
 
 Every rate is the best of ``--rounds`` interleaved rounds (default 2): on this shared machine the
 same measurement swings by tens of percent between minutes, and interleaving keeps a slow minute
@@ -153,19 +154,25 @@ def reference_rate_child(paths: list[Path]) -> tuple[float, float, float] | None
     return json.loads(_last_line_of_child(code, paths))
 
 
-def peak_rss_child(paths: list[Path]) -> float:
-    """Peak RSS (MB) of a fresh process that scans ``paths`` with 1 worker."""
+def peak_rss_child(paths: list[Path]) -> tuple[float, float, float]:
+    """Memory (MB) of a fresh process that scans ``paths`` with 1 worker: its peak RSS, and the least
+    and the most RSS between two bundles over the second half of the scan (flat memory: these do not
+    grow with the number of bundles)."""
     code = (  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
         "import json, sys, torch\n"
         "torch.set_num_threads(1)\n"
         "from yolodbg.scan_run import ScanJob, allocator, scan\n"
         "allocator.tune()\n"
-        "agg = scan(json.loads(sys.argv[1]), ScanJob())\n"
+        "def mb(key):\n"
+        "    return int([ln for ln in open('/proc/self/status') if ln.startswith(key)][0].split()[1]) / 1024\n"
+        "rss = []\n"
+        "agg = scan(json.loads(sys.argv[1]), ScanJob(), on_record=lambda rec: rss.append(mb('VmRSS')))\n"
         "agg.summary()\n"
-        "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]\n"
-        "print(int(hwm.split()[1]) / 1024)\n"
+        "late = rss[len(rss) // 2 :]\n"
+        "print(json.dumps([mb('VmHWM'), min(late), max(late)]))\n"
     )
-    return float(_last_line_of_child(code, paths))
+    peak, low, high = json.loads(_last_line_of_child(code, paths))
+    return peak, low, high
 
 
 def main() -> None:
@@ -237,7 +244,12 @@ def main() -> None:
                 print(f"  {label:20s}  {rate / plain[1]:9.2f}   {rate / ref[1]:9.2f}")
             print(f"  scan / the framework's torch.load + loss + NMS: {best['scan'] / ref[2]:.1f}")
         for n in n_rss:
-            print(f"peak RSS, scan of {n:4d} bundles      {peak_rss_child(paths[:n]):8.0f} MB", flush=True)
+            peak, low, high = peak_rss_child(paths[:n])
+            print(
+                f"peak RSS, scan of {n:4d} bundles      {peak:8.0f} MB (between bundles, second half: "
+                f"{low:.0f}–{high:.0f} MB)",
+                flush=True,
+            )
         print(
             f"(this process, which made the bundles: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)"
         )
