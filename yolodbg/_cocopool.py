@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import math
 from collections.abc import Iterator
@@ -69,6 +70,7 @@ def unpack_flags(bits: np.ndarray, n_area: int) -> np.ndarray:
     return flags.reshape(len(bits), 2, n_area, n_thr).view(bool)
 
 
+@functools.cache
 def _iou_thresholds() -> np.ndarray:
     from pycocotools.cocoeval import Params
 

@@ -208,9 +208,7 @@ def make_anchors(out: UltralyticsOutput, dtype: torch.dtype) -> tuple[Tensor, Te
     """Anchor points ``(N, 2)`` in grid units and strides ``(N, 1)``, built as Ultralytics builds them."""
     points, strides = [], []
     for (h, w), s in zip(out.level_shapes, out.strides, strict=True):
-        sx = torch.arange(w).to(dtype) + 0.5
-        sy = torch.arange(h).to(dtype) + 0.5
-        sy, sx = torch.meshgrid(sy, sx, indexing="ij")
+        sy, sx = torch.meshgrid(_centres(h, dtype), _centres(w, dtype), indexing="ij")
         points.append(torch.stack((sx, sy), -1).view(-1, 2))
         strides.append(torch.full((h * w, 1), s, dtype=dtype))
     return torch.cat(points), torch.cat(strides)
@@ -220,9 +218,14 @@ def anchor_axes(out: UltralyticsOutput, dtype: torch.dtype) -> list[tuple[Tensor
     """Per level the ``(W,)`` x and ``(H,)`` y of the cell centres in input pixels: the rows and columns
     of ``points * strides`` of :func:`make_anchors`, with the same arithmetic."""
     return [
-        ((torch.arange(w).to(dtype) + 0.5) * s, (torch.arange(h).to(dtype) + 0.5) * s)
+        (_centres(w, dtype) * s, _centres(h, dtype) * s)
         for (h, w), s in zip(out.level_shapes, out.strides, strict=True)
     ]
+
+
+def _centres(n: int, dtype: torch.dtype) -> Tensor:
+    """Cell centres 0.5, 1.5, ... of one grid axis in grid units, computed as Ultralytics computes them."""
+    return torch.arange(n).to(dtype) + 0.5
 
 
 def decode_distances(branch: Branch) -> Tensor:
