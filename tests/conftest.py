@@ -11,13 +11,14 @@ from synth import batch, ultra_output
 from yolodbg import bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECK_TOOL = ROOT.parent / "shared" / "tools" / "check_explain_json.py"
 
 
-def need_check_tool() -> None:
-    """Skip (saying why) where the contract checker is not beside this checkout, as in a lone clone."""
-    if not CHECK_TOOL.exists():
-        pytest.skip(f"contract checker {CHECK_TOOL} not found (it lives in ../shared beside the repository)")
+def assert_valid(doc, expect: str) -> None:
+    """``doc`` holds to the ``expect`` contract shipped with yolodbg; the problems are the failure message."""
+    from yolodbg.validate import validate
+
+    problems = validate(doc, expect)
+    assert problems == [], "\n".join(problems)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CHECK_TOOL
+from conftest import assert_valid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -422,9 +422,7 @@ def test_cli_explain_json(tmp_path) -> None:
     assert doc["terms"]["coord"] == pytest.approx(2.8125, rel=REL)
     assert [g["reason"]["code"] if g["reason"] else None for g in doc["gts"]] == [None, None, "zero_iou"]
     assert doc["negatives"] and all(n["image_index"] in (0, 1) for n in doc["negatives"])
-    if CHECK_TOOL.exists():
-        check = subprocess.run([sys.executable, str(CHECK_TOOL), str(report)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+    assert_valid(doc, "yolodbg.explain/1")
     # default recipe of the head, console output
     proc = _cli("explain", str(path), "--nc", "2")
     assert proc.returncode == 0, proc.stderr
@@ -446,6 +444,4 @@ def test_cli_explain_sample_bundle(tmp_path) -> None:
     for t in TERMS:
         assert doc["terms"][t] == pytest.approx(script_loss[t], rel=1e-5), t
     assert any(g["reason"] and g["reason"]["code"] == "cell_taken" for g in doc["gts"])
-    if CHECK_TOOL.exists():
-        check = subprocess.run([sys.executable, str(CHECK_TOOL), str(report)], capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+    assert_valid(doc, "yolodbg.explain/1")

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from conftest import assert_valid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -347,14 +346,7 @@ def test_cli_explain_json(tmp_path) -> None:
     doc = json.loads(res.stdout)
     assert doc["recipe"]["name"] == "yolox" and set(doc["terms"]) == {"iou", "obj", "cls", "l1"}
     assert all("dynamic_k" in g["details"] for g in doc["gts"])
-    from conftest import CHECK_TOOL
-
-    if CHECK_TOOL.exists():
-        (tmp_path / "e.json").write_text(res.stdout)
-        check = subprocess.run(
-            [sys.executable, str(CHECK_TOOL), str(tmp_path / "e.json")], capture_output=True
-        )
-        assert check.returncode == 0, check.stdout
+    assert_valid(doc, "yolodbg.explain/1")
     text = CliRunner().invoke(main, ["explain", str(path), "-r", "yolox-main"], env={"COLUMNS": "160"})
     assert text.exit_code == 0 and "num_fg" in text.output
 

@@ -335,8 +335,9 @@ def _register() -> None:
     from yolodbg.cli_compare import compare
     from yolodbg.cli_scan import scan, trend
     from yolodbg.cli_snapshot import check, snapshot
+    from yolodbg.cli_validate import validate
 
-    for command in (compare, snapshot, check, scan, trend, capture):
+    for command in (compare, snapshot, check, scan, trend, capture, validate):
         main.add_command(command)
 
 
