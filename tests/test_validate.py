@@ -316,3 +316,55 @@ def test_cli_exit_2_for_paths_that_are_not_json_files(tmp_path, docs):
 def test_cli_refuses_an_unknown_expect():
     proc = _cli("--expect", "yolodbg.nope/1", "x.json")
     assert proc.returncode == 2 and "--expect" in proc.stderr
+
+
+def test_structure_and_arithmetic_problems_are_reported_together(docs):
+    def edit(d):
+        d["versions"].pop("torch")
+        d["gts"][3]["terms"].pop("cls")
+
+    problems = _broken(docs["explain_yolov8n_val"], edit)
+    _one(problems, "versions.torch", "required")
+    _one(problems, "gts[3].terms", "'cls'")
+
+
+# ------------------------------------------------------------------------------ a repository that stands alone
+
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".yaml", ".yml", ".json", ".jsonl"}
+
+
+def _repository_text_files() -> list[Path]:
+    roots = [ROOT / d for d in ("yolodbg", "tests", "docs", "benchmarks", "sample_data")]
+    files = [ROOT / "README.md", ROOT / "pyproject.toml"]
+    for root in roots:
+        files += [p for p in root.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES]
+    return [p for p in files if "__pycache__" not in p.parts]
+
+
+def test_the_repository_cites_nothing_outside_itself():
+    """README, docs, code and tests are readable from a lone clone: no pointers to a sibling folder."""
+    needles = [
+        "../" + "shared",
+        "DESIGN" + ".md",
+        "DESIGN" + " §",
+        "LOSSES" + ".md",
+        "check_explain" + "_json",
+    ]
+    hits = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for p in _repository_text_files()
+        for n in needles
+        if n in p.read_text(encoding="utf-8", errors="replace")
+    ]
+    assert hits == []
+
+
+def test_relative_links_in_the_docs_resolve():
+    import re
+
+    broken = []
+    for md in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", md.read_text(encoding="utf-8")):
+            if "://" not in target and not (md.parent / target).exists():
+                broken.append(f"{md.relative_to(ROOT)} -> {target}")
+    assert broken == []

@@ -2,7 +2,7 @@
 
 Reduction happens here and only here: every per-GT, per-image and background number is a
 float64 sum of ledger elements, and the conservation check verifies that those sums add
-up to the terms the framework logs (DESIGN §3).
+up to the terms the framework logs (docs/design.md, the pipeline).
 """
 
 from __future__ import annotations
@@ -324,7 +324,7 @@ def _hint(
     best_iou: float,
     best_gt,
 ) -> str:
-    """A short guess at why a background anchor costs loss (DESIGN §5)."""
+    """A short guess at why a background anchor costs loss (README, reading the report)."""
     if best_gt is not None and best_iou >= HINT_IOU:
         if pred_cls != int(targets.cls[best_gt]) and score >= HINT_SWAP_SCORE:
             return "class_swap?"

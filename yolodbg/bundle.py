@@ -1,4 +1,4 @@
-"""Prediction bundles: load, validate and save (DESIGN §2.1).
+"""Prediction bundles: load, validate and save (docs/design.md, bundle format).
 
 A bundle is a ``torch.save`` file read with ``weights_only=True`` only: a prediction file
 must never be able to run code. It is either the canonical dict (``{"yolodbg": 1, "head":
@@ -284,7 +284,7 @@ def from_object(
     if not batch:
         raise BundleError(
             f"{source}: outputs ({_describe(outputs)}) have no batch dimension; expected the raw train-mode "
-            "head output (see DESIGN §2.1)"
+            "head output (see docs/design.md, bundle format)"
         )
     if targets is not None and not isinstance(targets, dict):
         raise BundleError(

@@ -70,7 +70,7 @@ def require_ultralytics():
 
 
 def image_entry(lb: Letterbox, orig_hw: tuple[int, int], file_name: str, image_id: int | None = None) -> dict:
-    """One ``images[]`` entry of a bundle (DESIGN §2.1)."""
+    """One ``images[]`` entry of a bundle (docs/design.md, bundle format)."""
     entry: dict[str, Any] = {} if image_id is None else {"image_id": image_id}
     entry.update(
         file_name=file_name,

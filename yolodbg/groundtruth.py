@@ -1,4 +1,4 @@
-"""Ground truth -> :class:`Targets` in the framework's batch form (DESIGN §2.2).
+"""Ground truth -> :class:`Targets` in the framework's batch form (docs/design.md, ground truth).
 
 Whatever the source (COCO json, YOLO txt folder, the bundle's own ``targets``), GTs end up
 as the rows a training batch holds: image index, class index, box as normalised

@@ -1,7 +1,7 @@
 """The reduce side of ``yolodbg scan``: :class:`BundleRecord` s in, the dataset report out.
 
 Loss units: every bundle's terms are what its trainer logs for that batch, and every GT's
-contribution is its share of them (DESIGN §3). Loss sums here are sums over bundles of those
+contribution is its share of them (docs/design.md, the pipeline). Loss sums here are sums over bundles of those
 numbers, so Σ classes + background == Σ bundles' totals; ``terms`` in the report are the mean
 per bundle (what a validation loop logs). Memory stays flat in the number of bundles except
 for COCOeval's per-image match records (a few kB per image) and the capped lists.

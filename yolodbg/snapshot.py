@@ -1,4 +1,4 @@
-"""Regression snapshots of loss numbers (DESIGN §6): write, read, recompute and diff.
+"""Regression snapshots of loss numbers (docs/design.md, snapshots): write, read, recompute and diff.
 
 A snapshot records the inputs (paths and sha256 digests), every recipe with all its
 parameters, the per-term totals, per-image and per-GT terms and each GT's positive anchors.

@@ -92,8 +92,7 @@ def validate(doc: Any, expect: str | None = None, rtol: float = RTOL, atol: floa
     except RecursionError:
         raise InputError("the document is nested too deeply to be a yolodbg document") from None
     problems += _recorded_failures(doc)
-    if not problems:  # the arithmetic needs the structure to be right
-        problems += SEMANTIC[sid](doc, _Tol(rtol, atol))
+    problems += _arithmetic(sid, doc, _Tol(rtol, atol), structure_ok=not problems)
     if len(problems) > MAX_PROBLEMS:
         problems = [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
     return problems
@@ -200,6 +199,16 @@ def _nonfinite(x: Any, where: str = "") -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------------------- arithmetic
+
+
+def _arithmetic(sid: str, doc: dict, tol: _Tol, structure_ok: bool) -> list[str]:
+    """The sums and counts of ``doc``; on a malformed document, as far as its structure allows."""
+    if structure_ok:
+        return SEMANTIC[sid](doc, tol)
+    try:  # a field the arithmetic reads is missing or mistyped: that is reported already
+        return SEMANTIC[sid](doc, tol)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+        return []
 
 
 def _recorded_failures(doc: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""SimOTA as YOLOX's ``YOLOXHead.get_assignments`` does it (LOSSES.md §3.3), one image at a time.
+"""SimOTA as YOLOX's ``YOLOXHead.get_assignments`` does it (docs/losses.md, YOLOX), one image at a time.
 
 Steps, each kept as a named tensor so a report can say why a GT got the positives it got:
 

@@ -1,6 +1,6 @@
 """Task-aligned assignment as Ultralytics' ``TaskAlignedAssigner`` (8.4.x) does it.
 
-Steps (LOSSES.md §1.4), each kept as a named tensor so reports can show why a box got the
+Steps (docs/losses.md, task-aligned assignment), each kept as a named tensor so reports can show why a box got the
 positives it got:
 
 A. candidates: anchor centres strictly inside the GT box, sides below ``min_side`` floored

@@ -2,7 +2,7 @@
 
 The bundle holds, per level, the ``(B, 4 + 1 + nc, H, W)`` map that ``YOLOXHead`` concatenates
 before decoding: regression ``(tx, ty, tw, th)``, the objectness logit, the class logits. The
-training forward decodes it as follows (LOSSES.md §3.1), and so does :func:`parse`:
+training forward decodes it as follows (docs/losses.md, YOLOX), and so does :func:`parse`:
 
 * the map is viewed as ``(B, 1, C, H, W)``, moved to ``(B, H*W, C)`` (cells row-major: y outer,
   x inner) and the levels are concatenated in stride order -> ``(B, N, C)``;

@@ -1,4 +1,4 @@
-"""``yolox`` and ``yolox-main``: YOLOX ``YOLOXHead.get_losses`` with SimOTA (LOSSES.md §3).
+"""``yolox`` and ``yolox-main``: YOLOX ``YOLOXHead.get_losses`` with SimOTA (docs/losses.md, YOLOX).
 
 ``yolox`` replays the 0.3.0 release (PyPI ``yolox==0.3.0``, the code of every tagged release);
 ``yolox-main`` the main branch since commit 14c62a7 (checked at 6ddff48): candidates and prior

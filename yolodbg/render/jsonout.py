@@ -1,4 +1,4 @@
-"""The ``yolodbg.explain/1`` JSON document (DESIGN §5)."""
+"""The ``yolodbg.explain/1`` JSON document (docs/json.md; its schema is yolodbg/schemas/explain-1.json)."""
 
 from __future__ import annotations
 
