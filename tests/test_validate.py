@@ -368,3 +368,11 @@ def test_relative_links_in_the_docs_resolve():
             if "://" not in target and not (md.parent / target).exists():
                 broken.append(f"{md.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_validate_accepts_what_explain_accepts():
+    """The same conservation tolerance as explain's own check: a report explain passed must validate."""
+    from yolodbg import breakdown
+    from yolodbg import validate as v
+
+    assert (v.RTOL, v.ATOL) == (breakdown.CONSERVATION_RTOL, breakdown.CONSERVATION_ATOL)

@@ -26,7 +26,7 @@ from typing import Any
 
 from yolodbg.errors import InputError
 
-RTOL, ATOL = 1e-5, 1e-7
+RTOL, ATOL = 1e-5, 1e-6  # the tolerance explain checks conservation with (breakdown.CONSERVATION_*)
 MAX_PROBLEMS = 50
 MAX_BYTES = 1 << 30  # a yolodbg document is MBs at most; refuse to read GBs into memory
 
