@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from yolodbg.cli import main
@@ -376,3 +378,47 @@ def test_validate_accepts_what_explain_accepts():
     from yolodbg import validate as v
 
     assert (v.RTOL, v.ATOL) == (breakdown.CONSERVATION_RTOL, breakdown.CONSERVATION_ATOL)
+
+
+KIND_OF = {
+    "explain_yolov8n_val": "yolodbg.explain/1",
+    "compare_r": "yolodbg.compare/1",
+    "scan": "yolodbg.scan/1",
+    "trend": "yolodbg.trend/1",
+    "snapshot": "yolodbg.snapshot/1",
+    "check": "yolodbg.check/1",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_OF))
+def test_every_required_top_level_field_is_named_when_missing(docs, kind):
+    required = [f for f in load_schema(KIND_OF[kind])["required"] if f != "schema"]
+    assert required
+    for field in required:
+        problems = _broken(docs[kind], lambda d, f=field: d.pop(f))
+        assert f"{field}: required field is missing" in problems, (field, problems)
+
+
+def test_every_required_gt_field_is_named_when_missing(docs):
+    gt_schema = load_schema("yolodbg.explain/1")["$defs"]["gt"]
+    for field in gt_schema["required"]:
+        problems = _broken(docs["explain_yolox_val"], lambda d, f=field: d["gts"][5].pop(f))
+        assert f"gts[5].{field}: required field is missing" in problems, (field, problems)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_moved_share_of_any_term_breaks_conservation(docs, data):
+    """Move a part of any term from the background (or a GT) to nowhere: always caught, naming the term."""
+    name = data.draw(st.sampled_from([f"explain_{n}" for n in SAMPLES]))
+    doc = docs[name]
+    term = data.draw(st.sampled_from(sorted(doc["terms"])))
+    owner = data.draw(st.integers(-1, len(doc["gts"]) - 1))  # -1 = background
+    tol = 1e-6 + 1e-5 * abs(doc["terms"][term])
+    delta = data.draw(st.floats(3 * tol, 10.0)) * data.draw(st.sampled_from([-1, 1]))
+
+    def move(d):
+        where = d["background"] if owner < 0 else d["gts"][owner]
+        where["terms"][term] += delta
+
+    _one(_broken(doc, move), f"terms.{term}", "conservation")
