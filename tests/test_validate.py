@@ -422,3 +422,18 @@ def test_any_moved_share_of_any_term_breaks_conservation(docs, data):
         where["terms"][term] += delta
 
     _one(_broken(doc, move), f"terms.{term}", "conservation")
+
+
+def test_cli_refuses_devices_and_fifos_without_reading_them(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "yolodbg", "validate", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and "not a regular file" in proc.stderr and proc.stderr.count("\n") == 1

@@ -85,14 +85,14 @@ def validate(doc: Any, expect: str | None = None, rtol: float = RTOL, atol: floa
     if expect is not None and sid != expect:
         return [f"schema: is {sid!r}, expected {expect!r}"]
     try:
-        problems = [
+        structure = [
             f"{where}: not a finite number (JSON has no NaN or Infinity)" for where in _nonfinite(doc)
         ]
-        problems += _schema_problems(doc, load_schema(sid))
+        structure += _schema_problems(doc, load_schema(sid))
     except RecursionError:
         raise InputError("the document is nested too deeply to be a yolodbg document") from None
-    problems += _recorded_failures(doc)
-    problems += _arithmetic(sid, doc, _Tol(rtol, atol), structure_ok=not problems)
+    problems = structure + _recorded_failures(doc)
+    problems += _arithmetic(sid, doc, _Tol(rtol, atol), structure_ok=not structure)
     if len(problems) > MAX_PROBLEMS:
         problems = [*problems[:MAX_PROBLEMS], f"... and {len(problems) - MAX_PROBLEMS} more problems"]
     return problems
@@ -122,7 +122,7 @@ def _read_regular(p: Path) -> str:
     st = p.stat()
     if not stat.S_ISREG(st.st_mode):
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-        raise InputError(f"{p}: is {kind}; pass the JSON file itself")
+        raise InputError(f"{p}: is {kind}; pass the JSON file itself (or '-' to read stdin)")
     if st.st_size > MAX_BYTES:
         raise InputError(f"{p}: {st.st_size} bytes is far larger than any yolodbg document; check the path")
     return p.read_text(encoding="utf-8")
