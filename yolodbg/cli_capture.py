@@ -79,9 +79,14 @@ def capture(model, images_dir, gt, imgsz, batch, letterbox, rect, nc, out):
     """
     from yolodbg.capture import capture_model
     from yolodbg.errors import InputError
+    from yolodbg.paths import check_outputs
 
     if images_dir is None and gt is None:
         raise InputError("capture: give --images DIR or --gt ANN.json (or both)")
+    if out.suffix == ".pt":  # checked before the model loads: a bad -o fails in a second
+        check_outputs(("-o", out))
+    else:
+        check_outputs(folders=(("-o", out),))
     paths = capture_model(
         model, images_dir, gt, imgsz=imgsz, batch=batch, out=out, letterbox=letterbox, nc=nc, rect=rect
     )
