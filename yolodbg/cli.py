@@ -166,7 +166,7 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", type=click.Path(path_type=Path))
 @click.option(
     "--gt",
     type=click.Path(path_type=Path),
@@ -198,13 +198,13 @@ def main(ctx: click.Context) -> None:
 @click.option(
     "--plot",
     "plot_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Write one overlay PNG per image (or the --image one) into this folder.",
 )
 @click.option(
     "--html",
     "html_out",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Write a self-contained HTML report (summary, sortable GT table, overlays).",
 )
 @click.option(

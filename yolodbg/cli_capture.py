@@ -20,12 +20,12 @@ from yolodbg.cli import debug_option
 @click.option(
     "--images",
     "images_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Folder of images (all of them, by name), or where the --gt json's files are.",
 )
 @click.option(
     "--gt",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="COCO json: which images (files next to it or in --images), their ids, categories and boxes.",
 )
 @click.option(

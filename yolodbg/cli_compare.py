@@ -11,7 +11,7 @@ from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
 
 
 @click.command()
-@click.argument("preds", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--gt",
     type=click.Path(path_type=Path),

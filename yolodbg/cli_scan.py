@@ -31,6 +31,11 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
 
     if recipe_spec:
         get_recipe(recipe_spec)  # a bad -r fails here, once, not in every bundle
+    if gt is not None and not gt.is_dir():  # so does a --gt that is a FIFO or a device
+        from yolodbg.errors import GroundTruthError
+        from yolodbg.paths import regular_file
+
+        regular_file(gt, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError)
     return ScanJob(
         gt=str(gt) if gt is not None else None,
         recipe=recipe_spec,
@@ -125,9 +130,7 @@ def _executor(ray_address: str | None, workers: int, n_bundles: int):
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.scan/1 JSON ('-' = stdout only)."
 )
-@click.option(
-    "--rows", type=click.Path(path_type=Path, dir_okay=False), help="One JSON line per GT (for pandas)."
-)
+@click.option("--rows", type=click.Path(path_type=Path), help="One JSON line per GT (for pandas).")
 @click.option(
     "--top", type=click.IntRange(min=0), default=15, show_default=True, help="Rows of the top lists."
 )
@@ -224,7 +227,7 @@ def _exit(doc: dict) -> None:
 @click.option(
     "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
 )
-@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="PNG of the trajectories.")
+@click.option("--plot", type=click.Path(path_type=Path), help="PNG of the trajectories.")
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.trend/1 JSON ('-' = stdout only)."
 )

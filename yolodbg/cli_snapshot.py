@@ -18,7 +18,7 @@ def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
 
 
 @click.command()
-@click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", type=click.Path(path_type=Path))
 @click.option(
     "--gt", type=click.Path(path_type=Path), help="COCO json or YOLO labels folder (default: bundle targets)."
 )
@@ -33,7 +33,7 @@ def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     required=True,
     help="Snapshot file to write (JSON).",
 )
@@ -59,9 +59,9 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
     from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe, recipe_for_head
 
+    check_outputs(("-o", output), inputs=(preds, gt))
     if (output.exists() or output.is_symlink()) and not update:
         raise InputError(f"{output}: exists already; pass --update to overwrite it with the new numbers")
-    check_outputs(("-o", output), inputs=(preds, gt))
     b, options = _bundle_and_options(preds, head, imgsz, strides, nc, image_ids)
     recipes = [get_recipe(s) for s in recipe_specs] or [recipe_for_head(b.head, b.outputs)]
     doc = snap.make(b, gt, recipes, options)
@@ -75,8 +75,8 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
 
 
 @click.command()
-@click.argument("snapshot_path", metavar="SNAPSHOT", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("preds", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("snapshot_path", metavar="SNAPSHOT", type=click.Path(path_type=Path))
+@click.argument("preds", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--gt", type=click.Path(path_type=Path), help="Ground truth (default: the one the snapshot names)."
 )

@@ -41,6 +41,9 @@ def digest_path(path: str | Path) -> str:
         for f in sorted(f for f in p.glob("*.txt") if f.is_file()):  # regular files only: a FIFO blocks
             h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
         return h.hexdigest()
+    from yolodbg.paths import regular_file
+
+    regular_file(p, "the ground truth", "pass a COCO json or a YOLO labels folder")  # a FIFO would block
     h.update(p.read_bytes())
     return h.hexdigest()
 
