@@ -632,3 +632,47 @@ def test_ctrl_c_while_writing_leaves_the_old_report(runner, tmp_path, preds, mon
         runner.invoke(main, ["explain", str(preds), "--json", str(out)], env=ENV), 130, "interrupted"
     )
     assert out.read_text() == "old report" and sorted(os.listdir(tmp_path)) == ["p.pt", "r.json"]
+
+
+def test_a_bundle_larger_than_the_memory_is_refused_before_the_replay(tmp_path):
+    """Real (contiguous) tensors that need more than the machine's RAM: refused, naming the file and the fix."""
+    data = {"outputs": torch.zeros(4, 1000)}
+    with pytest.raises(BundleError, match=r"x\.pt: .* more than this machine's memory .* smaller batch"):
+        bundle.check_claims(data, tmp_path / "x.pt", file_size=16_000, memory=8_000)
+    bundle.check_claims(data, tmp_path / "x.pt", file_size=16_000, memory=16_000)  # fits: accepted
+
+
+def test_a_coco_json_larger_than_the_memory_is_refused(runner, tmp_path, preds, monkeypatch):
+    import yolodbg.paths as paths
+
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": [], "annotations": [], "categories": []}) + " " * (1 << 20))
+    monkeypatch.setattr(paths, "physical_memory", lambda: 1 << 19)  # more than the bundle, less than the json
+    before = _state(ann)
+    one_line_error(
+        runner.invoke(main, ["explain", str(preds), "--gt", str(ann)], env=ENV), 2, str(ann), "check the path"
+    )
+    assert _state(ann) == before
+
+
+def test_ray_tasks_in_flight_are_capped_by_cluster_cpus_and_bundles(monkeypatch):
+    import yolodbg.scan_ray as scan_ray
+    from yolodbg.cli_scan import _executor
+
+    class FakePool:
+        def __init__(self, _address):
+            pass
+
+        def cpus(self):
+            return 4
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(scan_ray, "RayPool", FakePool)
+    for requested, bundles, expected in ((100000, 1000, 4), (100000, 3, 3), (0, 1000, 4), (2, 1000, 2)):
+        with _executor("auto", requested, bundles) as (n, _pool):
+            assert n == expected, (requested, bundles, n)

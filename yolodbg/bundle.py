@@ -88,14 +88,16 @@ def _tensors(data: Any) -> Any:
             stack.extend((f"{where}[{i}]", v) for i, v in enumerate(x))
 
 
-def check_claims(data: Any, path: Path, file_size: int) -> None:
+def check_claims(data: Any, path: Path, file_size: int, memory: int | None = None) -> None:
     """Refuse tensors that claim far more memory than the file stores, before anything touches them.
 
     A tensor made by ``expand`` or ``as_strided`` (stride 0, overlapping views) is saved with
     the few elements its storage has: a 2 KB file can describe a tensor of 10⁹ elements that
     the replay would materialise. Real head outputs own their elements, so all tensors of a
     file together claim at most about its size; beyond twice that (plus :data:`CLAIM_SLACK`
-    for small anchor grids) the file is refused, naming the tensor that claims the most.
+    for small anchor grids) the file is refused, naming the tensor that claims the most. So is a
+    file whose tensors alone need more than the machine's ``memory`` (default: its RAM): the replay
+    would run out of memory half-way.
     """
     claimed, worst = 0, None
     for where, t in _tensors(data):
@@ -105,6 +107,7 @@ def check_claims(data: Any, path: Path, file_size: int) -> None:
         if excess > 0 and (worst is None or excess > worst[0]):
             worst = (excess, where, t)
     if worst is None or claimed <= 2 * file_size + CLAIM_SLACK:
+        _check_memory(claimed, path, memory)
         return
     _, where, t = worst
     raise BundleError(
@@ -113,6 +116,17 @@ def check_claims(data: Any, path: Path, file_size: int) -> None:
         f"{t.stride()}: an expand/as_strided view); refused before allocating — save real tensors "
         "(.contiguous() before torch.save)"
     )
+
+
+def _check_memory(claimed: int, path: Path, memory: int | None) -> None:
+    from yolodbg.paths import physical_memory
+
+    memory = physical_memory() if memory is None else memory
+    if memory is not None and claimed > memory:
+        raise BundleError(
+            f"{path}: its tensors hold {claimed / 2**30:.1f} GiB, more than this machine's memory "
+            f"({memory / 2**30:.1f} GiB); replay a smaller batch (fewer images per bundle)"
+        )
 
 
 def _read(path: Path) -> Any:

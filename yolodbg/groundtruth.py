@@ -320,7 +320,9 @@ def _load_coco(path: Path):
 
     from yolodbg.paths import regular_file
 
-    regular_file(path, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError)
+    regular_file(
+        path, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError, whole=True
+    )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

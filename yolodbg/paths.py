@@ -27,6 +27,14 @@ SNAPSHOT_LIMIT = 1024 * MiB  # a snapshot: a few lines per GT and recipe
 VIRTUAL_FILESYSTEMS = ("/proc", "/sys")  # kernel interfaces, never a place for a report
 
 
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def kind(mode: int) -> str:
     """What a non-regular file is, in words a message can use."""
     for test, name in (
@@ -51,8 +59,10 @@ def regular_file(
     fix: str,
     error: type[InputError] = InputError,
     limit: int | None = None,
+    whole: bool = False,
 ) -> Path:
-    """``path`` as a :class:`Path` if it is a readable regular file (of at most ``limit`` bytes).
+    """``path`` as a :class:`Path` if it is a readable regular file (of at most ``limit`` bytes;
+    ``whole``: a file read whole into memory, without a limit of its own, must fit in the RAM).
 
     Anything else raises ``error`` with one line naming the file, what it is and ``fix``:
     missing, a folder, a FIFO or device (never opened: reading a FIFO blocks, a device never
@@ -69,6 +79,8 @@ def regular_file(
         raise error(f"{p}: cannot be read ({e.strerror or type(e).__name__}); {fix}") from None
     if not stat.S_ISREG(st.st_mode):
         raise error(f"{p}: {what} is {kind(st.st_mode)}, not a regular file; {fix}")
+    if limit is None and whole:
+        limit = physical_memory()  # read whole into memory: it must at least fit
     if limit is not None and st.st_size > limit:
         raise error(
             f"{p}: {what} is {_size(st.st_size)}, more than the {_size(limit)} such a file can hold; "
