@@ -155,6 +155,10 @@ def _non_regular_inputs(tmp_path: Path, preds: Path) -> dict[str, tuple[list[str
         "label file FIFO": (["explain", str(b), "--gt", str(labels)], label_fifo),
         "scan FIFO": (["scan", str(fifo), "--no-map"], fifo),
         "trend /dev/zero": (["trend", "/dev/zero", "--no-map"], Path("/dev/zero")),
+        "capture --model FIFO": (
+            ["capture", "--model", str(fifo), "--images", str(tmp_path), "-o", "o/"],
+            fifo,
+        ),
     }
 
 
@@ -175,6 +179,7 @@ NON_REGULAR = [
     "label file FIFO",
     "scan FIFO",
     "trend /dev/zero",
+    "capture --model FIFO",
 ]
 
 
@@ -676,3 +681,61 @@ def test_ray_tasks_in_flight_are_capped_by_cluster_cpus_and_bundles(monkeypatch)
     for requested, bundles, expected in ((100000, 1000, 4), (100000, 3, 3), (0, 1000, 4), (2, 1000, 2)):
         with _executor("auto", requested, bundles) as (n, _pool):
             assert n == expected, (requested, bundles, n)
+
+
+# -- in a real process: a real Ctrl-C, a real /dev/stdout ---------------------------------------
+
+SLOW_EXPLAIN = """
+import sys, time
+from yolodbg import bundle
+from yolodbg.cli import main
+
+def slow_load(*a, **k):
+    print("ready", file=sys.stderr, flush=True)
+    time.sleep(60)
+
+bundle.load = slow_load
+main(sys.argv[1:], prog_name="yolodbg")
+"""
+
+
+def _python(*args: str, **kw):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **ENV}
+    return subprocess.Popen([sys.executable, *args], env=env, **kw)
+
+
+def test_a_real_ctrl_c_exits_130_with_one_line(tmp_path, preds):
+    import subprocess
+
+    out = tmp_path / "r.json"
+    proc = _python(
+        "-c", SLOW_EXPLAIN, "explain", str(preds), "--json", str(out), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip() == "yolodbg: interrupted"
+    assert sorted(os.listdir(tmp_path)) == ["p.pt"]  # no partial report
+
+
+def test_json_to_dev_stdout_redirected_to_a_file_keeps_both_outputs(tmp_path, preds):
+    import subprocess
+
+    target = tmp_path / "out.txt"
+    with target.open("wb") as f:
+        proc = _python(
+            "-m", "yolodbg", "explain", str(preds), "--json", "/dev/stdout", stdout=f, stderr=subprocess.PIPE
+        )
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    text = target.read_text()
+    doc, end = json.JSONDecoder().raw_decode(text)  # the JSON first, whole ...
+    assert doc["schema"] == "yolodbg.explain/1"
+    assert "Summary" in text[end:]  # ... then the report, not written over it

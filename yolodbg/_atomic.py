@@ -4,8 +4,9 @@
   into place: a reader sees the old file or the new one, never a mix, and a failure (a full
   disk, Ctrl-C) leaves the old file as it was.
 - A symbolic link is followed: its target is replaced as above and the link stays a link.
-- A character device (``/dev/null``, ``/dev/stdout`` on a terminal) or a FIFO is written
-  through, in place: renaming over it would replace the device node by a file.
+- A character device (``/dev/null``, a terminal) or a FIFO is written through, in place:
+  renaming over it would replace the device node by a file. So is a descriptor path such as
+  ``/dev/stdout``, whatever it leads to.
 - Anything else (a folder, a socket, a block device) is refused with an :class:`InputError`.
 
 ``exclusive=True`` (``yolodbg snapshot`` without ``--update``) never replaces an existing file:
@@ -18,13 +19,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from yolodbg.errors import InputError
-from yolodbg.paths import is_stream, kind
+from yolodbg.paths import is_descriptor_path, is_stream, kind, own_descriptor
 
 
 def atomic_write(
@@ -76,7 +78,7 @@ def _target(path: Path) -> Path | None:
         st = os.stat(path)  # follows symlinks
     except FileNotFoundError:
         st = None
-    if st is not None and is_stream(st.st_mode):
+    if st is not None and (is_stream(st.st_mode) or is_descriptor_path(path)):
         return None
     if st is not None and not stat.S_ISREG(st.st_mode):
         raise InputError(f"{path}: is {kind(st.st_mode)}; refusing to write over it; pass a file path")
@@ -93,6 +95,11 @@ def _write_through(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 def _open_stream(path: Path) -> int:
     """A descriptor open for writing on a device or FIFO, in blocking mode, never waiting to open."""
+    own = own_descriptor(path)
+    if own is not None:  # /dev/stdout: the same descriptor, so its offset is shared with print()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return os.dup(own)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
     except OSError as e:

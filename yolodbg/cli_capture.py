@@ -79,10 +79,12 @@ def capture(model, images_dir, gt, imgsz, batch, letterbox, rect, nc, out):
     """
     from yolodbg.capture import capture_model
     from yolodbg.errors import InputError
-    from yolodbg.paths import check_outputs
+    from yolodbg.paths import check_outputs, regular_file
 
     if images_dir is None and gt is None:
         raise InputError("capture: give --images DIR or --gt ANN.json (or both)")
+    if Path(model).exists():  # a path (not a name Ultralytics ships): a FIFO would block its reader
+        regular_file(model, "--model", "pass a .pt checkpoint or a model .yaml")
     if out.suffix == ".pt":  # checked before the model loads: a bad -o fails in a second
         check_outputs(("-o", out))
     else:

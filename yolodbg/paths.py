@@ -15,6 +15,7 @@ replay: a folder, a missing or read-only folder, ``/proc``. How the file is then
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -24,7 +25,8 @@ MiB = 1 << 20
 RECIPE_FILE_LIMIT = 1 * MiB  # a recipe TOML holds a few dozen keys
 LABEL_FILE_LIMIT = 64 * MiB  # a YOLO label file: one short line per box
 SNAPSHOT_LIMIT = 1024 * MiB  # a snapshot: a few lines per GT and recipe
-VIRTUAL_FILESYSTEMS = ("/proc", "/sys")  # kernel interfaces, never a place for a report
+VIRTUAL_FILESYSTEMS = ("/proc", "/sys", "/dev")  # kernel interfaces, never a place for a report
+_FD_PATH = re.compile(r"^/(dev/(stdout|stderr|fd/\d+)|proc/(self|\d+)/fd/\d+)$")
 
 
 def physical_memory() -> int | None:
@@ -102,7 +104,10 @@ def regular_or_folder(
 
 
 def _virtual(p: Path) -> str | None:
+    """The kernel file system ``p`` lies in (None: a real one; ``/dev/shm`` is a plain tmpfs)."""
     resolved = str(p.resolve(strict=False))
+    if resolved.startswith("/dev/shm/"):
+        return None
     return next(
         (root for root in VIRTUAL_FILESYSTEMS if resolved == root or resolved.startswith(root + "/")), None
     )
@@ -130,7 +135,7 @@ def writable_file(path: str | os.PathLike, option: str) -> Path:
         raise InputError(
             f"{p}: {option}: cannot be written ({e.strerror or type(e).__name__}); {fix}"
         ) from None
-    if st is not None and is_stream(st.st_mode):
+    if st is not None and (is_stream(st.st_mode) or is_descriptor_path(p)):
         if not os.access(p, os.W_OK):
             raise InputError(f"{p}: {option}: {kind(st.st_mode)} this process cannot write; {fix}")
         return p
@@ -144,6 +149,27 @@ def writable_file(path: str | os.PathLike, option: str) -> Path:
             raise InputError(f"{p}: {option}: the file is read-only; make it writable or {fix}")
     _writable_parent(p.parent, p, option, fix)
     return p
+
+
+def is_descriptor_path(p: Path) -> bool:
+    """``/dev/stdout``, ``/dev/fd/3``, ``/proc/self/fd/1``: an open descriptor of this process, written
+    through as given even when it leads to a regular file (``> out.txt``), which is not replaced."""
+    return bool(_FD_PATH.match(os.path.abspath(p))) and os.path.exists(p)
+
+
+def own_descriptor(p: Path) -> int | None:
+    """The descriptor number of ``/dev/stdout``, ``/dev/fd/N`` or ``/proc/self/fd/N`` (None otherwise):
+    written through that very descriptor, the bytes keep their place among the command's other output."""
+    name = os.path.abspath(p)
+    m = _FD_PATH.match(name)
+    if m is None:
+        return None
+    if name in ("/dev/stdout", "/dev/stderr"):
+        return 1 if name == "/dev/stdout" else 2
+    pid = m.group(3)
+    if pid is not None and pid != "self" and int(pid) != os.getpid():
+        return None  # another process's descriptor: opened as a path
+    return int(name.rsplit("/", 1)[1])
 
 
 def is_stream(mode: int) -> bool:
