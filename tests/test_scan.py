@@ -255,7 +255,8 @@ def test_gt_from_a_coco_json_maps_ann_ids_and_evaluates(tmp_path, coco_file):
 def test_auto_workers_one_per_core_at_most_one_per_bundle():
     from yolodbg.scan_run import auto_workers
 
-    assert auto_workers(3, 1) == 3  # asked for: kept
+    assert auto_workers(3, 1) == 1  # asked for: capped at the bundles
+    assert auto_workers(100000, 100000) <= (os.cpu_count() or 1)  # ... and at the CPU cores
     assert auto_workers(0, 1) == 1  # one bundle: no pool
     assert 1 <= auto_workers(0, 1000) <= (os.cpu_count() or 1)
 

@@ -70,13 +70,78 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read(path: Path) -> Any:
+CLAIM_SLACK = 64 << 20  # bytes tensors may claim beyond what the file stores (small expanded grids)
+
+
+def _tensors(data: Any) -> Any:
+    """``(where, tensor)`` of every tensor in a loaded object, without recursion (any nesting depth)."""
     import torch
 
-    if not path.exists():
-        raise BundleError(f"{path}: no such file; pass the .pt file written by torch.save or yolodbg capture")
-    if path.is_dir():
-        raise BundleError(f"{path}: is a folder; pass one bundle file (yolodbg scan takes folders)")
+    stack = [("", data)]
+    while stack:
+        where, x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            yield where or "the file", x
+        elif isinstance(x, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in x.items())
+        elif isinstance(x, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(x))
+
+
+def check_claims(data: Any, path: Path, file_size: int, memory: int | None = None) -> None:
+    """Refuse tensors that claim far more memory than the file stores, before anything touches them.
+
+    A tensor made by ``expand`` or ``as_strided`` (stride 0, overlapping views) is saved with
+    the few elements its storage has: a 2 KB file can describe a tensor of 10⁹ elements that
+    the replay would materialise. Real head outputs own their elements, so all tensors of a
+    file together claim at most about its size; beyond twice that (plus :data:`CLAIM_SLACK`
+    for small anchor grids) the file is refused, naming the tensor that claims the most. So is a
+    file whose tensors alone need more than the machine's ``memory`` (default: its RAM): the replay
+    would run out of memory half-way.
+    """
+    claimed, worst = 0, None
+    for where, t in _tensors(data):
+        nbytes = t.numel() * t.element_size()
+        claimed += nbytes
+        excess = nbytes - t.untyped_storage().nbytes()
+        if excess > 0 and (worst is None or excess > worst[0]):
+            worst = (excess, where, t)
+    if worst is None or claimed <= 2 * file_size + CLAIM_SLACK:
+        _check_memory(claimed, path, memory)
+        return
+    _, where, t = worst
+    raise BundleError(
+        f"{path}: {where} claims {t.numel():,} elements ({t.numel() * t.element_size() / 2**30:.1f} GiB) but the "
+        f"file stores {t.untyped_storage().nbytes():,} bytes of them (shape {tuple(t.shape)}, stride "
+        f"{t.stride()}: an expand/as_strided view); refused before allocating — save real tensors "
+        "(.contiguous() before torch.save)"
+    )
+
+
+def _check_memory(claimed: int, path: Path, memory: int | None) -> None:
+    from yolodbg.paths import physical_memory
+
+    memory = physical_memory() if memory is None else memory
+    if memory is not None and claimed > memory:
+        raise BundleError(
+            f"{path}: its tensors hold {claimed / 2**30:.1f} GiB, more than this machine's memory "
+            f"({memory / 2**30:.1f} GiB); replay a smaller batch (fewer images per bundle)"
+        )
+
+
+def _read(path: Path) -> Any:
+    data = _load(path)
+    check_claims(data, path, path.stat().st_size)
+    return data
+
+
+def _load(path: Path) -> Any:
+    import torch
+
+    from yolodbg.paths import regular_file
+
+    fix = "pass one .pt bundle written by torch.save or yolodbg capture (yolodbg scan takes folders)"
+    regular_file(path, "the bundle", fix, BundleError)
     with path.open("rb") as f:
         magic = f.read(4)
     is_zip = zipfile.is_zipfile(path)
@@ -384,4 +449,9 @@ def save(
     if targets is not None:
         doc["targets"] = {k: _detach(v) for k, v in targets.items() if k in ("batch_idx", "cls", "bboxes")}
     doc["meta"] = dict(meta or {})
-    return atomic_write(path, lambda f: torch.save(doc, f))
+    return atomic_write(
+        path,
+        lambda f: torch.save(doc, f),
+        exclusive=not overwrite,
+        exists_fix="pass overwrite=True or choose another name",
+    )

@@ -230,7 +230,7 @@ def collect_images(
     if gt is None:
         if images_dir is None or not images_dir.is_dir():
             raise InputError(f"--images {images_dir}: not a folder; pass a folder of images or --gt ANN.json")
-        files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise InputError(f"--images {images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
         return [(p, p.name, None) for p in files], None

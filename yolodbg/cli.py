@@ -14,10 +14,15 @@ import click
 from yolodbg import __version__
 
 EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class _Group(click.Group):
-    """Turns yolodbg's own errors into one line and an exit code (tracebacks only with --debug)."""
+    """Turns yolodbg's own errors into one line and an exit code (tracebacks only with --debug).
+
+    Ctrl-C in any command is one line too, exit code 130; output files are written atomically
+    (:mod:`yolodbg._atomic`), so an interrupted command leaves no partial file behind.
+    """
 
     def invoke(self, ctx: click.Context):
         from yolodbg.errors import YolodbgError
@@ -29,7 +34,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"yolodbg: error: {e}", err=True)
             ctx.exit(e.exit_code)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            if _debug(ctx):
+                raise
+            click.echo("yolodbg: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
             if _debug(ctx):
@@ -156,7 +166,7 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", type=click.Path(path_type=Path))
 @click.option(
     "--gt",
     type=click.Path(path_type=Path),
@@ -188,13 +198,13 @@ def main(ctx: click.Context) -> None:
 @click.option(
     "--plot",
     "plot_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Write one overlay PNG per image (or the --image one) into this folder.",
 )
 @click.option(
     "--html",
     "html_out",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Write a self-contained HTML report (summary, sortable GT table, overlays).",
 )
 @click.option(
@@ -227,10 +237,13 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
     from rich.console import Console
 
     from yolodbg.explain import explain as run_explain
+    from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe
     from yolodbg.render import console as render
     from yolodbg.render import jsonout
 
+    outputs = (("--json", json_out), ("--html", pictures["html_out"]))
+    check_outputs(*outputs, folders=(("--plot", pictures["plot_dir"]),), inputs=(preds, gt))
     b = _load_bundle(preds, head, imgsz, strides, nc, image_ids)
     recipe = get_recipe(recipe_spec) if recipe_spec else None
     ex = run_explain(b, gt, recipe, top=max(top, 1) if json_out else top)

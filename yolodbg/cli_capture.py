@@ -20,12 +20,12 @@ from yolodbg.cli import debug_option
 @click.option(
     "--images",
     "images_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path),
     help="Folder of images (all of them, by name), or where the --gt json's files are.",
 )
 @click.option(
     "--gt",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="COCO json: which images (files next to it or in --images), their ids, categories and boxes.",
 )
 @click.option(
@@ -79,9 +79,16 @@ def capture(model, images_dir, gt, imgsz, batch, letterbox, rect, nc, out):
     """
     from yolodbg.capture import capture_model
     from yolodbg.errors import InputError
+    from yolodbg.paths import check_outputs, regular_file
 
     if images_dir is None and gt is None:
         raise InputError("capture: give --images DIR or --gt ANN.json (or both)")
+    if Path(model).exists():  # a path (not a name Ultralytics ships): a FIFO would block its reader
+        regular_file(model, "--model", "pass a .pt checkpoint or a model .yaml")
+    if out.suffix == ".pt":  # checked before the model loads: a bad -o fails in a second
+        check_outputs(("-o", out))
+    else:
+        check_outputs(folders=(("-o", out),))
     paths = capture_model(
         model, images_dir, gt, imgsz=imgsz, batch=batch, out=out, letterbox=letterbox, nc=nc, rect=rect
     )

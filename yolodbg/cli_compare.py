@@ -11,7 +11,7 @@ from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
 
 
 @click.command()
-@click.argument("preds", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--gt",
     type=click.Path(path_type=Path),
@@ -61,10 +61,12 @@ def compare(preds, gt, recipe_specs, top, json_out, head, imgsz, strides, nc, im
 
     from yolodbg.compare import compare_bundles, compare_recipes
     from yolodbg.errors import InputError
+    from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe, recipe_for_head
     from yolodbg.render import compare as render
     from yolodbg.render import jsonout
 
+    check_outputs(("--json", json_out), inputs=(*preds, gt))
     if len(preds) > 2:
         raise InputError(
             f"compare takes one bundle with several -r recipes, or two bundles; got {len(preds)} bundles"

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from yolodbg.cli import EXIT_CHECK, EXIT_INTERNAL, EXIT_USAGE, _imgsz, _int_list, bundle_options, debug_option
+from yolodbg.cli import (
+    EXIT_CHECK,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,  # scan/trend print the partial report first, then exit with it
+    EXIT_USAGE,
+    _imgsz,
+    _int_list,
+    bundle_options,
+    debug_option,
+)
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C; the partial report is printed first
 GT_HELP = "COCO json or YOLO labels folder (default: each bundle's own targets)."
 RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes`."
 
@@ -24,6 +31,11 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
 
     if recipe_spec:
         get_recipe(recipe_spec)  # a bad -r fails here, once, not in every bundle
+    if gt is not None and not gt.is_dir():  # so does a --gt that is a FIFO or a device
+        from yolodbg.errors import GroundTruthError
+        from yolodbg.paths import regular_file
+
+        regular_file(gt, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError)
     return ScanJob(
         gt=str(gt) if gt is not None else None,
         recipe=recipe_spec,
@@ -37,32 +49,27 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
 
 
 class _Rows:
-    """``--rows FILE.jsonl``: one line per GT, streamed to a temp file, moved into place at the end."""
+    """``--rows FILE.jsonl``: one line per GT, streamed to a temp file, moved into place at the end
+    (written through for a device such as /dev/null; see :class:`yolodbg._atomic.StreamedFile`)."""
 
     def __init__(self, target: Path | None) -> None:
-        self.target, self.f, self.tmp = target, None, None
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            self.f = os.fdopen(fd, "w", encoding="utf-8")
+        from yolodbg._atomic import StreamedFile
+
+        self.out = StreamedFile(target) if target is not None else None
 
     def write(self, rec) -> None:
         from yolodbg.render.jsonout import _clean
 
-        if self.f is None or not hasattr(rec, "gts"):
+        if self.out is None or not hasattr(rec, "gts"):
             return
         for g in rec.gts:
-            self.f.write(json.dumps(_clean(g.row_doc()), allow_nan=False) + "\n")
+            self.out.write(json.dumps(_clean(g.row_doc()), allow_nan=False) + "\n")
 
     def close(self, keep: bool = True) -> None:
         """Move the rows into place; ``keep=False`` (the scan failed) drops them, the old file stays."""
-        if self.f is not None:
-            self.f.close()
-            self.f = None
-            if keep:
-                os.replace(self.tmp, self.target)
-            else:
-                os.unlink(self.tmp)
+        if self.out is not None:
+            self.out.close(keep)
+            self.out = None
 
 
 def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -93,7 +100,8 @@ def _scan_options(f):
         type=click.IntRange(min=0),
         default=0,
         help="Local worker processes [default: one per CPU core, at most one per bundle and per GiB of free "
-        "memory; 1 = this process only]. With --ray: tasks kept running [default: the cluster's CPUs].",
+        "memory; 1 = this process only]; a larger number is capped at the CPU cores and the bundles. With "
+        "--ray: tasks kept running [default and cap: the cluster's CPUs, at most one per bundle].",
     )(f)
     f = click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)(f)
     return click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)(f)
@@ -110,7 +118,10 @@ def _executor(ray_address: str | None, workers: int, n_bundles: int):
     from yolodbg.scan_ray import RayPool
 
     with RayPool(ray_address) as pool:
-        yield (workers or pool.cpus()), pool
+        cpus = (
+            pool.cpus()
+        )  # in flight: 2 × this; capped like local workers, at the cluster's CPUs and bundles
+        yield max(1, min(workers or cpus, cpus, n_bundles)), pool
 
 
 @click.command()
@@ -119,9 +130,7 @@ def _executor(ray_address: str | None, workers: int, n_bundles: int):
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.scan/1 JSON ('-' = stdout only)."
 )
-@click.option(
-    "--rows", type=click.Path(path_type=Path, dir_okay=False), help="One JSON line per GT (for pandas)."
-)
+@click.option("--rows", type=click.Path(path_type=Path), help="One JSON line per GT (for pandas).")
 @click.option(
     "--top", type=click.IntRange(min=0), default=15, show_default=True, help="Rows of the top lists."
 )
@@ -163,6 +172,7 @@ def scan(
     """
     from rich.console import Console
 
+    from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.scan_run import allocator, expand_all
@@ -171,6 +181,7 @@ def scan(
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
     files = expand_all(paths)
+    check_outputs(("--json", json_out), ("--rows", rows), inputs=(*files, gt))
     err = Console(stderr=True)
     with _executor(ray_address, workers, len(files)) as (n_workers, ray):
         sink = _Rows(rows)
@@ -216,7 +227,7 @@ def _exit(doc: dict) -> None:
 @click.option(
     "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
 )
-@click.option("--plot", type=click.Path(path_type=Path, dir_okay=False), help="PNG of the trajectories.")
+@click.option("--plot", type=click.Path(path_type=Path), help="PNG of the trajectories.")
 @click.option(
     "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.trend/1 JSON ('-' = stdout only)."
 )
@@ -256,6 +267,7 @@ def trend(
     """
     from rich.console import Console
 
+    from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.render.trend_plot import plot_trend
@@ -267,6 +279,7 @@ def trend(
     job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
     cps = checkpoints(run_dirs)
     total = sum(len(c.paths) for c in cps)
+    check_outputs(("--json", json_out), ("--plot", plot), inputs=(*(p for c in cps for p in c.paths), gt))
     err = Console(stderr=True)
     with _executor(ray_address, workers, total) as (n_workers, ray), render.progress(err) as bar:
         task = bar.add_task("trend", total=total, images=0)

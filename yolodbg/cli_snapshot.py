@@ -18,7 +18,7 @@ def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
 
 
 @click.command()
-@click.argument("preds", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("preds", type=click.Path(path_type=Path))
 @click.option(
     "--gt", type=click.Path(path_type=Path), help="COCO json or YOLO labels folder (default: bundle targets)."
 )
@@ -33,7 +33,7 @@ def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     required=True,
     help="Snapshot file to write (JSON).",
 )
@@ -54,23 +54,29 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
       yolodbg snapshot batch.pt -o tests/loss.snap.json --update     # accept new numbers
     """
     from yolodbg import snapshot as snap
+    from yolodbg._atomic import atomic_write
     from yolodbg.errors import InputError
+    from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe, recipe_for_head
-    from yolodbg.render.jsonout import write_text
 
-    if output.exists() and not update:
+    check_outputs(("-o", output), inputs=(preds, gt))
+    if (output.exists() or output.is_symlink()) and not update:
         raise InputError(f"{output}: exists already; pass --update to overwrite it with the new numbers")
     b, options = _bundle_and_options(preds, head, imgsz, strides, nc, image_ids)
     recipes = [get_recipe(s) for s in recipe_specs] or [recipe_for_head(b.head, b.outputs)]
     doc = snap.make(b, gt, recipes, options)
-    write_text(snap.dumps(doc), str(output))
+    text = snap.dumps(doc).encode("utf-8")
+    # without --update the name is taken only if still free: of two concurrent snapshots one wins
+    atomic_write(
+        output, lambda f: f.write(text), exclusive=not update, exists_fix="pass --update to overwrite it"
+    )
     n = sum(len(r["gts"]) for r in doc["recipes"])
     click.echo(f"wrote {output}: {len(recipes)} recipe(s), {b.batch_size} images, {n} GT rows")
 
 
 @click.command()
-@click.argument("snapshot_path", metavar="SNAPSHOT", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("preds", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("snapshot_path", metavar="SNAPSHOT", type=click.Path(path_type=Path))
+@click.argument("preds", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--gt", type=click.Path(path_type=Path), help="Ground truth (default: the one the snapshot names)."
 )
@@ -131,9 +137,11 @@ def check(
     """
     from yolodbg import snapshot as snap
     from yolodbg.errors import InputError
+    from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe
     from yolodbg.render.jsonout import write_text
 
+    check_outputs(("--json", json_out), inputs=(snapshot_path, preds, gt))
     doc = snap.load(snapshot_path)
     inputs = doc["inputs"]
     preds = preds or _resolve(inputs["bundle"].get("path"), snapshot_path, "bundle")

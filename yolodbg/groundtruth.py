@@ -318,8 +318,11 @@ def load_coco(path: str | Path) -> CocoFile:
 def _load_coco(path: Path):
     from pycocotools.coco import COCO
 
-    if not path.exists():
-        raise GroundTruthError(f"{path}: no such file; pass a COCO json or a YOLO labels folder to --gt")
+    from yolodbg.paths import regular_file
+
+    regular_file(
+        path, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError, whole=True
+    )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -407,6 +410,14 @@ def _add_coco_ann(
     rows.add(image, mapping[cat], clipped, ann_id)
 
 
+def _regular_label(label: Path) -> None:
+    """A label file must be a regular text file of sane size (a FIFO would block the read forever)."""
+    from yolodbg.paths import LABEL_FILE_LIMIT, regular_file
+
+    fix = "a YOLO label file is a text file with one 'cls cx cy w h' line per box"
+    regular_file(label, "the label file", fix, GroundTruthError, LABEL_FILE_LIMIT)
+
+
 def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
     """Targets from a YOLO labels folder (``<stem>.txt``: ``cls cx cy w h`` normalised to the original image)."""
     path = Path(path)
@@ -444,6 +455,7 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
         if not label.exists():
             rows.warnings.append(f"{label}: no label file; image {info.label} counted as having no objects")
             continue
+        _regular_label(label)
         for ln, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
             parts = line.split()
             if not parts:

@@ -57,11 +57,13 @@ def _as_text(value: Any) -> str:
 
 def read(path: str | Path) -> tuple[str, dict[str, str], str]:
     """``(recipe spec, params as text, label)`` of a recipe file."""
+    from yolodbg.paths import RECIPE_FILE_LIMIT, regular_file
+
+    fix = "-r takes NAME[:key=value,...] or an existing .toml file"
     p = Path(path)
-    if not p.is_file():
-        raise RecipeError(
-            f"{p}: no such recipe file; -r takes NAME[:key=value,...] or an existing .toml file"
-        )
+    if not p.exists() and not p.is_symlink():
+        raise RecipeError(f"{p}: no such recipe file; {fix}")
+    regular_file(p, "the recipe file", fix, RecipeError, RECIPE_FILE_LIMIT)
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

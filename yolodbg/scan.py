@@ -183,6 +183,20 @@ class BundleRecord:
     coco: Any = None  # yolodbg.evaluate.BundleEval
     nonfinite: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # what must agree between bundles: see model_of
+
+
+def model_of(ex: Explanation) -> dict[str, Any]:
+    """What makes two bundles the output of one model, for a scan that adds them up: the head, the
+    number of classes, the strides of the levels and the category ids (when the bundle records them)."""
+    res = ex.breakdown.result
+    cats = ex.bundle.category_ids
+    return {
+        "head": ex.bundle.head,
+        "classes": int(res.pred_scores.shape[-1]),
+        "strides": tuple(float(s) for s in res.anchors.strides),
+        "category_ids": tuple(cats) if cats is not None else None,
+    }
 
 
 def image_label(ex: Explanation, i: int) -> str:
@@ -295,6 +309,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
         epoch=_epoch(ex.bundle.meta),
         coco=coco,
         nonfinite=ex.nonfinite.message if ex.nonfinite is not None else None,
+        model=model_of(ex),
     )
 
 

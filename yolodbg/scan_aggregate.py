@@ -86,10 +86,77 @@ class _Top:
         return [e[2] for e in sorted(self.heap, key=lambda e: (-e[0], -e[1]))]
 
 
+class ModelGuard:
+    """Bundles added up must come from one model replayed by one recipe; the first bundle sets it.
+
+    Terms of two recipes, classes of two class lists or levels of two stride sets do not add
+    up: a bundle that differs is refused (a failed bundle, exit 2) with one line naming it, the
+    first bundle and what differs. ``trend`` shares one guard between its checkpoints.
+    """
+
+    def __init__(self) -> None:
+        self.first: _Signature | None = None
+
+    def refuse(self, record: BundleRecord) -> str | None:
+        """Why ``record`` cannot join the records seen so far (None: it can)."""
+        rec = _Signature.of(record)
+        if self.first is None:
+            self.first = rec  # only the signature: the record itself may be large
+            return None
+        first = self.first
+        diff = None
+        if rec.recipe != first.recipe:
+            diff = f"recipe: {rec.recipe} here, {first.recipe} there"
+        else:
+            for key, name in (("head", "head"), ("classes", "classes"), ("strides", "strides")):
+                mine, theirs = rec.model.get(key), first.model.get(key)
+                if mine is not None and theirs is not None and mine != theirs:
+                    diff = f"{name}: {_show(mine)} here, {_show(theirs)} there"
+                    break
+            if diff is None:
+                diff = _category_diff(rec, first)
+        if diff is None:
+            return None
+        hint = ", or pass -r/--recipe to replay all with one recipe" if diff.startswith("recipe") else ""
+        return f"not the model of {first.source}, the first bundle ({diff}); scan one model at a time{hint}"
+
+
+@dataclass(frozen=True)
+class _Signature:
+    source: str
+    recipe: str
+    model: dict[str, Any]
+    cat_ids: tuple[int, ...] | None
+
+    @classmethod
+    def of(cls, rec: BundleRecord) -> _Signature:
+        cats = tuple(rec.coco.cat_ids) if rec.coco is not None else None
+        return cls(rec.source, rec.recipe, rec.model, cats)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value[:8])
+        return shown + (",..." if len(value) > 8 else "")
+    return str(value)
+
+
+def _category_diff(rec: _Signature, first: _Signature) -> str | None:
+    """Category ids recorded by the bundles, or those their evaluation used, must be the same."""
+    for mine, theirs in (
+        (rec.model.get("category_ids"), first.model.get("category_ids")),
+        (rec.cat_ids, first.cat_ids),
+    ):
+        if mine is not None and theirs is not None and tuple(mine) != tuple(theirs):
+            return f"category ids: {_show(tuple(mine))} here, {_show(tuple(theirs))} there"
+    return None
+
+
 class ScanAggregate:
     """Adds :class:`BundleRecord` s up (``add``) and writes the report (``summary``)."""
 
-    def __init__(self, top: int = 15, max_listed: int = MAX_LISTED) -> None:
+    def __init__(self, top: int = 15, max_listed: int = MAX_LISTED, guard: ModelGuard | None = None) -> None:
+        self.guard = guard if guard is not None else ModelGuard()
         self.top, self.max_listed = top, max_listed
         self.recipe: str | None = None
         self.recipe_name: str | None = None
@@ -120,16 +187,13 @@ class ScanAggregate:
         self.failed.append(message if message.startswith(f"{source}:") else f"{source}: {message}")
 
     def add(self, rec: BundleRecord) -> None:
+        why = self.guard.refuse(rec)  # two models do not add up: keep the first, name the rest
+        if why is not None:
+            self.fail(rec.source, why)
+            return
         if self.recipe is None:
             self.recipe, self.term_names = rec.recipe, list(rec.terms)
             self.recipe_name = rec.recipe.partition(":")[0]
-        elif rec.recipe != self.recipe:  # terms of two recipes do not add up: keep the first, name the rest
-            self.fail(
-                rec.source,
-                f"replayed as {rec.recipe}, but this scan adds up {self.recipe} (its first bundle); "
-                "scan the bundles of one model at a time, or pass -r/--recipe",
-            )
-            return
         self.bundles += 1
         self.images += rec.batch_size
         for t in self.term_names:

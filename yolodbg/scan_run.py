@@ -60,6 +60,10 @@ def _natural(path: Path) -> list:
 def expand(spec: str | os.PathLike) -> list[Path]:
     """A folder (its ``*.pt`` files, recursively), a glob pattern, or a file -> files in natural order."""
     p = Path(spec)
+    if p.exists() and not p.is_dir() and not p.is_file():  # a FIFO or a device: say what it is, never open it
+        from yolodbg.paths import regular_file
+
+        regular_file(p, "the bundle", "pass bundle files or folders of them")
     if p.is_dir():
         files = [f for f in p.rglob("*.pt") if f.is_file()]
         if not files:
@@ -176,11 +180,24 @@ WORKER_MEMORY = (
 )  # bytes of free memory asked per automatic worker (a batch of 8 at 640 peaks near 0.8 GB)
 
 
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's share), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def auto_workers(requested: int, n_bundles: int) -> int:
-    """``--workers``: 0 means one per CPU core, but no more than bundles, nor than free GiB of memory."""
+    """``--workers``: 0 means one per CPU core, but no more than bundles, nor than free GiB of memory.
+
+    A number asked for is capped, silently, at the CPU cores and the bundles: more processes than
+    cores only compete for them, and more than bundles would start processes that get no work
+    (``--workers 100000`` used to start as many processes as the machine allowed).
+    """
     if requested > 0:
-        return requested
-    n = min(os.cpu_count() or 1, n_bundles)
+        return max(1, min(requested, available_cpus(), n_bundles))
+    n = min(available_cpus(), n_bundles)
     try:
         free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         n = min(n, free // WORKER_MEMORY)

@@ -38,9 +38,12 @@ def digest_path(path: str | Path) -> str:
     p = Path(path)
     h = hashlib.sha256()
     if p.is_dir():
-        for f in sorted(p.glob("*.txt")):
+        for f in sorted(f for f in p.glob("*.txt") if f.is_file()):  # regular files only: a FIFO blocks
             h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
         return h.hexdigest()
+    from yolodbg.paths import regular_file
+
+    regular_file(p, "the ground truth", "pass a COCO json or a YOLO labels folder")  # a FIFO would block
     h.update(p.read_bytes())
     return h.hexdigest()
 
@@ -98,9 +101,13 @@ def dumps(doc: dict[str, Any]) -> str:
 
 def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a snapshot; a damaged file is an :class:`InputError` naming what is wrong."""
+    from yolodbg.paths import SNAPSHOT_LIMIT, regular_file
+
     p = Path(path)
-    if not p.exists():
+    fix = f"pass a snapshot file written by yolodbg snapshot PREDS -o {p}"
+    if not p.exists() and not p.is_symlink():
         raise InputError(f"{p}: no such snapshot; write one with yolodbg snapshot PREDS -o {p}")
+    regular_file(p, "the snapshot", fix, limit=SNAPSHOT_LIMIT)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from yolodbg.errors import InputError
 from yolodbg.scan import GtRecord
-from yolodbg.scan_aggregate import ScanAggregate
+from yolodbg.scan_aggregate import ModelGuard, ScanAggregate
 from yolodbg.scan_run import Failed, ScanJob, drive, expand
 
 if TYPE_CHECKING:
@@ -177,7 +177,8 @@ def trend(
         raise InputError("trend: no bundles found; pass RUN_DIR folders or bundle files")
     files = [p for c in cps for p in c.paths]
     owner = [ci for ci, c in enumerate(cps) for _ in c.paths]
-    aggs = [ScanAggregate(top=0) for _ in cps]
+    guard = ModelGuard()  # one model across all checkpoints
+    aggs = [ScanAggregate(top=0, guard=guard) for _ in cps]
     tracker = GtTracker(len(cps))
 
     def sink(i: int, rec) -> None:

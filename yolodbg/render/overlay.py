@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
+from yolodbg._atomic import atomic_write
 from yolodbg.explain import Explanation
 from yolodbg.geometry import Letterbox
 from yolodbg.render import _draw as dr
@@ -247,7 +248,8 @@ def write_overlays(
     paths = []
     for i in range(ex.bundle.batch_size) if images is None else images:
         path = out / overlay_name(ex, i)
-        render_overlay(ex, i, roots=roots, names=names, top=top).save(path, optimize=True)
+        picture = render_overlay(ex, i, roots=roots, names=names, top=top)
+        atomic_write(path, lambda f, picture=picture: picture.save(f, format="PNG", optimize=True))
         paths.append(path)
     return paths
 
