@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yolodbg import bundle_options
 from yolodbg._atomic import atomic_write
 from yolodbg.errors import BundleError
 from yolodbg.geometry import Letterbox
@@ -167,6 +168,17 @@ def _pair(value: Any, where: str, name: str) -> tuple[int, int]:
     return (h, w)
 
 
+def _recorded_strides(raw: Any, where: str) -> tuple[float, ...] | None:
+    if not raw:
+        return None
+    try:
+        return tuple(float(s) for s in raw)
+    except (TypeError, ValueError):
+        raise BundleError(
+            f"{where}: strides is {raw!r}; expected a list of numbers, e.g. [8, 16, 32]"
+        ) from None
+
+
 def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) -> tuple[ImageInfo, ...]:
     if raw is None:
         raw = []
@@ -266,10 +278,8 @@ def from_object(
         if file_head is not None and file_head not in HEADS:
             raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(HEADS)}")
         head = head or file_head or _guess_head(outputs, source)
-        size = input_size or (
-            _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
-        )
-        strd = strides or (tuple(float(s) for s in data["strides"]) if data.get("strides") else None)
+        size = _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
+        strd = _recorded_strides(data.get("strides"), source)
         meta = data.get("meta") or {}
         if not isinstance(meta, dict):
             raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
@@ -279,7 +289,19 @@ def from_object(
     else:
         outputs, meta, raw_images, targets, cats, anchors = data, {}, None, None, None, None
         head = head or _guess_head(outputs, source)
-        size, strd = input_size, strides
+        size, strd = None, None
+    # options fill what the file lacks and must agree with what it records (see bundle_options)
+    resolved = bundle_options.reconcile(
+        head=head,
+        outputs=outputs,
+        source=source,
+        recorded_size=size,
+        recorded_strides=strd,
+        option_size=tuple(input_size) if input_size is not None else None,
+        option_strides=tuple(strides) if strides is not None else None,
+    )
+    size, strd = resolved.input_size, resolved.strides
+    bundle_options.check_image_ids(image_ids, raw_images, source)
     batch = _batch_size(outputs)
     if not batch:
         raise BundleError(
