@@ -20,7 +20,7 @@ from typing import Any
 from yolodbg import bundle_options
 from yolodbg._atomic import atomic_write
 from yolodbg.errors import BundleError
-from yolodbg.geometry import Letterbox
+from yolodbg.geometry import LETTERBOX_MODES, Letterbox
 
 FORMAT_VERSION = 1
 HEADS = ("ultralytics", "yolov5", "yolox", "yolov1")
@@ -59,6 +59,9 @@ class Bundle:
     anchors: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     nc: int | None = None  # number of classes when given by --nc (needed only for ambiguous outputs)
+    letterbox_mode: str | None = (
+        None  # --letterbox: the loader for images without scale/pad (None: the head's)
+    )
     source: str = "<memory>"
     digest: str | None = None  # sha256 of the file
 
@@ -231,6 +234,7 @@ def load(
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
     nc: int | None = None,
+    letterbox: str | None = None,
     digest: bool = True,
 ) -> Bundle:
     """Read and validate a bundle file; options fill what a bare output lacks (CLI ``--head`` etc.).
@@ -241,7 +245,14 @@ def load(
     path = Path(path)
     data = _read(path)
     bundle = from_object(
-        data, head=head, input_size=input_size, strides=strides, image_ids=image_ids, nc=nc, source=str(path)
+        data,
+        head=head,
+        input_size=input_size,
+        strides=strides,
+        image_ids=image_ids,
+        nc=nc,
+        letterbox=letterbox,
+        source=str(path),
     )
     return _replace(bundle, digest=_sha256(path)) if digest else bundle
 
@@ -260,11 +271,16 @@ def from_object(
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
     nc: int | None = None,
+    letterbox: str | None = None,
     source: str = "<memory>",
 ) -> Bundle:
     """Validate an in-memory bundle (canonical dict or bare head output)."""
     if head is not None and head not in HEADS:
         raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
+    if letterbox is not None and letterbox not in LETTERBOX_MODES:
+        raise BundleError(
+            f"--letterbox {letterbox!r} is not a known letterbox; expected one of {', '.join(LETTERBOX_MODES)}"
+        )
     canonical = isinstance(data, dict) and "outputs" in data and ("yolodbg" in data or "head" in data)
     if canonical:
         version = data.get("yolodbg", FORMAT_VERSION)
@@ -329,6 +345,7 @@ def from_object(
         anchors=anchors,
         meta=dict(meta),
         nc=nc,
+        letterbox_mode=letterbox,
         source=source,
     )
 

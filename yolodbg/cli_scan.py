@@ -18,7 +18,7 @@ GT_HELP = "COCO json or YOLO labels folder (default: each bundle's own targets).
 RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes`."
 
 
-def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
+def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool, letterbox=None):
     from yolodbg.recipes import get_recipe
     from yolodbg.scan_run import ScanJob
 
@@ -32,6 +32,7 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
         strides=_int_list(strides, "--strides"),
         image_ids=tuple(v.strip() for v in image_ids.split(",")) if image_ids else None,
         nc=nc,
+        letterbox=letterbox,
         evaluate=evaluate,
     )
 
@@ -145,6 +146,7 @@ def scan(
     strides,
     nc,
     image_ids,
+    letterbox,
 ):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
 
@@ -169,7 +171,7 @@ def scan(
     from yolodbg.scan_run import scan as run_scan
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
-    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
+    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate, letterbox)
     files = expand_all(paths)
     err = Console(stderr=True)
     with _executor(ray_address, workers, len(files)) as (n_workers, ray):
@@ -240,6 +242,7 @@ def trend(
     strides,
     nc,
     image_ids,
+    letterbox,
 ):
     """Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
 
@@ -264,7 +267,7 @@ def trend(
     from yolodbg.trend import trend as run_trend
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
-    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
+    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate, letterbox)
     cps = checkpoints(run_dirs)
     total = sum(len(c.paths) for c in cps)
     err = Console(stderr=True)

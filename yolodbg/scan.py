@@ -295,6 +295,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
         epoch=_epoch(ex.bundle.meta),
         coco=coco,
         nonfinite=ex.nonfinite.message if ex.nonfinite is not None else None,
+        extra={"letterbox": ex.targets.letterbox_doc()},
     )
 
 
