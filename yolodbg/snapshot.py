@@ -210,6 +210,8 @@ def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> 
             continue
         name = rec["spec"]
         for key in sorted(set(rec["params"]) | set(cur["params"])):
+            if key not in rec["params"] and cur["params"].get(key) is None:
+                continue  # a parameter newer than the snapshot, left at auto: the numbers say whether it matters
             a, b = rec["params"].get(key, "<absent>"), cur["params"].get(key, "<absent>")
             if a != b:
                 drift.params.append(f"{name}: parameter {key} changed: snapshot {a!r}, now {b!r}")
