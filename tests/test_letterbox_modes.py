@@ -148,3 +148,20 @@ def test_an_unknown_letterbox_is_refused(tmp_path):
     path = _yolox_bundle(tmp_path, [{"image_id": 1, "orig_size": [H0, W0]}])
     res = CliRunner().invoke(main, ["explain", str(path), "--letterbox", "mmdet"])
     assert res.exit_code == 2 and "--letterbox" in res.stderr
+
+
+def test_scan_and_snapshot_record_the_letterbox(tmp_path):
+    path = _yolox_bundle(tmp_path, [{"image_id": 1, "orig_size": [H0, W0]}])
+    ann = _coco(tmp_path, [100.0, 50.0, 60.0, 40.0])
+    res = CliRunner().invoke(main, ["scan", str(path), "--gt", str(ann), "--no-map", "--json", "-"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["letterbox"] == {"yolox": 1}
+    snap = tmp_path / "s.json"
+    res = CliRunner().invoke(
+        main, ["snapshot", str(path), "--gt", str(ann), "-o", str(snap), "--letterbox", "yolov5"]
+    )
+    assert res.exit_code == 0, res.output
+    inputs = json.loads(snap.read_text())["inputs"]
+    assert inputs["letterbox"]["mode"] == "yolov5" and inputs["options"]["letterbox"] == "yolov5"
+    res = CliRunner().invoke(main, ["check", str(snap)])  # replays with the recorded --letterbox
+    assert res.exit_code == 0, res.output

@@ -43,6 +43,9 @@ def header(ex: Explanation) -> Text:
     out.append("yolodbg explain", style="bold")
     out.append(f" · recipe {ex.recipe.spec()} — {ex.recipe.reproduces}\n")
     out.append(f"bundle {b.source} · {b.batch_size} images · input {w}×{h} · ground truth {t.source}")
+    if t.letterbox_mode is not None:  # images without scale/pad: say whose letterbox mapped their GT
+        n = len(t.letterbox_applied)
+        out.append(f" · {t.letterbox_mode} letterbox ({t.letterbox_from}) for {n} image{'s' * (n != 1)}")
     return out
 
 
