@@ -134,3 +134,30 @@ def test_image_ids_fill_a_bundle_without_ids(tmp_path):
     path = bundle.save(tmp_path / "p.pt", out, input_size=[64, 64], images=[{"orig_size": [64, 64]}] * 2)
     b = bundle.load(path, image_ids=["5", "6"])
     assert [i.image_id for i in b.images] == [5, 6]
+
+
+def _named_bundle(tmp_path):
+    out = ultra_output(bs=2, size=(64, 64), nc=3)
+    images = [{"file_name": "a.jpg", "orig_size": [64, 64]}, {"file_name": "b.jpg", "orig_size": [64, 64]}]
+    return bundle.save(tmp_path / "named.pt", out, input_size=[64, 64], images=images)
+
+
+def test_image_ids_must_name_the_files_the_bundle_records(tmp_path, coco_file):
+    path, ann = _named_bundle(tmp_path), coco_file([])  # the json: 7 = a.jpg, 9 = b.jpg
+    assert _invoke(["explain", str(path), "--gt", str(ann), "--image-ids", "7,9"]).exit_code == 0
+    res = _invoke(["explain", str(path), "--gt", str(ann), "--image-ids", "9,7"])
+    _refused(res, "--image-ids gives 9 for batch element 0", "names b.jpg", "records a.jpg")
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    res = _invoke(["explain", str(path), "--gt", str(labels), "--image-ids", "c,d"])
+    _refused(res, "--image-ids gives c for batch element 0", "records a.jpg", "a.txt")
+
+
+def test_image_ids_that_are_the_recorded_stems_are_accepted(tmp_path):
+    out = ultra_output(bs=1, size=(64, 64), nc=3)
+    path = bundle.save(tmp_path / "n.pt", out, input_size=[64, 64], images=[{"file_name": "000123.jpg"}])
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "000123.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    res = _invoke(["explain", str(path), "--gt", str(labels), "--image-ids", "000123"])
+    assert res.exit_code == 0, res.output

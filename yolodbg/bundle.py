@@ -59,6 +59,7 @@ class Bundle:
     anchors: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     nc: int | None = None  # number of classes when given by --nc (needed only for ambiguous outputs)
+    image_ids_given: bool = False  # images[].image_id came from --image-ids (checked against file names)
     letterbox_mode: str | None = (
         None  # --letterbox: the loader for images without scale/pad (None: the head's)
     )
@@ -345,6 +346,7 @@ def from_object(
         anchors=anchors,
         meta=dict(meta),
         nc=nc,
+        image_ids_given=image_ids is not None,
         letterbox_mode=letterbox,
         source=source,
     )

@@ -381,6 +381,20 @@ def _load_coco(path: Path):
     return coco
 
 
+def _same_file(info: ImageInfo, json_name: str | None, path: Path, bundle: Bundle) -> None:
+    """An id from --image-ids must name the image the bundle records by file name (when both are known)."""
+    if json_name and Path(json_name).stem != Path(info.file_name).stem:
+        raise GroundTruthError(
+            f"--image-ids gives {info.image_id} for batch element {info.index}, which {path.name} names "
+            f"{json_name}, but {bundle.source} records {info.file_name} there; drop --image-ids or fix it"
+        )
+
+
+def _names_stem(image_id: int | str | None, stem: str) -> bool:
+    """``--image-ids`` value ``image_id`` names the label file ``stem`` (``000123`` was read as 123)."""
+    return str(image_id) == stem or (isinstance(image_id, int) and stem.isdigit() and int(stem) == image_id)
+
+
 def _resolve_coco_id(info: ImageInfo, cf: CocoFile, path: Path, bundle: Bundle) -> int:
     if info.image_id is None and info.file_name is None:
         raise GroundTruthError(
@@ -388,6 +402,8 @@ def _resolve_coco_id(info: ImageInfo, cf: CocoFile, path: Path, bundle: Bundle) 
             f"{path.name}; pass --image-ids 139,285,... (one per batch element)"
         )
     found = cf.find(info)
+    if found is not None and bundle.image_ids_given and info.file_name:
+        _same_file(info, cf.coco.imgs[found].get("file_name"), path, bundle)
     if found is None:
         raise GroundTruthError(
             f"{path}: image id {info.label!r} (batch element {info.index} of {bundle.source}) is not in the json's "
@@ -460,6 +476,11 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
             raise GroundTruthError(
                 f"{bundle.source}: image {info.index} has no file_name or image_id to find its label file in "
                 f"{path}; pass --image-ids with the label file stems"
+            )
+        if bundle.image_ids_given and info.file_name and not _names_stem(info.image_id, stem):
+            raise GroundTruthError(
+                f"--image-ids gives {info.image_id} for batch element {info.index}, but {bundle.source} records "
+                f"{info.file_name} there (its label file is {stem}.txt); drop --image-ids or fix it"
             )
         label = path / f"{stem}.txt"
         orig = info.orig_size
