@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yolodbg import bundle_options
 from yolodbg._atomic import atomic_write
 from yolodbg.errors import BundleError
-from yolodbg.geometry import Letterbox
+from yolodbg.geometry import LETTERBOX_MODES, Letterbox
 
 FORMAT_VERSION = 1
 HEADS = ("ultralytics", "yolov5", "yolox", "yolov1")
@@ -58,6 +59,10 @@ class Bundle:
     anchors: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     nc: int | None = None  # number of classes when given by --nc (needed only for ambiguous outputs)
+    image_ids_given: bool = False  # images[].image_id came from --image-ids (checked against file names)
+    letterbox_mode: str | None = (
+        None  # --letterbox: the loader for images without scale/pad (None: the head's)
+    )
     source: str = "<memory>"
     digest: str | None = None  # sha256 of the file
 
@@ -232,6 +237,17 @@ def _pair(value: Any, where: str, name: str) -> tuple[int, int]:
     return (h, w)
 
 
+def _recorded_strides(raw: Any, where: str) -> tuple[float, ...] | None:
+    if not raw:
+        return None
+    try:
+        return tuple(float(s) for s in raw)
+    except (TypeError, ValueError):
+        raise BundleError(
+            f"{where}: strides is {raw!r}; expected a list of numbers, e.g. [8, 16, 32]"
+        ) from None
+
+
 def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) -> tuple[ImageInfo, ...]:
     if raw is None:
         raw = []
@@ -284,6 +300,7 @@ def load(
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
     nc: int | None = None,
+    letterbox: str | None = None,
     digest: bool = True,
 ) -> Bundle:
     """Read and validate a bundle file; options fill what a bare output lacks (CLI ``--head`` etc.).
@@ -294,7 +311,14 @@ def load(
     path = Path(path)
     data = _read(path)
     bundle = from_object(
-        data, head=head, input_size=input_size, strides=strides, image_ids=image_ids, nc=nc, source=str(path)
+        data,
+        head=head,
+        input_size=input_size,
+        strides=strides,
+        image_ids=image_ids,
+        nc=nc,
+        letterbox=letterbox,
+        source=str(path),
     )
     return _replace(bundle, digest=_sha256(path)) if digest else bundle
 
@@ -313,11 +337,16 @@ def from_object(
     strides: tuple[float, ...] | None = None,
     image_ids: list[str] | None = None,
     nc: int | None = None,
+    letterbox: str | None = None,
     source: str = "<memory>",
 ) -> Bundle:
     """Validate an in-memory bundle (canonical dict or bare head output)."""
     if head is not None and head not in HEADS:
         raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
+    if letterbox is not None and letterbox not in LETTERBOX_MODES:
+        raise BundleError(
+            f"--letterbox {letterbox!r} is not a known letterbox; expected one of {', '.join(LETTERBOX_MODES)}"
+        )
     canonical = isinstance(data, dict) and "outputs" in data and ("yolodbg" in data or "head" in data)
     if canonical:
         version = data.get("yolodbg", FORMAT_VERSION)
@@ -331,10 +360,8 @@ def from_object(
         if file_head is not None and file_head not in HEADS:
             raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(HEADS)}")
         head = head or file_head or _guess_head(outputs, source)
-        size = input_size or (
-            _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
-        )
-        strd = strides or (tuple(float(s) for s in data["strides"]) if data.get("strides") else None)
+        size = _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
+        strd = _recorded_strides(data.get("strides"), source)
         meta = data.get("meta") or {}
         if not isinstance(meta, dict):
             raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
@@ -344,7 +371,19 @@ def from_object(
     else:
         outputs, meta, raw_images, targets, cats, anchors = data, {}, None, None, None, None
         head = head or _guess_head(outputs, source)
-        size, strd = input_size, strides
+        size, strd = None, None
+    # options fill what the file lacks and must agree with what it records (see bundle_options)
+    resolved = bundle_options.reconcile(
+        head=head,
+        outputs=outputs,
+        source=source,
+        recorded_size=size,
+        recorded_strides=strd,
+        option_size=tuple(input_size) if input_size is not None else None,
+        option_strides=tuple(strides) if strides is not None else None,
+    )
+    size, strd = resolved.input_size, resolved.strides
+    bundle_options.check_image_ids(image_ids, raw_images, source)
     batch = _batch_size(outputs)
     if not batch:
         raise BundleError(
@@ -372,6 +411,8 @@ def from_object(
         anchors=anchors,
         meta=dict(meta),
         nc=nc,
+        image_ids_given=image_ids is not None,
+        letterbox_mode=letterbox,
         source=source,
     )
 

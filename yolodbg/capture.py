@@ -39,6 +39,7 @@ __all__ = [
     "INSTALL_HINT",
     "LETTERBOX_MODES",
     "capture_model",
+    "class_weight_meta",
     "collect_images",
     "image_entry",
     "letterbox_geometry",
@@ -98,6 +99,21 @@ def _letterbox_from_ratio_pad(ratio_pad: Any) -> Letterbox | None:
         return Letterbox(float(gy), float(gx), float(top), float(left))
     except (TypeError, ValueError):
         return None
+
+
+def class_weight_meta(model: Any) -> dict[str, Any]:
+    """``meta`` entries for a model trained with class weights (Ultralytics ``cls_pw > 0``): its
+    ``class_weights`` vector and ``cls_pw``, which the yolov8/yolo26 recipes replay (empty when off)."""
+    model = getattr(model, "module", model)  # DDP
+    out: dict[str, Any] = {}
+    weights = getattr(model, "class_weights", None)
+    if isinstance(weights, torch.Tensor):
+        out["class_weights"] = [float(v) for v in weights.detach().float().cpu().reshape(-1)]
+    args = getattr(model, "args", None)
+    cls_pw = args.get("cls_pw") if isinstance(args, dict) else getattr(args, "cls_pw", None)
+    if isinstance(cls_pw, (int, float)) and not isinstance(cls_pw, bool):
+        out["cls_pw"] = float(cls_pw)
+    return out
 
 
 def save_batch(
@@ -204,6 +220,7 @@ def ultralytics_callback(
                         "epoch": int(trainer.epoch),
                         "step": step[0],
                         "loss": [float(v) for v in loss.detach()],
+                        **class_weight_meta(model),  # set after on_train_start: read at save time
                     }
                     save_batch(preds, batch, out / name, loss_items=floats, meta=meta, overwrite=True)
                 step[0] += 1
@@ -350,6 +367,7 @@ def capture_model(
         "imgsz": imgsz,
         "mode": "BatchNorm in eval mode, raw train-mode head output, no gradients",
     }
+    meta.update(class_weight_meta(net))
     stride = int(max(getattr(net, "stride", torch.tensor([32])).tolist()))
     if imgsz % stride:
         raise InputError(

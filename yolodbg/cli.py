@@ -121,6 +121,12 @@ def bundle_options(f):
         metavar="ID,ID,..",
         help="COCO image id (or file stem) of each batch element, for bundles without images[].",
     )
+    @click.option(
+        "--letterbox",
+        type=click.Choice(["ultralytics", "yolov5", "yolox"]),
+        help="Validation loader whose letterbox maps --gt boxes of images without scale/pad "
+        "(default: the head's framework).",
+    )
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         return f(*args, **kwargs)
@@ -128,7 +134,7 @@ def bundle_options(f):
     return wrapper
 
 
-def _load_bundle(path: Path, head, imgsz, strides, nc, image_ids):
+def _load_bundle(path: Path, head, imgsz, strides, nc, image_ids, letterbox=None):
     from yolodbg import bundle
 
     ids = [v.strip() for v in image_ids.split(",")] if image_ids else None
@@ -139,6 +145,7 @@ def _load_bundle(path: Path, head, imgsz, strides, nc, image_ids):
         strides=_int_list(strides, "--strides"),
         image_ids=ids,
         nc=nc,
+        letterbox=letterbox,
     )
 
 
@@ -215,7 +222,9 @@ def main(ctx: click.Context) -> None:
 )
 @bundle_options
 @debug_option
-def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids, **pictures):
+def explain(
+    preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, nc, image_ids, letterbox, **pictures
+):
     """Break one batch's loss down per GT box, per anchor and per term.
 
     PREDS is a prediction bundle (.pt): the raw train-mode head output of a batch, saved
@@ -244,7 +253,7 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
 
     outputs = (("--json", json_out), ("--html", pictures["html_out"]))
     check_outputs(*outputs, folders=(("--plot", pictures["plot_dir"]),), inputs=(preds, gt))
-    b = _load_bundle(preds, head, imgsz, strides, nc, image_ids)
+    b = _load_bundle(preds, head, imgsz, strides, nc, image_ids, letterbox)
     recipe = get_recipe(recipe_spec) if recipe_spec else None
     ex = run_explain(b, gt, recipe, top=max(top, 1) if json_out else top)
     focus = _resolve_image(b, image) if image is not None else None
@@ -263,6 +272,9 @@ def explain(preds, gt, recipe_spec, image, top, json_out, head, imgsz, strides, 
             err.print(
                 f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False
             )
+        sys.exit(EXIT_CHECK)
+    if ex.logged is not None and ex.logged.failed:
+        err.print(f"[bold red]replay differs from the logged loss:[/] {ex.logged.message()}", highlight=False)
         sys.exit(EXIT_CHECK)
 
 

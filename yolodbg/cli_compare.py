@@ -37,7 +37,7 @@ from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
 )
 @bundle_options
 @debug_option
-def compare(preds, gt, recipe_specs, top, json_out, head, imgsz, strides, nc, image_ids):
+def compare(preds, gt, recipe_specs, top, json_out, head, imgsz, strides, nc, image_ids, letterbox):
     """Compare loss variants on one batch, or one loss on two bundles of the same images.
 
     \b
@@ -72,7 +72,7 @@ def compare(preds, gt, recipe_specs, top, json_out, head, imgsz, strides, nc, im
             f"compare takes one bundle with several -r recipes, or two bundles; got {len(preds)} bundles"
         )
     recipes = [get_recipe(s) for s in recipe_specs]
-    bundles = [_load_bundle(p, head, imgsz, strides, nc, image_ids) for p in preds]
+    bundles = [_load_bundle(p, head, imgsz, strides, nc, image_ids, letterbox) for p in preds]
     if len(bundles) == 2:
         if len(recipes) > 1:
             raise InputError(

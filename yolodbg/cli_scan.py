@@ -25,7 +25,7 @@ GT_HELP = "COCO json or YOLO labels folder (default: each bundle's own targets).
 RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes`."
 
 
-def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
+def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool, letterbox=None):
     from yolodbg.recipes import get_recipe
     from yolodbg.scan_run import ScanJob
 
@@ -44,6 +44,7 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool):
         strides=_int_list(strides, "--strides"),
         image_ids=tuple(v.strip() for v in image_ids.split(",")) if image_ids else None,
         nc=nc,
+        letterbox=letterbox,
         evaluate=evaluate,
     )
 
@@ -154,6 +155,7 @@ def scan(
     strides,
     nc,
     image_ids,
+    letterbox,
 ):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
 
@@ -179,7 +181,7 @@ def scan(
     from yolodbg.scan_run import scan as run_scan
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
-    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
+    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate, letterbox)
     files = expand_all(paths)
     check_outputs(("--json", json_out), ("--rows", rows), inputs=(*files, gt))
     err = Console(stderr=True)
@@ -251,6 +253,7 @@ def trend(
     strides,
     nc,
     image_ids,
+    letterbox,
 ):
     """Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
 
@@ -276,7 +279,7 @@ def trend(
     from yolodbg.trend import trend as run_trend
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
-    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate)
+    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate, letterbox)
     cps = checkpoints(run_dirs)
     total = sum(len(c.paths) for c in cps)
     check_outputs(("--json", json_out), ("--plot", plot), inputs=(*(p for c in cps for p in c.paths), gt))

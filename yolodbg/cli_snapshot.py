@@ -11,10 +11,12 @@ import click
 from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
 
 
-def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
+def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids, letterbox=None):
     """The bundle, and the options that describe it (recorded in the snapshot)."""
     options = {"head": head, "imgsz": imgsz, "strides": strides, "nc": nc, "image_ids": image_ids}
-    return _load_bundle(preds, head, imgsz, strides, nc, image_ids), options
+    if letterbox is not None:  # only when given: older snapshots and readers know the five above
+        options["letterbox"] = letterbox
+    return _load_bundle(preds, head, imgsz, strides, nc, image_ids, letterbox), options
 
 
 @click.command()
@@ -40,7 +42,7 @@ def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids):
 @click.option("--update", is_flag=True, help="Overwrite an existing snapshot.")
 @bundle_options
 @debug_option
-def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, image_ids):
+def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, image_ids, letterbox):
     """Record a batch's loss numbers so CI can detect drift (yolodbg check).
 
     Records the input digests, every recipe with all its parameters, the per-term totals,
@@ -62,7 +64,7 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
     check_outputs(("-o", output), inputs=(preds, gt))
     if (output.exists() or output.is_symlink()) and not update:
         raise InputError(f"{output}: exists already; pass --update to overwrite it with the new numbers")
-    b, options = _bundle_and_options(preds, head, imgsz, strides, nc, image_ids)
+    b, options = _bundle_and_options(preds, head, imgsz, strides, nc, image_ids, letterbox)
     recipes = [get_recipe(s) for s in recipe_specs] or [recipe_for_head(b.head, b.outputs)]
     doc = snap.make(b, gt, recipes, options)
     text = snap.dumps(doc).encode("utf-8")
@@ -123,6 +125,7 @@ def check(
     strides,
     nc,
     image_ids,
+    letterbox,
 ):
     """Recompute a snapshot's numbers and fail (exit 1) if any drifted.
 
@@ -156,6 +159,7 @@ def check(
         strides or opts.get("strides"),
         nc or opts.get("nc"),
         image_ids or opts.get("image_ids"),
+        letterbox or opts.get("letterbox"),
     )
     changed = []
     if b.digest != inputs["bundle"].get("sha256"):

@@ -10,6 +10,8 @@ from yolodbg import groundtruth
 from yolodbg.breakdown import Breakdown
 from yolodbg.bundle import Bundle
 from yolodbg.groundtruth import Targets
+from yolodbg.logged import LoggedComparison
+from yolodbg.logged import compare as compare_logged
 from yolodbg.nonfinite import NonFinite, locate
 from yolodbg.recipes import recipe_for_head
 from yolodbg.recipes.base import Recipe
@@ -22,6 +24,7 @@ class Explanation:
     targets: Targets
     breakdown: Breakdown
     nonfinite: NonFinite | None
+    logged: LoggedComparison | None = None  # the trainer's logged loss_items beside the replay
 
     @property
     def result(self):
@@ -44,4 +47,5 @@ def explain(
     targets = groundtruth.load_targets(gt, bundle, input_size, nc)
     result = recipe.run(bundle, targets)
     bd = breakdown_mod.build(result, targets, bundle.images, top=top, positives=positives)
-    return Explanation(bundle, recipe, targets, bd, locate(result, targets))
+    logged = compare_logged(bundle.meta, result.terms, recipe, bundle.source)
+    return Explanation(bundle, recipe, targets, bd, locate(result, targets), logged)

@@ -18,6 +18,15 @@ import torch
 from torch import Tensor
 
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
+# the validation loaders whose mapping of original images into the input yolodbg knows
+LETTERBOX_MODES = ("ultralytics", "yolov5", "yolox")
+# which one a head's framework uses (YOLOv1 has no standard loader; Ultralytics' is the default there)
+LETTERBOX_FOR_HEAD = {
+    "ultralytics": "ultralytics",
+    "yolov5": "yolov5",
+    "yolox": "yolox",
+    "yolov1": "ultralytics",
+}
 
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
@@ -119,6 +128,57 @@ class Letterbox:
         pad_left = round((big_w - new_w) / 2 - 0.1)
         pad_top = round((big_h - new_h) / 2 - 0.1)
         return cls(h1 / h0 * r2, w1 / w0 * r2, float(pad_top), float(pad_left))
+
+    @classmethod
+    def yolov5(
+        cls, orig_hw: tuple[int, int], input_hw: tuple[int, int], imgsz: int | None = None
+    ) -> Letterbox:
+        """How YOLOv5 7.0's validation loader (``LoadImagesAndLabels``, ``rect=True``) maps its labels.
+
+        ``load_image`` resizes by ``r = imgsz / max(h, w)`` to ``int(w·r) × int(h·r)`` (truncated, so
+        a long side of 517 at 320 becomes 320 but the short one 206, not 207), then
+        ``letterbox(auto=False, scaleup=False)`` fits that into the (rectangular) batch shape with
+        ``r2 = min(H/h1, W/w1, 1)`` and a rounded size. The labels are shifted by the *unrounded* half
+        padding ``dw, dh`` (the pixels by ``round(dw - 0.1)``), so a GT can sit half a pixel off the
+        image content, as the trainer saw it.
+
+        >>> Letterbox.yolov5((333, 517), (320, 320))   # 206 rows, (320 - 206) / 2 above
+        Letterbox(scale_y=0.6186186186186187, scale_x=0.6189555125725339, pad_top=57.0, pad_left=0.0)
+        """
+        h0, w0 = orig_hw
+        big_h, big_w = input_hw
+        imgsz = imgsz or max(big_h, big_w)
+        r = imgsz / max(h0, w0)
+        h1, w1 = (max(int(h0 * r), 1), max(int(w0 * r), 1)) if r != 1 else (h0, w0)
+        r2 = min(big_h / h1, big_w / w1, 1.0)
+        new_w, new_h = round(w1 * r2), round(h1 * r2)
+        return cls(r2 * h1 / h0, r2 * w1 / w0, (big_h - new_h) / 2, (big_w - new_w) / 2)
+
+    @classmethod
+    def yolox(cls, orig_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+        """How YOLOX's ``ValTransform`` (``preproc``) and its COCO dataset map an image and its boxes:
+        one ratio ``r = min(H/h, W/w)`` for both axes (boxes times ``r``, the image resized to
+        ``int(w·r) × int(h·r)``), placed at the top left, the padding at the bottom and right only.
+
+        >>> Letterbox.yolox((333, 517), (320, 320))
+        Letterbox(scale_y=0.6189555125725339, scale_x=0.6189555125725339, pad_top=0.0, pad_left=0.0)
+        """
+        h0, w0 = orig_hw
+        r = min(input_hw[0] / h0, input_hw[1] / w0)
+        return cls(r, r, 0.0, 0.0)
+
+    @classmethod
+    def for_mode(
+        cls, mode: str, orig_hw: tuple[int, int], input_hw: tuple[int, int], imgsz: int | None = None
+    ) -> Letterbox:
+        """The mapping of one framework's validation loader (``mode`` in :data:`LETTERBOX_MODES`)."""
+        if mode == "ultralytics":
+            return cls.ultralytics(orig_hw, input_hw, imgsz)
+        if mode == "yolov5":
+            return cls.yolov5(orig_hw, input_hw, imgsz)
+        if mode == "yolox":
+            return cls.yolox(orig_hw, input_hw)
+        raise ValueError(f"unknown letterbox mode {mode!r}; expected one of {', '.join(LETTERBOX_MODES)}")
 
     def to_input_xyxy(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
         """A COCO ``[x, y, w, h]`` box of the original image -> xyxy in network-input pixels."""

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from yolodbg.bundle import Bundle, ImageInfo
 from yolodbg.errors import GroundTruthError
-from yolodbg.geometry import Letterbox
+from yolodbg.geometry import LETTERBOX_FOR_HEAD, Letterbox
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,10 @@ class Targets:
     category_ids: tuple[int, ...] | None = None  # class index -> dataset category id
     letterboxes: tuple[Letterbox | None, ...] = ()  # per image, input <- original mapping
     orig_sizes: tuple[tuple[int, int] | None, ...] = ()  # per image (h, w)
+    # the framework loader whose letterbox mapped the images that record no scale/pad
+    letterbox_mode: str | None = None
+    letterbox_from: str | None = None  # "--letterbox" or "head <name>"
+    letterbox_applied: tuple[int, ...] = ()  # the batch indices it was applied to
 
     def __len__(self) -> int:
         return int(self.batch_idx.shape[0])
@@ -60,6 +64,17 @@ class Targets:
         """``(B + 1,)`` offsets: image i owns rows ``first_row[i]:first_row[i+1]``."""
         counts = torch.bincount(self.batch_idx, minlength=self.batch_size)
         return torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
+
+    def letterbox_doc(self) -> dict[str, Any] | None:
+        """For reports: which loader's letterbox mapped the GT of which images (None: no image needed one,
+        all had scale/pad or the GT came from the bundle's targets)."""
+        if self.letterbox_mode is None:
+            return None
+        return {
+            "mode": self.letterbox_mode,
+            "chosen_by": self.letterbox_from,
+            "images": list(self.letterbox_applied),
+        }
 
     def local_index(self) -> Tensor:
         """``(M,)`` index of each row among its image's rows."""
@@ -201,11 +216,20 @@ def _clip_to_content(
     )
 
 
+def letterbox_mode(bundle: Bundle) -> tuple[str, str]:
+    """``(mode, why)``: the loader whose mapping applies to images without scale/pad: ``--letterbox``
+    when given, else the one of the head's framework (see :data:`yolodbg.geometry.LETTERBOX_FOR_HEAD`)."""
+    if bundle.letterbox_mode is not None:
+        return bundle.letterbox_mode, "--letterbox"
+    return LETTERBOX_FOR_HEAD.get(bundle.head, "ultralytics"), f"head {bundle.head}"
+
+
 def _letterbox_for(
-    img: ImageInfo, orig: tuple[int, int], input_size: tuple[int, int], imgsz: int | None = None
+    img: ImageInfo, orig: tuple[int, int], input_size: tuple[int, int], imgsz: int | None, mode: str
 ) -> Letterbox:
-    """The bundle's scale/pad for this image, else Ultralytics' validation letterbox (``meta.imgsz`` for rect batches)."""
-    return img.letterbox if img.letterbox is not None else Letterbox.ultralytics(orig, input_size, imgsz)
+    """The bundle's scale/pad for this image, else the ``mode`` loader's letterbox (``meta.imgsz`` for
+    rect batches of Ultralytics and YOLOv5)."""
+    return img.letterbox if img.letterbox is not None else Letterbox.for_mode(mode, orig, input_size, imgsz)
 
 
 def _meta_imgsz(bundle: Bundle) -> int | None:
@@ -238,7 +262,8 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
             "use the annotation file the model was trained with, or set category_ids in the bundle"
         )
     rows = _Rows()
-    letterboxes, origs = [], []
+    letterboxes, origs, applied = [], [], []
+    mode, why = letterbox_mode(bundle)
     for info in bundle.images:
         image_id = _resolve_coco_id(info, cf, path, bundle)
         meta = coco.imgs[image_id]
@@ -248,7 +273,9 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
             raise GroundTruthError(
                 f"{path}: images entry {image_id} lacks width/height; add them or give orig_size in the bundle"
             ) from None
-        lb = _letterbox_for(info, orig, input_size, _meta_imgsz(bundle))
+        lb = _letterbox_for(info, orig, input_size, _meta_imgsz(bundle), mode)
+        if info.letterbox is None:
+            applied.append(info.index)
         letterboxes.append(lb)
         origs.append(orig)
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id])):
@@ -260,7 +287,15 @@ def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc:
         category_ids=tuple(k for k, _ in sorted(mapping.items(), key=lambda kv: kv[1])),
         letterboxes=tuple(letterboxes),
         orig_sizes=tuple(origs),
+        **_letterbox_record(mode, why, applied),
     )
+
+
+def _letterbox_record(mode: str, why: str, applied: list[int]) -> dict[str, Any]:
+    """The Targets fields that say which letterbox mapped which images (nothing when none was needed)."""
+    if not applied:
+        return {}
+    return {"letterbox_mode": mode, "letterbox_from": why, "letterbox_applied": tuple(applied)}
 
 
 @dataclass(frozen=True)
@@ -349,6 +384,20 @@ def _load_coco(path: Path):
     return coco
 
 
+def _same_file(info: ImageInfo, json_name: str | None, path: Path, bundle: Bundle) -> None:
+    """An id from --image-ids must name the image the bundle records by file name (when both are known)."""
+    if json_name and Path(json_name).stem != Path(info.file_name).stem:
+        raise GroundTruthError(
+            f"--image-ids gives {info.image_id} for batch element {info.index}, which {path.name} names "
+            f"{json_name}, but {bundle.source} records {info.file_name} there; drop --image-ids or fix it"
+        )
+
+
+def _names_stem(image_id: int | str | None, stem: str) -> bool:
+    """``--image-ids`` value ``image_id`` names the label file ``stem`` (``000123`` was read as 123)."""
+    return str(image_id) == stem or (isinstance(image_id, int) and stem.isdigit() and int(stem) == image_id)
+
+
 def _resolve_coco_id(info: ImageInfo, cf: CocoFile, path: Path, bundle: Bundle) -> int:
     if info.image_id is None and info.file_name is None:
         raise GroundTruthError(
@@ -356,6 +405,8 @@ def _resolve_coco_id(info: ImageInfo, cf: CocoFile, path: Path, bundle: Bundle) 
             f"{path.name}; pass --image-ids 139,285,... (one per batch element)"
         )
     found = cf.find(info)
+    if found is not None and bundle.image_ids_given and info.file_name:
+        _same_file(info, cf.coco.imgs[found].get("file_name"), path, bundle)
     if found is None:
         raise GroundTruthError(
             f"{path}: image id {info.label!r} (batch element {info.index} of {bundle.source}) is not in the json's "
@@ -424,7 +475,8 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
     if not path.is_dir():
         raise GroundTruthError(f"{path}: not a folder; --gt takes a COCO json file or a YOLO labels folder")
     rows = _Rows()
-    letterboxes, origs = [], []
+    letterboxes, origs, applied = [], [], []
+    mode, why = letterbox_mode(bundle)
     for info in bundle.images:
         stem = (
             Path(info.file_name).stem
@@ -436,12 +488,19 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
                 f"{bundle.source}: image {info.index} has no file_name or image_id to find its label file in "
                 f"{path}; pass --image-ids with the label file stems"
             )
+        if bundle.image_ids_given and info.file_name and not _names_stem(info.image_id, stem):
+            raise GroundTruthError(
+                f"--image-ids gives {info.image_id} for batch element {info.index}, but {bundle.source} records "
+                f"{info.file_name} there (its label file is {stem}.txt); drop --image-ids or fix it"
+            )
         label = path / f"{stem}.txt"
         orig = info.orig_size
         if orig is None and info.letterbox is None:
             orig = input_size  # no letterbox information: labels are relative to the input itself
+        elif info.letterbox is None:
+            applied.append(info.index)
         lb = (
-            _letterbox_for(info, orig, input_size, _meta_imgsz(bundle))
+            _letterbox_for(info, orig, input_size, _meta_imgsz(bundle), mode)
             if orig is not None
             else info.letterbox
         )
@@ -489,6 +548,7 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
         category_ids=bundle.category_ids,
         letterboxes=tuple(letterboxes),
         orig_sizes=tuple(origs),
+        **_letterbox_record(mode, why, applied),
     )
 
 

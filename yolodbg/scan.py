@@ -310,6 +310,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
         coco=coco,
         nonfinite=ex.nonfinite.message if ex.nonfinite is not None else None,
         model=model_of(ex),
+        extra={"letterbox": ex.targets.letterbox_doc()},
     )
 
 

@@ -178,6 +178,7 @@ class ScanAggregate:
         self.violations: list[str] = []
         self.nonfinite: list[str] = []
         self.failed: list[str] = []
+        self.letterbox: Counter[str] = Counter()  # images whose GT a loader's letterbox mapped, per loader
         self.coco = CocoAccumulator()
         self.evaluated = False
         self.interrupted = False
@@ -196,6 +197,9 @@ class ScanAggregate:
             self.recipe_name = rec.recipe.partition(":")[0]
         self.bundles += 1
         self.images += rec.batch_size
+        letterbox = rec.extra.get("letterbox")
+        if letterbox:
+            self.letterbox[letterbox["mode"]] += len(letterbox["images"])
         for t in self.term_names:
             self.terms[t] = self.terms.get(t, 0.0) + rec.terms.get(t, 0.0)
             self.background[t] = self.background.get(t, 0.0) + rec.background.get(t, 0.0)
@@ -275,6 +279,7 @@ class ScanAggregate:
             "bundles": self.bundles,
             "images": self.images,
             "failed": list(self.failed),
+            "letterbox": dict(self.letterbox),
             "terms": {t: v / n for t, v in self.terms.items()},
             "total": total / n,
             "objective": self.objective / n,

@@ -40,6 +40,7 @@ class ScanJob:
     strides: tuple[float, ...] | None = None
     image_ids: tuple[str, ...] | None = None
     nc: int | None = None
+    letterbox: str | None = None
     evaluate: bool = True
     negatives: int = NEGATIVES_PER_BUNDLE
 
@@ -162,6 +163,7 @@ def _process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
                 strides=job.strides,
                 image_ids=list(job.image_ids) if job.image_ids else None,
                 nc=job.nc,
+                letterbox=job.letterbox,
                 digest=False,
             )
             recipe = get_recipe(job.recipe) if job.recipe else None

@@ -82,15 +82,20 @@ def make(
     """A snapshot document of ``recipes`` on ``bundle``."""
     import torch
 
-    records = [recipe_record(explain(bundle, gt, r, top=0)) for r in recipes]
+    explanations = [explain(bundle, gt, r, top=0) for r in recipes]
+    records = [recipe_record(ex) for ex in explanations]
+    inputs: dict[str, Any] = {
+        "bundle": {"path": bundle.source, "sha256": bundle.digest},
+        "gt": None if gt is None else {"path": str(gt), "sha256": digest_path(gt)},
+        "options": {k: v for k, v in sorted(options.items()) if v is not None},
+    }
+    letterbox = explanations[0].targets.letterbox_doc() if explanations else None
+    if letterbox is not None:  # which loader's letterbox mapped the GT of images without scale/pad
+        inputs["letterbox"] = letterbox
     return {
         "schema": SCHEMA,
         "created_with": {"yolodbg": __version__, "torch": torch.__version__.split("+")[0]},
-        "inputs": {
-            "bundle": {"path": bundle.source, "sha256": bundle.digest},
-            "gt": None if gt is None else {"path": str(gt), "sha256": digest_path(gt)},
-            "options": {k: v for k, v in sorted(options.items()) if v is not None},
-        },
+        "inputs": inputs,
         "recipes": records,
     }
 
@@ -212,6 +217,8 @@ def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> 
             continue
         name = rec["spec"]
         for key in sorted(set(rec["params"]) | set(cur["params"])):
+            if key not in rec["params"] and cur["params"].get(key) is None:
+                continue  # a parameter newer than the snapshot, left at auto: the numbers say whether it matters
             a, b = rec["params"].get(key, "<absent>"), cur["params"].get(key, "<absent>")
             if a != b:
                 drift.params.append(f"{name}: parameter {key} changed: snapshot {a!r}, now {b!r}")

@@ -172,7 +172,9 @@ def parse(
     strd = _strides(shapes, strides, input_size, where)
     bs, na, no = int(levels[0].shape[0]), int(levels[0].shape[1]), int(levels[0].shape[4])
     if nc is not None and nc != no - 5:
-        raise BundleError(f"{where}: outputs have {no - 5} classes (5 + nc = {no} channels) but --nc is {nc}")
+        raise BundleError(
+            f"{where}: outputs have {no - 5} classes (5 + nc = {no} channels) but --nc is {nc}; drop --nc or fix it"
+        )
     size = (int(shapes[0][0] * strd[0]), int(shapes[0][1] * strd[0]))
     if input_size is not None and tuple(input_size) != size:
         raise BundleError(

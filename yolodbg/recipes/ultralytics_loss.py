@@ -102,8 +102,13 @@ def replay_branch(
     tal: TalParams,
     gains: Gains,
     forms: TermForms | str = "ciou",
+    class_weights: Tensor | None = None,
 ) -> BranchReplay:
-    """Replay ``v8DetectionLoss`` on one branch; ``forms`` picks the box/class functions (a str = box IoU kind)."""
+    """Replay ``v8DetectionLoss`` on one branch; ``forms`` picks the box/class functions (a str = box IoU kind).
+
+    ``class_weights``: ``(nc,)`` float32 factors of the class elements (the criterion's ``class_weights``,
+    see :mod:`yolodbg.recipes.class_weights`), multiplied in before the sum as the framework does.
+    """
     forms = TermForms(box=forms) if isinstance(forms, str) else forms
     pred_distri, pred_scores = branch.pred_dist, branch.pred_scores
     dtype = pred_scores.dtype
@@ -140,6 +145,8 @@ def replay_branch(
         cls_el = terms.cls_loss(
             forms.cls, pred_scores, target_scores.to(dtype), forms.cls_gamma, forms.cls_alpha
         )
+    if class_weights is not None:  # bce_loss *= class_weights.view(1, 1, -1)
+        cls_el = cls_el * class_weights.to(cls_el.dtype).view(1, 1, -1)
     cls_item = cls_el.sum() / s
 
     weight = a.target_weight  # target_scores.sum(-1): (B, N), zero off the foreground

@@ -16,6 +16,7 @@ from yolodbg.bundle import Bundle
 from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
+from yolodbg.recipes import class_weights
 from yolodbg.recipes.base import Param
 from yolodbg.recipes.ultralytics_loss import gt_slots, replay_branch
 from yolodbg.recipes.yolov8 import (
@@ -72,6 +73,7 @@ class Yolo26(UltralyticsRecipe):
         Param("assigner.min_side", float, None, "small-box floor (default stride[1]; 0 = off)", minimum=0.0),
         Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
         *GAIN_PARAMS,
+        class_weights.PARAM,
     )
     ASSIGNER_KEYS = (
         "o2m.topk",
@@ -103,11 +105,19 @@ class Yolo26(UltralyticsRecipe):
         warnings = list(targets.warnings) + size_warning(raw)
         out = _as_float32(raw, warnings)
         g, kind = gains(self.params), self.forms  # kind: the box/class functions of both branches
+        cw = class_weights.resolve(self.params["class_weights"], bundle, out.nc, self.name)  # both branches
+        warnings += cw.warnings
         o2m = replay_branch(
-            out, out.branches["one2many"], targets, self._tal(self.params["o2m.topk"], None), g, kind
+            out,
+            out.branches["one2many"],
+            targets,
+            self._tal(self.params["o2m.topk"], None),
+            g,
+            kind,
+            cw.values,
         )
         o2o_tal = self._tal(self.params["o2o.topk"], self.params["o2o.topk2"])
-        o2o = replay_branch(out, out.branches["one2one"], targets, o2o_tal, g, kind)
+        o2o = replay_branch(out, out.branches["one2one"], targets, o2o_tal, g, kind, cw.values)
         w_m, w_o = self.weights()
         bs = out.batch_size
         loss = (torch.stack(list(o2m.items.values())) * bs) * w_m + (
@@ -153,6 +163,7 @@ class Yolo26(UltralyticsRecipe):
                 f"is the one-to-one match. box/cls/{dist} are divided by S_o2o = {o2o.target_scores_sum:.6g}, "
                 f"o2m.* by S_o2m = {o2m.target_scores_sum:.6g}",
                 *form_notes(self.params),
+                *cw.notes,
             ],
             warnings=warnings,
             inputs={

@@ -13,6 +13,7 @@ from yolodbg.bundle import Bundle
 from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
+from yolodbg.recipes import class_weights
 from yolodbg.recipes.base import Param, Recipe
 from yolodbg.recipes.ultralytics_loss import BranchReplay, Gains, TermForms, gt_slots, replay_branch
 from yolodbg.result import LossResult, Positives, TermLedger
@@ -151,6 +152,7 @@ class YoloV8(UltralyticsRecipe):
         ),
         *TAL_PARAMS,
         *GAIN_PARAMS,
+        class_weights.PARAM,
     )
     ASSIGNER_KEYS = ("branch",)  # besides assigner.*: keys that change the positives
 
@@ -174,8 +176,16 @@ class YoloV8(UltralyticsRecipe):
         warnings = list(targets.warnings) + size_warning(raw)
         out = _as_float32(raw, warnings)
         name = self.branch(out)
+        cw = class_weights.resolve(self.params["class_weights"], bundle, out.nc, self.name)
+        warnings += cw.warnings
         rep = replay_branch(
-            out, out.branches[name], targets, tal_params(self.params), gains(self.params), self.forms
+            out,
+            out.branches[name],
+            targets,
+            tal_params(self.params),
+            gains(self.params),
+            self.forms,
+            cw.values,
         )
         items = {k: float(v) for k, v in rep.items.items()}
         objective = float((torch.stack(list(rep.items.values())) * out.batch_size).sum())
@@ -190,7 +200,7 @@ class YoloV8(UltralyticsRecipe):
             notes.append("outputs in the pre-8.4 list form; replayed with the 8.4.190 loss")
         if name != "main":
             notes.append(f"v8DetectionLoss replayed on the {name} branch of an end-to-end output")
-        notes += form_notes(self.params)
+        notes += form_notes(self.params) + list(cw.notes)
         return LossResult(
             recipe=self.name,
             params=dict(self.params),

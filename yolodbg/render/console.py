@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from yolodbg.explain import Explanation
+from yolodbg.logged import RTOL
 
 REASON_STYLE = "yellow"
 WARN_STYLE = "bold yellow"
@@ -42,6 +43,9 @@ def header(ex: Explanation) -> Text:
     out.append("yolodbg explain", style="bold")
     out.append(f" · recipe {ex.recipe.spec()} — {ex.recipe.reproduces}\n")
     out.append(f"bundle {b.source} · {b.batch_size} images · input {w}×{h} · ground truth {t.source}")
+    if t.letterbox_mode is not None:  # images without scale/pad: say whose letterbox mapped their GT
+        n = len(t.letterbox_applied)
+        out.append(f" · {t.letterbox_mode} letterbox ({t.letterbox_from}) for {n} image{'s' * (n != 1)}")
     return out
 
 
@@ -78,6 +82,30 @@ def summary(ex: Explanation) -> Table:
             _fmt(gts),
             _fmt(bd.background[name]),
         )
+    return table
+
+
+def logged_table(ex: Explanation) -> Table | None:
+    """The trainer's logged loss items beside the replayed terms (bundles that recorded them)."""
+    if ex.logged is None:
+        return None
+    cmp = ex.logged
+    title = "Replay vs logged" + ("" if cmp.checked else " (variant recipe: not checked)")
+    table = Table(title=title, title_justify="left", show_edge=False, box=None, pad_edge=False)
+    for name, justify in (
+        ("logged item", "left"),
+        ("logged", "right"),
+        ("replay", "right"),
+        ("rel diff", "right"),
+        ("", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for r in cmp.rows:
+        if r.term is None:
+            table.add_row(r.name, _fmt(r.logged), "—", "—", Text("no such term", style="dim"))
+            continue
+        mark = Text("ok", style="green") if r.agrees else Text(f"differs > {RTOL:g}", style="bold red")
+        table.add_row(f"{r.name} → {r.term}", _fmt(r.logged), _fmt(r.replay), f"{r.rel_diff:.1e}", mark)
     return table
 
 
@@ -223,7 +251,11 @@ def warnings_block(ex: Explanation) -> Text | None:
 
 
 def render_explain(console: Console, ex: Explanation, top: int, image: int | None = None) -> None:
-    parts = [header(ex), Text(""), summary(ex), Text(""), counts(ex), Text(""), gt_table(ex, top, image)]
+    parts = [header(ex), Text(""), summary(ex), Text("")]
+    logged = logged_table(ex)
+    if logged is not None:
+        parts += [logged, Text("")]
+    parts += [counts(ex), Text(""), gt_table(ex, top, image)]
     if ex.breakdown.negatives:
         parts += [Text(""), negatives_table(ex, image)]
     w = warnings_block(ex)

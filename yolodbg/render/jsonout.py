@@ -44,12 +44,14 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
         "num_pos": bd.num_pos,
         "normalizers": res.normalizers,
         "notes": res.notes,
+        "logged": None if ex.logged is None else ex.logged.doc(),
         "input": {
             "bundle": b.source,
             "digest": b.digest,
             "head": b.head,
             "ground_truth": ex.targets.source,
             "input_size": list(ex.targets.input_size),
+            "letterbox": ex.targets.letterbox_doc(),
         },
         "images": [
             {
