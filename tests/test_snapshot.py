@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import assert_valid
 from synth import batch, ultra_output
 
 from yolodbg import bundle
@@ -102,6 +103,18 @@ def test_json_report(runner, tmp_path):
     assert res.exit_code == 0
     report = json.loads(res.stdout)
     assert report["schema"] == "yolodbg.check/1" and report["ok"] is True
+
+
+def test_json_report_of_changed_positives_is_valid_json(runner, tmp_path):
+    """A GT whose positives changed has no finite 'how far' score: null in the report, never Infinity."""
+    preds = _preds(tmp_path)
+    snap = _snap(runner, preds, tmp_path / "s.json", "-r", "yolov8:assigner.topk=13")
+    res = runner.invoke(main, ["check", str(snap), "-r", "yolov8:assigner.topk=3", "--json", "-"])
+    assert res.exit_code == 1
+    report = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the check report"))
+    moved = [g for g in report["gts"] if "positives" in g["change"]]
+    assert moved and all(g["score"] is None for g in moved)
+    assert_valid(report, "yolodbg.check/1")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -142,7 +141,7 @@ def check(
     from yolodbg.errors import InputError
     from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe
-    from yolodbg.render.jsonout import write_text
+    from yolodbg.render.jsonout import dumps, write_text
 
     check_outputs(("--json", json_out), inputs=(snapshot_path, preds, gt))
     doc = snap.load(snapshot_path)
@@ -188,7 +187,7 @@ def check(
             "rtol": rtol,
             "atol": atol,
         }
-        write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", json_out)
+        write_text(dumps(report, sort_keys=True), json_out)
     out = sys.stderr if json_out == "-" else sys.stdout
     if fmt == "github":
         for line in lines:

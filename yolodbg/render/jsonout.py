@@ -138,8 +138,9 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(_clean(doc), indent=2, allow_nan=False, default=_default) + "\n"
+def dumps(doc: dict[str, Any], sort_keys: bool = False) -> str:
+    """Indented JSON; non-finite floats (an infinite relative change, say) become null."""
+    return json.dumps(_clean(doc), indent=2, sort_keys=sort_keys, allow_nan=False, default=_default) + "\n"
 
 
 def _default(x: Any) -> Any:
