@@ -29,6 +29,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"yolodbg: error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except click.BadParameter as e:  # a bad option value: one line like yolodbg's own errors
+            if _debug(ctx) or isinstance(e, click.MissingParameter):  # missing: click's usage hint helps
+                raise
+            click.echo(f"yolodbg: error: {e.format_message()}", err=True)
+            ctx.exit(EXIT_USAGE)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
         except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
@@ -67,28 +72,15 @@ def debug_option(f):
 
 
 def _int_list(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a comma-separated list of numbers", param_hint=option
-        ) from None
-    if not values or any(v <= 0 for v in values):
-        raise click.BadParameter(f"{text!r}: expected positive numbers", param_hint=option)
-    return values
+    from yolodbg import _options
+
+    return _options.number_list(text, option)
 
 
 def _imgsz(text: str | None) -> tuple[int, int] | None:
-    values = _int_list(text, "--imgsz")
-    if values is None:
-        return None
-    if len(values) == 1:
-        return (int(values[0]), int(values[0]))
-    if len(values) == 2:
-        return (int(values[0]), int(values[1]))
-    raise click.BadParameter(f"{text!r}: give one size or 'H,W'", param_hint="--imgsz")
+    from yolodbg import _options
+
+    return _options.imgsz(text)
 
 
 def bundle_options(f):
@@ -324,8 +316,7 @@ def recipes(name):
     table.add_column("meaning")
     for p in recipe.PARAMS:
         default = "auto" if p.default is None else str(p.default)
-        extra = f" ({'|'.join(p.choices)})" if p.choices else ""
-        table.add_row(p.key, default, p.help + extra)
+        table.add_row(p.key, default, p.describe())
     console.print(table)
 
 
