@@ -293,7 +293,7 @@ TOML_CASES = [
     ('recipe = "yolov8"\nlabel = 3\n', "label must be a string"),
     ("recipe = 5\n", 'missing recipe = "NAME"'),
     ('recipe = "yolov8"\nx = ' + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
-    ('recipe = "yolov8"\n[params]\n' + ".".join(["a"] * 30_000) + " = 1\n", "nested too deeply"),
+    ('recipe = "yolov8"\n[params]\n' + ".".join(["a"] * 3_000) + " = 1\n", "nested too deeply"),
 ]
 
 
@@ -327,6 +327,8 @@ COCO_VALUE_CASES = [
     ("category bool", {"category_id": True}, "annotations[0].category_id"),
     ("category unknown", {"category_id": 8}, "category_id 8"),
     ("iscrowd 2", {"iscrowd": 2}, "annotations[0].iscrowd"),
+    ("image_id a list", {"image_id": [7]}, "annotations[0].image_id"),
+    ("image_id an object", {"image_id": {"id": 7}}, "annotations[0].image_id"),
 ]
 
 
@@ -382,6 +384,8 @@ COCO_STRUCTURE_CASES = [
     ("image not an object", _coco(images=[7, 9]), "images[0] is a number"),
     ("annotation not an object", _coco(annotations=[[1, 2, 3, 4]]), "annotations[0] is a list"),
     ("image without id", _coco(images=[{"file_name": "a.jpg"}]), "images[0] has no id"),
+    ("file_name a number", _coco(images=[{"id": 7, "file_name": 7}]), "images[0].file_name"),
+    ("file_name a list", _coco(images=[{"id": 7, "file_name": ["a.jpg"]}]), "images[0].file_name"),
     ("annotation without id", None, "annotations[1] has no id"),
     ("category without id", _coco(categories=[{"name": "x"}]), "categories[0] has no id"),
     ("image id a list", _coco(images=[{"id": [7]}]), "images[0].id"),
@@ -557,6 +561,14 @@ BUNDLE_CASES = [
     ("meta a list", {"meta": [1]}, "meta is a list"),
     ("images a dict", {"images": {"0": IMAGES[0]}}, "images is a dict"),
     ("images entry a string", {"images": ["a.jpg", "b.jpg"]}, "images[0] is a str"),
+    ("input_size 1e300", {"input_size": [1e300, 96]}, "input_size"),
+    ("input_size huge", {"input_size": [10**9, 96]}, "input_size"),
+    ("strides huge", {"strides": [8, 16, 1e9]}, "strides"),
+    ("meta a tensor", {"meta": torch.zeros(3, 3)}, "meta is a Tensor"),
+    ("version a tensor", {"yolodbg": torch.zeros(3, 3)}, "bundle format version"),
+    ("version 2", {"yolodbg": 2}, "bundle format version 2"),
+    ("head a tensor", {"head": torch.zeros(3, 3)}, "expected one of ultralytics"),
+    ("head unknown", {"head": "yolov9"}, "head is 'yolov9'"),
 ]
 
 
@@ -745,7 +757,9 @@ CLASSES = {
     "recipe variant values checked against the bundle / in explain": 8,
     "yolov5 balance values": 4,
     "recipe files (TOML types, non-finite, nesting, encoding)": len(TOML_CASES) + 1,
-    "COCO values (bbox, category_id, iscrowd, width/height, categories vs nc)": len(COCO_VALUE_CASES) + 7 + 1,
+    "COCO values (bbox, ids, category_id, iscrowd, width/height, categories vs nc)": len(COCO_VALUE_CASES)
+    + 7
+    + 1,
     "COCO structure (top level, lists, ids, references)": len(COCO_STRUCTURE_CASES),
     "COCO files (truncated, empty, not UTF-8, nested 100k deep)": 5,
     "YOLO label values (non-finite, fractional/negative/too large class, fields)": len(LABEL_CASES),

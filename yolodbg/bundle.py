@@ -171,16 +171,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _pair(value: Any, where: str, name: str) -> tuple[int, int]:
-    """``[height, width]`` (or one size for both) in whole pixels ≥ 1; anything else names the field."""
+MAX_INPUT = 65536  # largest network input side or stride, in pixels
+MAX_ORIGINAL = 1 << 20  # largest original image side, in pixels
+
+
+def _pair(value: Any, where: str, name: str, limit: int = MAX_INPUT) -> tuple[int, int]:
+    """``[height, width]`` (or one size for both) in whole pixels in ``[1, limit]``; else names the field."""
     value = _plain(value)
     values = [value, value] if _is_number(value) else value
     if (
         not isinstance(values, list)
         or len(values) != 2
-        or not all(_is_number(v) and v >= 1 and v == int(v) for v in values)
+        or not all(_is_number(v) and 1 <= v <= limit and v == int(v) for v in values)
     ):
-        raise BundleError(f"{where}: {name} is {value!r}; expected [height, width] in whole pixels ≥ 1")
+        raise BundleError(
+            f"{where}: {name} is {value!r}; expected [height, width] in whole pixels from 1 to {limit}"
+        )
     return (int(values[0]), int(values[1]))
 
 
@@ -230,9 +236,14 @@ def _image_key(value: Any, where: str, name: str, image_ids: list[str] | None) -
 def _strides(value: Any, where: str) -> tuple[float, ...]:
     value = _plain(value)
     n = len(value) if isinstance(value, list) and value else 1
-    return _numbers(
+    strides = _numbers(
         value, n, where, "strides", "one finite stride > 0 per level, e.g. [8, 16, 32]", positive=True
     )
+    if max(strides) > MAX_INPUT:
+        raise BundleError(
+            f"{where}: strides {list(strides)} go beyond {MAX_INPUT} pixels; expected e.g. [8, 16, 32]"
+        )
+    return strides
 
 
 def _category_ids(value: Any, where: str) -> tuple[int, ...]:
@@ -280,7 +291,7 @@ def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) 
         if isinstance(image_id, str) and image_id.isdigit():
             image_id = int(image_id)
         orig = entry.get("orig_size")
-        orig_size = _pair(orig, where, f"images[{i}].orig_size") if orig is not None else None
+        orig_size = _pair(orig, where, f"images[{i}].orig_size", MAX_ORIGINAL) if orig is not None else None
         letterbox = _letterbox(entry, i, where)
         infos.append(ImageInfo(i, image_id, file_name, orig_size, letterbox))
     return tuple(infos)
@@ -330,8 +341,8 @@ def from_object(
         raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
     canonical = isinstance(data, dict) and "outputs" in data and ("yolodbg" in data or "head" in data)
     if canonical:
-        version = data.get("yolodbg", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+        version = _plain(data.get("yolodbg", FORMAT_VERSION))
+        if not _is_number(version) or version != FORMAT_VERSION:
             raise BundleError(
                 f"{source}: bundle format version {version!r} is not supported (this yolodbg reads version "
                 f"{FORMAT_VERSION}); re-save it with this yolodbg's yolodbg.bundle.save"
@@ -345,7 +356,8 @@ def from_object(
             _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
         )
         strd = strides or (_strides(data["strides"], source) if data.get("strides") is not None else None)
-        meta = data.get("meta") or {}
+        meta = data.get("meta")
+        meta = {} if meta is None else meta
         if not isinstance(meta, dict):
             raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
         raw_images, targets = data.get("images"), data.get("targets")

@@ -27,7 +27,7 @@ class _Group(click.Group):
         except YolodbgError as e:
             if _debug(ctx):
                 raise
-            click.echo(f"yolodbg: error: {e}", err=True)
+            click.echo(f"yolodbg: error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except click.BadParameter as e:  # a bad option value: one line like yolodbg's own errors
             if _debug(ctx) or isinstance(e, click.MissingParameter):  # missing: click's usage hint helps
@@ -45,6 +45,11 @@ class _Group(click.Group):
                 err=True,
             )
             ctx.exit(EXIT_INTERNAL)
+
+
+def _one_line(message: str) -> str:
+    """An error message on one line, whatever value it quotes (a tensor's repr spans several)."""
+    return " ".join(message.split())
 
 
 def _debug(ctx: click.Context) -> bool:

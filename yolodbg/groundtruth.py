@@ -388,6 +388,10 @@ def check_coco(data: Any, path: Path) -> None:
             raise GroundTruthError(f"{path}: {name} is {_kind(items)}; expected a list of objects")
         ids[name] = _unique_ids(items, name, path)
     for i, img in enumerate(data["images"]):
+        if img.get("file_name") is not None and not isinstance(img["file_name"], str):
+            raise GroundTruthError(
+                f"{path}: images[{i}].file_name is {img['file_name']!r}; expected the image's file name (a string)"
+            )
         for key in ("width", "height"):
             if key in img and not (_is_number(img[key]) and img[key] > 0):
                 raise GroundTruthError(
@@ -434,7 +438,8 @@ def _check_annotation(ann: Any, i: int, path: Path, ids: dict[str, set]) -> None
     for key in ("image_id", "category_id"):
         if key not in ann:
             raise GroundTruthError(f"{where} lacks {key}; every annotation needs image_id and category_id")
-    if ann["image_id"] not in ids["images"] or isinstance(ann["image_id"], bool):
+    image_id = ann["image_id"]
+    if not (_is_int(image_id) or isinstance(image_id, str)) or image_id not in ids["images"]:
         raise GroundTruthError(
             f"{where}.image_id {ann['image_id']!r} is not the id of any image; fix it or add the image to images"
         )
