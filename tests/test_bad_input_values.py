@@ -236,6 +236,19 @@ def test_bad_yolov5_balance_is_refused_when_parsed(tmp_path, balance, fragment):
     refused(["recipes", f"yolov5:balance={balance}"], tmp_path, "recipe yolov5:", fragment, "finite weights")
 
 
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("yolov8:gain.box=1,gain.box=2", "gain.box is given twice ('1' and '2')"),
+        ("yolov8:assigner.topk", "is not key=value"),
+        ("yolov8:=3", "is not key=value"),
+        ("yolov8:gain.box=1,,", "is not key=value"),
+    ],
+)
+def test_malformed_variant_specs(tmp_path, spec, fragment):
+    refused(["recipes", spec], tmp_path, f"recipe {spec!r}", fragment)
+
+
 def test_values_inside_the_ranges_still_parse():
     """The declared ranges keep every default and the documented special values."""
     for cls in RECIPES.values():
@@ -327,6 +340,7 @@ COCO_VALUE_CASES = [
     ("category bool", {"category_id": True}, "annotations[0].category_id"),
     ("category unknown", {"category_id": 8}, "category_id 8"),
     ("iscrowd 2", {"iscrowd": 2}, "annotations[0].iscrowd"),
+    ("bbox overflowing", {"bbox": [1.7e308, 1, 1.7e308, 3]}, "annotation 1: the box overflows"),
     ("image_id a list", {"image_id": [7]}, "annotations[0].image_id"),
     ("image_id an object", {"image_id": {"id": 7}}, "annotations[0].image_id"),
 ]
@@ -462,6 +476,10 @@ LABEL_CASES = [
     ("class = nc", "3 0.5 0.5 0.2 0.2", "class 3 but the outputs have 3 classes"),
     ("words", "person 0.5 0.5 0.2 0.2", "not numbers"),
     ("4 fields", "0 0.5 0.5 0.2", "4 fields"),
+    ("6 fields", "0 0.5 0.5 0.2 0.2 0.9", "6 fields"),
+    ("overflowing w", "0 0.5 0.5 1e308 0.5", "overflows"),
+    ("overflowing x", "0 1e308 0.5 0.1 0.5", "overflows"),
+    ("polygon", "0 0.1 0.1 0.4 0.1 0.4 0.3", "a segment or keypoint label"),
 ]
 
 
@@ -661,6 +679,13 @@ SNAPSHOT_EDITS = [
     ("gt a string", lambda d: d["inputs"].update(gt="ann.json"), "inputs.gt"),
     ("option imgsz a number", lambda d: d["inputs"].update(options={"imgsz": 640}), "inputs.options.imgsz"),
     ("option unknown", lambda d: d["inputs"].update(options={"zoom": "2"}), "inputs.options.zoom"),
+    ("option imgsz nan", lambda d: d["inputs"].update(options={"imgsz": "nan"}), "inputs.options.imgsz"),
+    (
+        "option strides 0",
+        lambda d: d["inputs"].update(options={"strides": "0,16,32"}),
+        "inputs.options.strides",
+    ),
+    ("option nc 0", lambda d: d["inputs"].update(options={"nc": 0}), "inputs.options.nc"),
 ]
 
 
@@ -732,7 +757,13 @@ def test_random_coco_annotations_give_targets_or_one_error(tmp_path_factory, box
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.text(alphabet="0123456789.-e naif", max_size=8), min_size=5, max_size=6))
+@given(
+    st.lists(
+        st.one_of(st.text(alphabet="0123456789.-e naif", max_size=8), st.floats().map(repr)),
+        min_size=5,
+        max_size=6,
+    )
+)
 def test_random_label_lines_give_targets_or_one_error(tmp_path_factory, fields):
     tmp = tmp_path_factory.mktemp("yolo")
     labels = tmp / "labels"
@@ -756,13 +787,14 @@ CLASSES = {
     "recipe variant values (every parameter of every recipe)": len(VARIANT_CASES),
     "recipe variant values checked against the bundle / in explain": 8,
     "yolov5 balance values": 4,
+    "malformed variant specs (repeated key, missing =)": 4,
     "recipe files (TOML types, non-finite, nesting, encoding)": len(TOML_CASES) + 1,
     "COCO values (bbox, ids, category_id, iscrowd, width/height, categories vs nc)": len(COCO_VALUE_CASES)
     + 7
     + 1,
     "COCO structure (top level, lists, ids, references)": len(COCO_STRUCTURE_CASES),
     "COCO files (truncated, empty, not UTF-8, nested 100k deep)": 5,
-    "YOLO label values (non-finite, fractional/negative/too large class, fields)": len(LABEL_CASES),
+    "YOLO label values (non-finite, fractional/negative/too large class, field counts)": len(LABEL_CASES),
     "YOLO label structure (folder for file, not UTF-8, file for folder)": 3,
     "bundle fields (scale, pad, orig_size, input_size, strides, category_ids, images, meta)": len(
         BUNDLE_CASES

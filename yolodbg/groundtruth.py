@@ -188,6 +188,15 @@ class _Rows:
         )
 
 
+def _finite_box(box: tuple[float, float, float, float], where: str) -> tuple[float, float, float, float]:
+    """A box mapped into the input; finite numbers so large that the mapping overflows are refused."""
+    if not all(math.isfinite(v) for v in box):
+        raise GroundTruthError(
+            f"{where}: the box overflows when mapped into the network input (values near 1e308); fix its numbers"
+        )
+    return box
+
+
 def _clip_to_content(
     box: tuple[float, float, float, float], lb: Letterbox, orig: tuple[int, int], input_size: tuple[int, int]
 ) -> tuple[float, float, float, float]:
@@ -483,7 +492,7 @@ def _add_coco_ann(
 ) -> None:
     ann_id = ann.get("id")
     x, y, w, h = (float(v) for v in ann["bbox"])
-    box = lb.to_input_xyxy(x, y, w, h)
+    box = _finite_box(lb.to_input_xyxy(x, y, w, h), f"{path}: annotation {ann_id}")
     cat = ann["category_id"]
     if cat not in mapping:
         raise GroundTruthError(
@@ -535,6 +544,9 @@ def _label_lines(label: Path) -> list[str]:
 def _label_row(line: str, where: str, nc: int) -> tuple[int, float, float, float, float] | None:
     """``cls cx cy w h`` of one label line (None for a blank line), refused unless finite and a whole class.
 
+    Exactly 5 fields: Ultralytics treats a file with longer lines as polygons (boxes from their
+    extremes) and a 6th column as a corrupt label, so reading the first 5 would be silently wrong.
+
     ``int(float("1.5"))`` would silently make class 1 and ``float("nan")`` reads as a number, so
     the class must be a whole number in ``0..nc-1`` and the four coordinates finite (zero or
     negative sides are left to the caller, which leaves such boxes out with a warning).
@@ -544,6 +556,11 @@ def _label_row(line: str, where: str, nc: int) -> tuple[int, float, float, float
         return None
     if len(parts) < 5:
         raise GroundTruthError(f"{where}: {len(parts)} fields; expected 'cls cx cy w h'")
+    if len(parts) > 5:  # Ultralytics reads longer lines as polygons (or refuses a 6th column), never as a box
+        raise GroundTruthError(
+            f"{where}: {len(parts)} fields; yolodbg reads box labels 'cls cx cy w h' (a segment or keypoint "
+            "label? convert it to boxes)"
+        )
     try:
         values = [float(v) for v in parts[:5]]
     except ValueError:
@@ -607,7 +624,9 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
                 continue
             c, cx, cy, w, h = parsed
             oh, ow = orig
-            box = lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh)
+            box = _finite_box(
+                lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh), f"{label}:{ln}"
+            )
             if w <= 0 or h <= 0:
                 rows.ignored.append(IgnoredBox(info.index, None, box, c, "degenerate"))
                 rows.warnings.append(f"{label}:{ln}: box of width {w:g} and height {h:g}; left out")

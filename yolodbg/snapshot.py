@@ -149,6 +149,28 @@ def _check_inputs(doc: dict, p: Path) -> None:
                 f"{p}: inputs.options.{key} is {value!r}; expected one of {', '.join(_OPTION_TYPES)} as the "
                 "command line wrote it — rewrite the snapshot with --update"
             )
+        _check_option_value(key, value, p)
+
+
+def _check_option_value(key: str, value: Any, p: Path) -> None:
+    """A recorded ``--imgsz``/``--strides``/``--nc`` goes through the option's own parser, naming the snapshot."""
+    import click
+
+    from yolodbg import _options
+
+    try:
+        if key == "imgsz":
+            _options.imgsz(value)
+        elif key == "strides":
+            _options.number_list(value, "--strides")
+    except click.BadParameter as e:
+        raise InputError(
+            f"{p}: inputs.options.{key} is {value!r}: {e.message}; rewrite with --update"
+        ) from None
+    if key == "nc" and value < 1:
+        raise InputError(
+            f"{p}: inputs.options.nc is {value}; expected an integer ≥ 1 — rewrite with --update"
+        )
 
 
 def _check_record(rec: Any, p: Path, where: str) -> None:

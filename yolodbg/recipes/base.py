@@ -215,5 +215,10 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
                 raise RecipeError(
                     f"recipe {spec!r}: {item!r} is not key=value; write e.g. yolov8:assigner.topk=13"
                 )
+            if key.strip() in params:  # the second value would silently win
+                raise RecipeError(
+                    f"recipe {spec!r}: {key.strip()} is given twice ({params[key.strip()]!r} and {value.strip()!r}); "
+                    "keep one"
+                )
             params[key.strip()] = value.strip()
     return name.strip(), params
