@@ -167,12 +167,14 @@ def test_bad_tolerances_of_check(tmp_path, extra, option):
         ["scan", "{dir}", "--workers", "-100000"],
         ["scan", "{dir}", "--top", "-5"],
         ["trend", "{dir}", "--window", "0"],
+        ["capture", "--model", "m.pt", "--gt", "{preds}", "--imgsz", "1000000"],
+        ["capture", "--model", "m.pt", "--gt", "{preds}", "--imgsz", "nan"],
         ["compare", "{preds}", "-r", "yolov8", "-r", "yolov8:gain.box=1", "--top", "-1"],
     ],
 )
 def test_bad_counts_of_other_commands(preds, tmp_path, args):
     args = [a.format(dir=tmp_path, preds=preds) for a in args]
-    option = next(a for a in args if a.startswith("--"))
+    option = args[-2]  # the option given the bad value
     refused(args, tmp_path, option)
 
 
@@ -783,7 +785,7 @@ def test_random_label_lines_give_targets_or_one_error(tmp_path_factory, fields):
 CLASSES = {
     "option values (explain --imgsz/--strides/--nc/--top)": len(OPTION_CASES),
     "option values (check --rtol/--atol)": len(CHECK_OPTION_CASES),
-    "option values (scan/trend/compare counts)": 5,
+    "option values (scan/trend/compare/capture)": 7,
     "recipe variant values (every parameter of every recipe)": len(VARIANT_CASES),
     "recipe variant values checked against the bundle / in explain": 8,
     "yolov5 balance values": 4,
