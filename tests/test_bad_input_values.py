@@ -384,7 +384,31 @@ def test_zero_and_negative_box_sides_are_a_documented_warning(tmp_path):
     labels.mkdir()
     (labels / "a.txt").write_text("0 0.5 0.5 0 0.2\n1 0.5 0.5 0.2 -0.1\n")
     t = groundtruth.from_yolo_dir(labels, b, SIZE, nc=3)
-    assert len(t) == 0 and len(t.ignored) == 2 and all("left out" in w for w in t.warnings if "a.txt" in w)
+    line_warnings = [w for w in t.warnings if "a.txt:1" in w or "a.txt:2" in w]
+    assert len(t) == 0 and len(t.ignored) == 2 and len(line_warnings) == 2
+    assert all("left out" in w for w in line_warnings)
+
+
+@pytest.mark.parametrize(
+    ("text", "warning"),
+    [
+        ("0 0.5 0.5 1.2 0.2\n", "values outside [0, 1]"),
+        ("0 -0.01 0.5 0.2 0.2\n", "values outside [0, 1]"),
+        ("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n", "1 duplicated line(s)"),
+    ],
+)
+def test_label_files_the_frameworks_would_reject_are_read_with_a_warning(tmp_path, text, warning):
+    """Documented warnings: Ultralytics/YOLOv5 drop such an image or deduplicate; yolodbg reads it and says so."""
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "a.txt").write_text(text)
+    t = groundtruth.from_yolo_dir(labels, bundle.load(_save(tmp_path / "p.pt")), SIZE, nc=3)
+    assert len(t) >= 1 and any(warning in w and "a.txt" in w for w in t.warnings), t.warnings
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.4 0.4 0.1 0.1\n")
+    t = groundtruth.from_yolo_dir(plain, bundle.load(tmp_path / "p.pt"), SIZE, nc=3)
+    assert not [w for w in t.warnings if "a.txt" in w]
 
 
 # --------------------------------------------------------------------------- COCO json (structure)

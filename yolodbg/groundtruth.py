@@ -541,6 +541,34 @@ def _label_lines(label: Path) -> list[str]:
         raise GroundTruthError(f"{label}: cannot be read ({e.strerror or e})") from None
 
 
+def _label_file_warnings(label: Path, lines: list[str]) -> list[str]:
+    """What the frameworks' label check would object to in a file yolodbg still reads (documented warnings).
+
+    Ultralytics' and YOLOv5's ``verify_image_label`` drop an image whose labels hold a coordinate
+    above 1 or any negative value ("corrupt"), and remove duplicated lines; yolodbg reads such a
+    file as written (boxes clipped to the image, duplicates counted twice), so it says so.
+    """
+    out = []
+    rows = [tuple(ln.split()) for ln in lines if ln.split()]
+    try:
+        values = [float(v) for row in rows for v in row[:5]]
+        coords = [float(v) for row in rows for v in row[1:5]]
+    except ValueError:
+        return out  # the line-by-line check names the bad field
+    if any(v < 0 for v in values) or any(v > 1 for v in coords):
+        out.append(
+            f"{label}: values outside [0, 1]; Ultralytics' and YOLOv5's dataloaders drop this image as corrupt, "
+            "yolodbg read its boxes (clipped to the image)"
+        )
+    duplicates = len(rows) - len(set(rows))
+    if duplicates:
+        out.append(
+            f"{label}: {duplicates} duplicated line(s); Ultralytics and YOLOv5 remove duplicates, yolodbg counts "
+            "each line"
+        )
+    return out
+
+
 def _label_row(line: str, where: str, nc: int) -> tuple[int, float, float, float, float] | None:
     """``cls cx cy w h`` of one label line (None for a blank line), refused unless finite and a whole class.
 
@@ -618,7 +646,9 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
         if not label.exists():
             rows.warnings.append(f"{label}: no label file; image {info.label} counted as having no objects")
             continue
-        for ln, line in enumerate(_label_lines(label), 1):
+        lines = _label_lines(label)
+        rows.warnings.extend(_label_file_warnings(label, lines))
+        for ln, line in enumerate(lines, 1):
             parsed = _label_row(line, f"{label}:{ln}", nc)
             if parsed is None:
                 continue
