@@ -40,7 +40,8 @@ def _samples(p: Param) -> list:
     if p.type is int:
         return [(p.default or 1) + 1]
     if p.type is float:
-        return [0.5 if not p.default else p.default * 2]
+        value = 0.5 if not p.default else p.default * 2
+        return [value if p.maximum is None or value <= p.maximum else p.default / 2]
     return ["x"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import pickle
 import zipfile
@@ -227,25 +228,107 @@ def _batch_size(outputs: Any) -> int | None:
     return None
 
 
-def _pair(value: Any, where: str, name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise BundleError(f"{where}: {name} is {value!r}; expected [height, width]") from None
-    return (h, w)
+def _plain(value: Any) -> Any:
+    """Tensors and numpy values inside bundle metadata as plain Python numbers and lists."""
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple, str)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _recorded_strides(raw: Any, where: str) -> tuple[float, ...] | None:
-    if not raw:
-        return None
-    try:
-        return tuple(float(s) for s in raw)
-    except (TypeError, ValueError):
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+MAX_INPUT = 65536  # largest network input side or stride, in pixels
+MAX_ORIGINAL = 1 << 20  # largest original image side, in pixels
+
+
+def _pair(value: Any, where: str, name: str, limit: int = MAX_INPUT) -> tuple[int, int]:
+    """``[height, width]`` (or one size for both) in whole pixels in ``[1, limit]``; else names the field."""
+    value = _plain(value)
+    values = [value, value] if _is_number(value) else value
+    if (
+        not isinstance(values, list)
+        or len(values) != 2
+        or not all(_is_number(v) and 1 <= v <= limit and v == int(v) for v in values)
+    ):
         raise BundleError(
-            f"{where}: strides is {raw!r}; expected a list of numbers, e.g. [8, 16, 32]"
-        ) from None
+            f"{where}: {name} is {value!r}; expected [height, width] in whole pixels from 1 to {limit}"
+        )
+    return (int(values[0]), int(values[1]))
+
+
+def _numbers(value: Any, n: int, where: str, name: str, fix: str, *, positive: bool) -> tuple[float, ...]:
+    """``n`` finite numbers (> 0 if ``positive``, else ≥ 0) from a number (repeated) or a list of ``n``."""
+    value = _plain(value)
+    values = [value] * n if _is_number(value) else value
+    ok = isinstance(values, list) and len(values) == n and all(_is_number(v) for v in values)
+    if not ok or any((v <= 0) if positive else (v < 0) for v in values):
+        raise BundleError(f"{where}: {name} is {value!r}; expected {fix}")
+    return tuple(float(v) for v in values)
+
+
+def _letterbox(entry: dict, i: int, where: str) -> Letterbox | None:
+    """An image's ``scale``/``pad`` as a Letterbox (None without ``scale``), refused unless finite and sane."""
+    if entry.get("scale") is None:
+        return None
+    sy, sx = _numbers(
+        entry["scale"],
+        2,
+        where,
+        f"images[{i}].scale",
+        "a finite number > 0 or [scale_y, scale_x]",
+        positive=True,
+    )
+    top, left = _numbers(
+        entry.get("pad", (0, 0)),
+        2,
+        where,
+        f"images[{i}].pad",
+        "[pad_top, pad_left], finite pixels ≥ 0",
+        positive=False,
+    )
+    return Letterbox(sy, sx, top, left)
+
+
+def _image_key(value: Any, where: str, name: str, image_ids: list[str] | None) -> Any:
+    """An image id as written (a whole number becomes an int); a list, a dict or NaN names the field."""
+    value = _plain(value)
+    if value is None or (_is_number(value) and value == int(value)) or (isinstance(value, str) and value):
+        return int(value) if _is_number(value) else value
+    if image_ids is not None:
+        return value  # replaced by --image-ids
+    raise BundleError(f"{where}: {name} is {value!r}; expected an integer or a non-empty string")
+
+
+def _strides(value: Any, where: str) -> tuple[float, ...]:
+    value = _plain(value)
+    n = len(value) if isinstance(value, list) and value else 1
+    strides = _numbers(
+        value, n, where, "strides", "one finite stride > 0 per level, e.g. [8, 16, 32]", positive=True
+    )
+    if max(strides) > MAX_INPUT:
+        raise BundleError(
+            f"{where}: strides {list(strides)} go beyond {MAX_INPUT} pixels; expected e.g. [8, 16, 32]"
+        )
+    return strides
+
+
+def _category_ids(value: Any, where: str) -> tuple[int, ...]:
+    """The dataset category id of each class index: distinct integers (a repeat would merge two classes)."""
+    value = _plain(value)
+    if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in value):
+        raise BundleError(
+            f"{where}: category_ids is {str(value)[:80]}; expected a list of integers, one per class index"
+        )
+    if len(set(value)) != len(value):
+        twice = next(c for c in value if value.count(c) > 1)
+        raise BundleError(
+            f"{where}: category_ids lists {twice} twice; each class index needs its own category id"
+        )
+    return tuple(value)
 
 
 def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) -> tuple[ImageInfo, ...]:
@@ -269,26 +352,18 @@ def _images(raw: Any, batch_size: int, where: str, image_ids: list[str] | None) 
         entry = raw[i] if raw else {}
         if not isinstance(entry, dict):
             raise BundleError(f"{where}: images[{i}] is a {type(entry).__name__}; expected a dict")
-        image_id = entry.get("image_id")
+        image_id = _image_key(entry.get("image_id"), where, f"images[{i}].image_id", image_ids)
+        file_name = entry.get("file_name")
+        if file_name is not None and not isinstance(file_name, str):
+            raise BundleError(f"{where}: images[{i}].file_name is {file_name!r}; expected a string")
         if image_ids is not None:
             image_id = image_ids[i]
         if isinstance(image_id, str) and image_id.isdigit():
             image_id = int(image_id)
         orig = entry.get("orig_size")
-        orig_size = _pair(orig, where, f"images[{i}].orig_size") if orig is not None else None
-        letterbox = None
-        if entry.get("scale") is not None:
-            scale = entry["scale"]
-            sy, sx = (float(scale), float(scale)) if isinstance(scale, (int, float)) else map(float, scale)
-            pad = entry.get("pad", (0, 0))
-            try:
-                top, left = (float(p) for p in pad)
-            except (TypeError, ValueError):
-                raise BundleError(
-                    f"{where}: images[{i}].pad is {pad!r}; expected [pad_top, pad_left]"
-                ) from None
-            letterbox = Letterbox(sy, sx, top, left)
-        infos.append(ImageInfo(i, image_id, entry.get("file_name"), orig_size, letterbox))
+        orig_size = _pair(orig, where, f"images[{i}].orig_size", MAX_ORIGINAL) if orig is not None else None
+        letterbox = _letterbox(entry, i, where)
+        infos.append(ImageInfo(i, image_id, file_name, orig_size, letterbox))
     return tuple(infos)
 
 
@@ -349,8 +424,8 @@ def from_object(
         )
     canonical = isinstance(data, dict) and "outputs" in data and ("yolodbg" in data or "head" in data)
     if canonical:
-        version = data.get("yolodbg", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+        version = _plain(data.get("yolodbg", FORMAT_VERSION))
+        if not _is_number(version) or version != FORMAT_VERSION:
             raise BundleError(
                 f"{source}: bundle format version {version!r} is not supported (this yolodbg reads version "
                 f"{FORMAT_VERSION}); re-save it with this yolodbg's yolodbg.bundle.save"
@@ -361,8 +436,9 @@ def from_object(
             raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(HEADS)}")
         head = head or file_head or _guess_head(outputs, source)
         size = _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
-        strd = _recorded_strides(data.get("strides"), source)
-        meta = data.get("meta") or {}
+        strd = _strides(data["strides"], source) if data.get("strides") is not None else None
+        meta = data.get("meta")
+        meta = {} if meta is None else meta
         if not isinstance(meta, dict):
             raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
         raw_images, targets = data.get("images"), data.get("targets")
@@ -395,10 +471,7 @@ def from_object(
             f"{source}: targets is a {type(targets).__name__}; expected a dict with batch_idx, cls, bboxes"
         )
     if cats is not None:
-        try:
-            cats = tuple(int(c) for c in cats)
-        except (TypeError, ValueError):
-            raise BundleError(f"{source}: category_ids must be a list of integers, got {cats!r}") from None
+        cats = _category_ids(cats, source)
     return Bundle(
         head=head,
         outputs=outputs,

@@ -32,13 +32,18 @@ class _Group(click.Group):
         except YolodbgError as e:
             if _debug(ctx):
                 raise
-            click.echo(f"yolodbg: error: {e}", err=True)
+            click.echo(f"yolodbg: error: {_one_line(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             if _debug(ctx):
                 raise
             click.echo("yolodbg: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except click.BadParameter as e:  # a bad option value: one line like yolodbg's own errors
+            if _debug(ctx) or isinstance(e, click.MissingParameter):  # missing: click's usage hint helps
+                raise
+            click.echo(f"yolodbg: error: {e.format_message()}", err=True)
+            ctx.exit(EXIT_USAGE)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
@@ -50,6 +55,11 @@ class _Group(click.Group):
                 err=True,
             )
             ctx.exit(EXIT_INTERNAL)
+
+
+def _one_line(message: str) -> str:
+    """An error message on one line, whatever value it quotes (a tensor's repr spans several)."""
+    return " ".join(message.split())
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -77,28 +87,15 @@ def debug_option(f):
 
 
 def _int_list(text: str | None, option: str) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a comma-separated list of numbers", param_hint=option
-        ) from None
-    if not values or any(v <= 0 for v in values):
-        raise click.BadParameter(f"{text!r}: expected positive numbers", param_hint=option)
-    return values
+    from yolodbg import _options
+
+    return _options.number_list(text, option)
 
 
 def _imgsz(text: str | None) -> tuple[int, int] | None:
-    values = _int_list(text, "--imgsz")
-    if values is None:
-        return None
-    if len(values) == 1:
-        return (int(values[0]), int(values[0]))
-    if len(values) == 2:
-        return (int(values[0]), int(values[1]))
-    raise click.BadParameter(f"{text!r}: give one size or 'H,W'", param_hint="--imgsz")
+    from yolodbg import _options
+
+    return _options.imgsz(text)
 
 
 def bundle_options(f):
@@ -349,8 +346,7 @@ def recipes(name):
     table.add_column("meaning")
     for p in recipe.PARAMS:
         default = "auto" if p.default is None else str(p.default)
-        extra = f" ({'|'.join(p.choices)})" if p.choices else ""
-        table.add_row(p.key, default, p.help + extra)
+        table.add_row(p.key, default, p.describe())
     console.print(table)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from yolodbg._options import MAX_PIXELS
 from yolodbg.cli import debug_option
 
 
@@ -30,7 +31,7 @@ from yolodbg.cli import debug_option
 )
 @click.option(
     "--imgsz",
-    type=click.IntRange(min=32),
+    type=click.IntRange(min=32, max=MAX_PIXELS),
     default=640,
     show_default=True,
     help="Input size (the long side with --rect).",

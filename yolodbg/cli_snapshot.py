@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from yolodbg._options import FiniteFloat
 from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
 
 
@@ -90,10 +91,10 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
     help="Recompute with these recipes instead of the snapshot's (parameter changes are reported).",
 )
 @click.option(
-    "--rtol", type=click.FloatRange(min=0), default=1e-5, show_default=True, help="Relative tolerance."
+    "--rtol", type=FiniteFloat(minimum=0), default=1e-5, show_default=True, help="Relative tolerance."
 )
 @click.option(
-    "--atol", type=click.FloatRange(min=0), default=1e-7, show_default=True, help="Absolute tolerance."
+    "--atol", type=FiniteFloat(minimum=0), default=1e-7, show_default=True, help="Absolute tolerance."
 )
 @click.option("--allow-changed-inputs", is_flag=True, help="Compare even if the inputs' digests differ.")
 @click.option(

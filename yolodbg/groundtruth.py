@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,11 @@ def from_batch(
         )
     warnings: list[str] = []
     if m:
+        if bidx.is_floating_point() and not bool((bidx == bidx.round()).all()):
+            bad = float(bidx[bidx != bidx.round()][0])
+            raise GroundTruthError(
+                f"{where}: targets.batch_idx holds {bad:g}; expected whole image indices 0..{batch_size - 1}"
+            )
         if bool(((bidx < 0) | (bidx >= batch_size)).any()):
             bad = int(bidx[(bidx < 0) | (bidx >= batch_size)][0])
             raise GroundTruthError(
@@ -197,6 +203,15 @@ class _Rows:
         )
 
 
+def _finite_box(box: tuple[float, float, float, float], where: str) -> tuple[float, float, float, float]:
+    """A box mapped into the input; finite numbers so large that the mapping overflows are refused."""
+    if not all(math.isfinite(v) for v in box):
+        raise GroundTruthError(
+            f"{where}: the box overflows when mapped into the network input (values near 1e308); fix its numbers"
+        )
+    return box
+
+
 def _clip_to_content(
     box: tuple[float, float, float, float], lb: Letterbox, orig: tuple[int, int], input_size: tuple[int, int]
 ) -> tuple[float, float, float, float]:
@@ -236,12 +251,12 @@ def _meta_imgsz(bundle: Bundle) -> int | None:
     value = bundle.meta.get("imgsz")
     if value is None:
         return None
-    try:
-        return int(max(value)) if isinstance(value, (list, tuple)) else int(value)
-    except (TypeError, ValueError):
+    sizes = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not sizes or not all(_is_number(v) and v >= 1 and v == int(v) for v in sizes):
         raise GroundTruthError(
-            f"{bundle.source}: meta.imgsz is {value!r}; expected the training image size, e.g. 640"
-        ) from None
+            f"{bundle.source}: meta.imgsz is {value!r}; expected the training image size in whole pixels, e.g. 640"
+        )
+    return int(max(sizes))
 
 
 def from_coco(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
@@ -358,22 +373,8 @@ def _load_coco(path: Path):
     regular_file(
         path, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError, whole=True
     )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise GroundTruthError(f"{path}: not valid JSON ({e}); expected a COCO detection file") from None
-    if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
-        raise GroundTruthError(
-            f"{path}: not a COCO detection file; it needs 'images' and 'annotations' lists"
-        )
-    for i, ann in enumerate(data["annotations"]):
-        bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
-            got = f"{len(bbox)} numbers" if isinstance(bbox, list) else repr(bbox)
-            raise GroundTruthError(f"{path}: annotations[{i}].bbox has {got}; expected [x, y, w, h]")
-        for key in ("image_id", "category_id"):
-            if key not in ann:
-                raise GroundTruthError(f"{path}: annotations[{i}] lacks {key}")
+    data = _read_json(path)
+    check_coco(data, path)
     data.setdefault(
         "categories", [{"id": c} for c in sorted({a["category_id"] for a in data["annotations"]})]
     )
@@ -396,6 +397,123 @@ def _same_file(info: ImageInfo, json_name: str | None, path: Path, bundle: Bundl
 def _names_stem(image_id: int | str | None, stem: str) -> bool:
     """``--image-ids`` value ``image_id`` names the label file ``stem`` (``000123`` was read as 123)."""
     return str(image_id) == stem or (isinstance(image_id, int) and stem.isdigit() and int(stem) == image_id)
+
+
+def _read_json(path: Path) -> Any:
+    """The parsed json of a GT file; undecodable, malformed or absurdly nested files are input errors."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GroundTruthError(
+            f"{path}: not valid JSON ({e}); expected a COCO detection file (UTF-8)"
+        ) from None
+    except RecursionError:
+        raise GroundTruthError(
+            f"{path}: not a COCO detection file (JSON nested too deeply); expected images, annotations and "
+            "categories lists"
+        ) from None
+    except OSError as e:
+        raise GroundTruthError(
+            f"{path}: cannot be read ({e.strerror or e}); pass a readable COCO json"
+        ) from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_coco(data: Any, path: Path) -> None:
+    """Refuse a COCO json whose structure or values would be read wrong (one message: file, field, fix).
+
+    pycocotools indexes whatever it is given: an item without ``id`` ends in a ``KeyError``, a
+    duplicated id silently replaces its twin, a NaN box (Python's json reads ``NaN``) poisons the
+    loss, an annotation of an image the file does not list is never seen. So every item must be an
+    object with an integer ``id`` (images: an integer or a string) unique in its list; a bbox is 4
+    finite numbers; ``category_id`` an integer among the categories; ``image_id`` one of the images;
+    ``width``/``height`` positive finite numbers. Zero or negative box sides are kept for the
+    loaders, which leave them out with a warning as the frameworks' dataloaders drop them.
+    """
+    if not isinstance(data, dict) or "annotations" not in data or "images" not in data:
+        raise GroundTruthError(
+            f"{path}: not a COCO detection file; it needs 'images' and 'annotations' lists"
+        )
+    sections = ["images", "annotations"] + (["categories"] if "categories" in data else [])
+    ids: dict[str, set] = {}
+    for name in sections:
+        items = data[name]
+        if not isinstance(items, list):
+            raise GroundTruthError(f"{path}: {name} is {_kind(items)}; expected a list of objects")
+        ids[name] = _unique_ids(items, name, path)
+    for i, img in enumerate(data["images"]):
+        if img.get("file_name") is not None and not isinstance(img["file_name"], str):
+            raise GroundTruthError(
+                f"{path}: images[{i}].file_name is {img['file_name']!r}; expected the image's file name (a string)"
+            )
+        for key in ("width", "height"):
+            if key in img and not (_is_number(img[key]) and img[key] > 0):
+                raise GroundTruthError(
+                    f"{path}: images[{i}].{key} is {img[key]!r}; expected the image's size in pixels (> 0)"
+                )
+    for i, ann in enumerate(data["annotations"]):
+        _check_annotation(ann, i, path, ids)
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind in the file's own terms (a Python dict is a JSON object)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), "null" if value is None else type(value).__name__)
+
+
+def _unique_ids(items: list, name: str, path: Path) -> set:
+    seen: set = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise GroundTruthError(f"{path}: {name}[{i}] is {_kind(item)}; expected an object")
+        if "id" not in item:
+            raise GroundTruthError(f"{path}: {name}[{i}] has no id; give every item of {name} a unique id")
+        key = item["id"]
+        ok = _is_int(key) or (name == "images" and isinstance(key, str) and key != "")
+        if not ok:
+            kind = "an integer or a string" if name == "images" else "an integer"
+            raise GroundTruthError(f"{path}: {name}[{i}].id is {key!r}; expected {kind}")
+        if key in seen:
+            raise GroundTruthError(
+                f"{path}: {name}[{i}].id {key!r} is used twice in {name}; ids must be unique"
+            )
+        seen.add(key)
+    return seen
+
+
+def _check_annotation(ann: Any, i: int, path: Path, ids: dict[str, set]) -> None:
+    where = f"{path}: annotations[{i}]"
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+        got = f"has {len(bbox)} numbers" if isinstance(bbox, list) and len(bbox) != 4 else f"is {bbox!r}"[:80]
+        raise GroundTruthError(f"{where}.bbox {got}; expected [x, y, width, height]: 4 finite numbers")
+    for key in ("image_id", "category_id"):
+        if key not in ann:
+            raise GroundTruthError(f"{where} lacks {key}; every annotation needs image_id and category_id")
+    image_id = ann["image_id"]
+    if not (_is_int(image_id) or isinstance(image_id, str)) or image_id not in ids["images"]:
+        raise GroundTruthError(
+            f"{where}.image_id {ann['image_id']!r} is not the id of any image; fix it or add the image to images"
+        )
+    cat = ann["category_id"]
+    if not _is_int(cat):
+        raise GroundTruthError(f"{where}.category_id is {cat!r}; expected an integer category id")
+    if "categories" in ids and cat not in ids["categories"]:
+        raise GroundTruthError(
+            f"{where}: annotation {ann['id']} has category_id {cat}, which is not in categories; fix it or add "
+            "the category to categories"
+        )
+    if "iscrowd" in ann and ann["iscrowd"] not in (0, 1):
+        raise GroundTruthError(f"{where}.iscrowd is {ann['iscrowd']!r}; expected 0 or 1")
 
 
 def _resolve_coco_id(info: ImageInfo, cf: CocoFile, path: Path, bundle: Bundle) -> int:
@@ -428,7 +546,7 @@ def _add_coco_ann(
 ) -> None:
     ann_id = ann.get("id")
     x, y, w, h = (float(v) for v in ann["bbox"])
-    box = lb.to_input_xyxy(x, y, w, h)
+    box = _finite_box(lb.to_input_xyxy(x, y, w, h), f"{path}: annotation {ann_id}")
     cat = ann["category_id"]
     if cat not in mapping:
         raise GroundTruthError(
@@ -467,6 +585,87 @@ def _regular_label(label: Path) -> None:
 
     fix = "a YOLO label file is a text file with one 'cls cx cy w h' line per box"
     regular_file(label, "the label file", fix, GroundTruthError, LABEL_FILE_LIMIT)
+
+
+def _label_lines(label: Path) -> list[str]:
+    """The lines of a YOLO label file; a folder, an unreadable or a non-UTF-8 file is an input error."""
+    _regular_label(label)
+    try:
+        return label.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise GroundTruthError(
+            f"{label}: not UTF-8 text (byte {e.start}); a label file holds lines 'cls cx cy w h'"
+        ) from None
+    except OSError as e:
+        raise GroundTruthError(f"{label}: cannot be read ({e.strerror or e})") from None
+
+
+def _label_file_warnings(label: Path, lines: list[str]) -> list[str]:
+    """What the frameworks' label check would object to in a file yolodbg still reads (documented warnings).
+
+    Ultralytics' and YOLOv5's ``verify_image_label`` drop an image whose labels hold a coordinate
+    above 1 or any negative value ("corrupt"), and remove duplicated lines; yolodbg reads such a
+    file as written (boxes clipped to the image, duplicates counted twice), so it says so.
+    """
+    out = []
+    rows = [tuple(ln.split()) for ln in lines if ln.split()]
+    try:
+        values = [float(v) for row in rows for v in row[:5]]
+        coords = [float(v) for row in rows for v in row[1:5]]
+    except ValueError:
+        return out  # the line-by-line check names the bad field
+    if any(v < 0 for v in values) or any(v > 1 for v in coords):
+        out.append(
+            f"{label}: values outside [0, 1]; Ultralytics' and YOLOv5's dataloaders drop this image as corrupt, "
+            "yolodbg read its boxes (clipped to the image)"
+        )
+    duplicates = len(rows) - len(set(rows))
+    if duplicates:
+        out.append(
+            f"{label}: {duplicates} duplicated line(s); Ultralytics and YOLOv5 remove duplicates, yolodbg counts "
+            "each line"
+        )
+    return out
+
+
+def _label_row(line: str, where: str, nc: int) -> tuple[int, float, float, float, float] | None:
+    """``cls cx cy w h`` of one label line (None for a blank line), refused unless finite and a whole class.
+
+    Exactly 5 fields: Ultralytics treats a file with longer lines as polygons (boxes from their
+    extremes) and a 6th column as a corrupt label, so reading the first 5 would be silently wrong.
+
+    ``int(float("1.5"))`` would silently make class 1 and ``float("nan")`` reads as a number, so
+    the class must be a whole number in ``0..nc-1`` and the four coordinates finite (zero or
+    negative sides are left to the caller, which leaves such boxes out with a warning).
+    """
+    parts = line.split()
+    if not parts:
+        return None
+    if len(parts) < 5:
+        raise GroundTruthError(f"{where}: {len(parts)} fields; expected 'cls cx cy w h'")
+    if len(parts) > 5:  # Ultralytics reads longer lines as polygons (or refuses a 6th column), never as a box
+        raise GroundTruthError(
+            f"{where}: {len(parts)} fields; yolodbg reads box labels 'cls cx cy w h' (a segment or keypoint "
+            "label? convert it to boxes)"
+        )
+    try:
+        values = [float(v) for v in parts[:5]]
+    except ValueError:
+        raise GroundTruthError(
+            f"{where}: not numbers: {line.strip()[:80]!r}; expected 'cls cx cy w h'"
+        ) from None
+    if not all(math.isfinite(v) for v in values):
+        raise GroundTruthError(
+            f"{where}: {line.strip()[:80]!r} holds a non-finite number; fix or drop that line"
+        )
+    c = values[0]
+    if c != int(c):
+        raise GroundTruthError(
+            f"{where}: class {parts[0]} is not a whole number; expected a class index 0..{nc - 1}"
+        )
+    if not 0 <= c < nc:
+        raise GroundTruthError(f"{where}: class {int(c)} but the outputs have {nc} classes (0..{nc - 1})")
+    return int(c), values[1], values[2], values[3], values[4]
 
 
 def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:
@@ -514,24 +713,17 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
         if not label.exists():
             rows.warnings.append(f"{label}: no label file; image {info.label} counted as having no objects")
             continue
-        _regular_label(label)
-        for ln, line in enumerate(label.read_text(encoding="utf-8").splitlines(), 1):
-            parts = line.split()
-            if not parts:
+        lines = _label_lines(label)
+        rows.warnings.extend(_label_file_warnings(label, lines))
+        for ln, line in enumerate(lines, 1):
+            parsed = _label_row(line, f"{label}:{ln}", nc)
+            if parsed is None:
                 continue
-            if len(parts) < 5:
-                raise GroundTruthError(f"{label}:{ln}: {len(parts)} fields; expected 'cls cx cy w h'")
-            try:
-                c = int(float(parts[0]))
-                cx, cy, w, h = (float(v) for v in parts[1:5])
-            except ValueError:
-                raise GroundTruthError(f"{label}:{ln}: not numbers: {line.strip()!r}") from None
-            if not 0 <= c < nc:
-                raise GroundTruthError(
-                    f"{label}:{ln}: class {c} but the outputs have {nc} classes (0..{nc - 1})"
-                )
+            c, cx, cy, w, h = parsed
             oh, ow = orig
-            box = lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh)
+            box = _finite_box(
+                lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh), f"{label}:{ln}"
+            )
             if w <= 0 or h <= 0:
                 rows.ignored.append(IgnoredBox(info.index, None, box, c, "degenerate"))
                 rows.warnings.append(f"{label}:{ln}: box of width {w:g} and height {h:g}; left out")

@@ -55,8 +55,8 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def read(path: str | Path) -> tuple[str, dict[str, str], str]:
-    """``(recipe spec, params as text, label)`` of a recipe file."""
+def read(path: str | Path) -> tuple[str, dict[str, Any], str]:
+    """``(recipe spec, params as TOML values, label)`` of a recipe file."""
     from yolodbg.paths import RECIPE_FILE_LIMIT, regular_file
 
     fix = "-r takes NAME[:key=value,...] or an existing .toml file"
@@ -67,7 +67,9 @@ def read(path: str | Path) -> tuple[str, dict[str, str], str]:
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RecipeError(f"{p}: not valid TOML ({e})") from None
+        raise RecipeError(f"{p}: not valid TOML ({e}); fix the file (it must be UTF-8 TOML)") from None
+    except RecursionError:
+        raise RecipeError(f"{p}: not valid TOML (nested too deeply); a recipe file is a flat table") from None
     unknown = sorted(set(doc) - set(TOP_KEYS))
     if unknown:
         raise RecipeError(
@@ -83,7 +85,13 @@ def read(path: str | Path) -> tuple[str, dict[str, str], str]:
     label = doc.get("label", p.stem)
     if not isinstance(label, str):
         raise RecipeError(f"{p}: label must be a string")
-    return spec, {k: _as_text(v) for k, v in _flatten(params, str(p)).items()}, label
+    try:
+        flat = _flatten(params, str(p))
+    except RecursionError:
+        raise RecipeError(
+            f"{p}: [params] is nested too deeply; write flat keys such as gain.cls = 1.0"
+        ) from None
+    return spec, flat, label
 
 
 def load(path: str | Path) -> Recipe:
@@ -95,6 +103,11 @@ def load(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: recipe = {spec!r} names another file; give a recipe name")
     try:
         base = get_recipe(spec)
-        return type(base)({**base.changed(), **params}, label=label)
+        specs = {p.key: p for p in base.PARAMS}
+        for key, value in params.items():
+            if key in specs:  # unknown keys: the recipe names them with the valid ones
+                specs[key].check_toml_type(value)
+        texts = {k: _as_text(v) for k, v in params.items()}
+        return type(base)({**base.changed(), **texts}, label=label)
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None

@@ -19,6 +19,7 @@ from yolodbg import __version__
 from yolodbg.bundle import Bundle
 from yolodbg.errors import InputError
 from yolodbg.explain import Explanation, explain
+from yolodbg.geometry import LETTERBOX_MODES
 from yolodbg.recipes import get_recipe
 from yolodbg.recipes.base import Recipe
 
@@ -105,7 +106,11 @@ def dumps(doc: dict[str, Any]) -> str:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read and validate a snapshot; a damaged file is an :class:`InputError` naming what is wrong."""
+    """Read and validate a snapshot; a damaged file is an :class:`InputError` naming what is wrong.
+
+    Hand edits that would let ``check`` pass without comparing anything are refused too: a
+    recipe whose ``terms`` were emptied, terms that are not numbers, GTs without positives.
+    """
     from yolodbg.paths import SNAPSHOT_LIMIT, regular_file
 
     p = Path(path)
@@ -120,38 +125,139 @@ def load(path: str | Path) -> dict[str, Any]:
             f"{p}: not a valid snapshot (JSON error at line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}); "
             "the file is truncated or was edited by hand — rewrite it with yolodbg snapshot --update"
         ) from None
+    except RecursionError:
+        raise InputError(
+            f"{p}: not a valid snapshot (JSON nested too deeply); rewrite it with yolodbg snapshot --update"
+        ) from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise InputError(f"{p}: schema is {got!r}, expected {SCHEMA!r}; not a yolodbg snapshot")
-    _require(doc, p, "inputs", dict)
-    _require(doc["inputs"], p, "bundle", dict, "inputs.")
+    _check_inputs(doc, p)
     _require(doc, p, "recipes", list)
+    if not doc["recipes"]:
+        raise InputError(f"{p}: recipes is empty; rewrite the snapshot with yolodbg snapshot --update")
     for i, rec in enumerate(doc["recipes"]):
-        where = f"recipes[{i}]."
-        if not isinstance(rec, dict):
-            raise InputError(f"{p}: recipes[{i}] is not an object; rewrite with yolodbg snapshot --update")
-        for key, typ in (
-            ("spec", str),
-            ("name", str),
-            ("params", dict),
-            ("terms", dict),
-            ("gts", list),
-            ("images", list),
-            ("objective", (int, float)),
-        ):
-            _require(rec, p, key, typ, where)
-        for j, g in enumerate(rec["gts"]):
-            for key in ("image_index", "gt_index", "positives", "terms"):
-                if not isinstance(g, dict) or key not in g:
-                    raise InputError(
-                        f"{p}: {where}gts[{j}].{key} missing; rewrite with yolodbg snapshot --update"
-                    )
+        _check_record(rec, p, f"recipes[{i}].")
     return doc
+
+
+_OPTION_TYPES = {"head": str, "imgsz": str, "strides": str, "nc": int, "image_ids": str, "letterbox": str}
+
+
+def _check_inputs(doc: dict, p: Path) -> None:
+    _require(doc, p, "inputs", dict)
+    inputs = doc["inputs"]
+    _require(inputs, p, "bundle", dict, "inputs.")
+    for key in ("path", "sha256"):
+        _optional(inputs["bundle"], p, key, str, "inputs.bundle.")
+    if inputs.get("gt") is not None:
+        _require(inputs, p, "gt", dict, "inputs.")
+        for key in ("path", "sha256"):
+            _optional(inputs["gt"], p, key, str, "inputs.gt.")
+    _optional(inputs, p, "options", dict, "inputs.")
+    for key, value in (inputs.get("options") or {}).items():
+        typ = _OPTION_TYPES.get(key)
+        if typ is None or not isinstance(value, typ) or isinstance(value, bool):
+            raise InputError(
+                f"{p}: inputs.options.{key} is {value!r}; expected one of {', '.join(_OPTION_TYPES)} as the "
+                "command line wrote it — rewrite the snapshot with --update"
+            )
+        _check_option_value(key, value, p)
+
+
+def _check_option_value(key: str, value: Any, p: Path) -> None:
+    """A recorded ``--imgsz``/``--strides``/``--nc`` goes through the option's own parser, naming the snapshot."""
+    import click
+
+    from yolodbg import _options
+
+    try:
+        if key == "imgsz":
+            _options.imgsz(value)
+        elif key == "strides":
+            _options.number_list(value, "--strides")
+    except click.BadParameter as e:
+        raise InputError(
+            f"{p}: inputs.options.{key} is {value!r}: {e.message}; rewrite with --update"
+        ) from None
+    if key == "letterbox" and value not in LETTERBOX_MODES:
+        raise InputError(
+            f"{p}: inputs.options.letterbox is {value!r}; expected one of {', '.join(LETTERBOX_MODES)} — "
+            "rewrite with --update"
+        )
+    if key == "nc" and value < 1:
+        raise InputError(
+            f"{p}: inputs.options.nc is {value}; expected an integer ≥ 1 — rewrite with --update"
+        )
+
+
+def _check_record(rec: Any, p: Path, where: str) -> None:
+    if not isinstance(rec, dict):
+        raise InputError(f"{p}: {where[:-1]} is not an object; rewrite with yolodbg snapshot --update")
+    for key, typ in (
+        ("spec", str),
+        ("name", str),
+        ("params", dict),
+        ("terms", dict),
+        ("gts", list),
+        ("images", list),
+        ("objective", (int, float)),
+    ):
+        _require(rec, p, key, typ, where)
+    if not rec["terms"]:
+        raise InputError(
+            f"{p}: {where}terms is empty, so nothing would be compared; rewrite the snapshot with --update"
+        )
+    _check_terms(rec["terms"], p, f"{where}terms")
+    _optional(rec, p, "extra_terms", dict, where)
+    _check_terms(rec.get("extra_terms") or {}, p, f"{where}extra_terms")
+    for j, im in enumerate(rec["images"]):
+        if not isinstance(im, dict) or not _is_int(im.get("index")):
+            raise InputError(f"{p}: {where}images[{j}].index missing; rewrite with yolodbg snapshot --update")
+    for j, g in enumerate(rec["gts"]):
+        for key in ("image_index", "gt_index", "positives", "terms"):
+            if not isinstance(g, dict) or key not in g:
+                raise InputError(
+                    f"{p}: {where}gts[{j}].{key} missing; rewrite with yolodbg snapshot --update"
+                )
+        for key in ("image_index", "gt_index"):
+            if not _is_int(g[key]):
+                raise InputError(
+                    f"{p}: {where}gts[{j}].{key} is {g[key]!r}; expected an integer (rewrite with --update)"
+                )
+        if not isinstance(g["positives"], list) or not all(_is_int(a) for a in g["positives"]):
+            raise InputError(
+                f"{p}: {where}gts[{j}].positives is not a list of anchor indices; rewrite with --update"
+            )
+        if not isinstance(g["terms"], dict):
+            raise InputError(
+                f"{p}: {where}gts[{j}].terms is not an object; rewrite with yolodbg snapshot --update"
+            )
+        _check_terms(g["terms"], p, f"{where}gts[{j}].terms")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_terms(terms: dict, p: Path, where: str) -> None:
+    """Term values are finite numbers, or null where the loss itself was not finite."""
+    for name, value in terms.items():
+        ok = value is None or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+        if not ok:
+            raise InputError(f"{p}: {where}.{name} is {value!r}; expected a number — rewrite with --update")
 
 
 def _require(d: dict, p: Path, key: str, typ, prefix: str = "") -> None:
     if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
         raise InputError(f"{p}: {prefix}{key} is missing or malformed; rewrite the snapshot with --update")
+
+
+def _optional(d: dict, p: Path, key: str, typ, prefix: str = "") -> None:
+    if d.get(key) is not None:
+        _require(d, p, key, typ, prefix)
 
 
 @dataclass
@@ -224,6 +330,10 @@ def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> 
                 drift.params.append(f"{name}: parameter {key} changed: snapshot {a!r}, now {b!r}")
         all_old = {**rec["terms"], **rec.get("extra_terms", {}), "objective": rec["objective"]}
         all_new = {**cur["terms"], **cur.get("extra_terms", {}), "objective": cur["objective"]}
+        for term in sorted(set(all_new) - set(all_old)):
+            drift.structure.append(
+                f"{name}: term {term} is not in the snapshot (hand-edited? rewrite with --update)"
+            )
         for term in all_old:
             a, b = all_old[term], all_new.get(term)
             if not _close(b, a, rtol, atol):
@@ -283,6 +393,9 @@ def _diff_gts(drift: Drift, name: str, old: list, new: list, labels: dict, rtol:
                     + (f", lost anchors {lost[:8]}" if lost else ""),
                 }
             )
+        missing = sorted(set(cur["terms"]) - set(g["terms"]))
+        if missing:
+            drift.structure.append(f"{name}: {who}: term(s) {', '.join(missing)} not in the snapshot")
         moved = [t for t in g["terms"] if not _close(cur["terms"].get(t), g["terms"][t], rtol, atol)]
         if moved:
             rels = {t: _rel(g["terms"][t], cur["terms"].get(t)) for t in moved}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,9 +15,19 @@ if TYPE_CHECKING:
     from yolodbg.result import LossResult
 
 
+INT_MAX = 2**31 - 1  # the largest integer parameter: beyond it torch's index arithmetic overflows
+
+
 @dataclass(frozen=True)
 class Param:
-    """One recipe parameter: its dotted key, type, default, allowed values and meaning."""
+    """One recipe parameter: its dotted key, type, default, allowed values and meaning.
+
+    Numbers are checked where they are parsed, so every command refuses a bad variant before
+    any work: floats must be finite (NaN or ±inf would silently poison every term) and lie in
+    ``[minimum, maximum]`` (``above``: strictly greater than it), integers are whole numbers in
+    ``[minimum, maximum]`` (at most :data:`INT_MAX`), booleans are words (true/false, yes/no,
+    on/off) or 1/0 on the command line and TOML booleans in a recipe file.
+    """
 
     key: str
     type: type
@@ -24,6 +35,8 @@ class Param:
     help: str
     choices: tuple[str, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
 
     def parse(self, text: Any, recipe: str) -> Any:
         """Convert a value given as text (``-r``) or from TOML into this parameter's type."""
@@ -34,23 +47,108 @@ class Param:
             return None
         try:
             if self.type is bool:
-                if isinstance(text, bool):
-                    value = text
-                elif str(text).lower() in ("1", "true", "yes", "on"):
-                    value = True
-                elif str(text).lower() in ("0", "false", "no", "off"):
-                    value = False
-                else:
-                    raise ValueError
+                value = _parse_bool(text)
+            elif self.type is int:
+                value = _parse_int(text)
+            elif self.type is float:
+                value = _parse_float(text)
             else:
                 value = self.type(text)
-        except (TypeError, ValueError):
-            raise RecipeError(f"{where}={text!r} is not a valid {self.type.__name__}") from None
+        except (TypeError, ValueError, OverflowError):
+            name = self.type.__name__
+            raise RecipeError(f"{where}={text!r} is not a valid {name}; expected {self.allowed()}") from None
         if self.choices is not None and value not in self.choices:
             raise RecipeError(f"{where}={value!r}; expected one of {', '.join(self.choices)}")
-        if self.minimum is not None and value < self.minimum:
-            raise RecipeError(f"{where}={value!r}; must be ≥ {self.minimum:g}")
+        if self.type in (int, float) and not self.in_range(value):
+            raise RecipeError(f"{where}={value!r} is out of range; expected {self.allowed()}")
         return value
+
+    def in_range(self, value: float) -> bool:
+        """Whether a parsed number is finite and inside the declared bounds."""
+        if not math.isfinite(value):
+            return False
+        hi = self.maximum if self.maximum is not None else (INT_MAX if self.type is int else None)
+        return not (
+            (self.minimum is not None and value < self.minimum)
+            or (self.above is not None and value <= self.above)
+            or (hi is not None and value > hi)
+        )
+
+    def allowed(self) -> str:
+        """The values this parameter accepts, in words (for messages and ``yolodbg recipes NAME``)."""
+        if self.type is bool:
+            return "a boolean (true/false, yes/no, on/off, 1/0)"
+        if self.type is str:
+            return "one of " + ", ".join(self.choices) if self.choices else "a text"
+        kind = "an integer" if self.type is int else "a finite number"
+        hi = self.maximum if self.maximum is not None else (INT_MAX if self.type is int else None)
+        lo = self.above if self.above is not None else self.minimum
+        if lo is None and hi is None:
+            return kind
+        left = "(" if self.above is not None else "["
+        fmt = (lambda x: str(int(x))) if self.type is int else (lambda x: f"{x:g}")
+        if hi is None:
+            return f"{kind} {'>' if self.above is not None else '≥'} {fmt(lo)}"
+        if lo is None:
+            return f"{kind} ≤ {fmt(hi)}"
+        return f"{kind} in {left}{fmt(lo)}, {fmt(hi)}]"
+
+    def check_toml_type(self, value: Any) -> None:
+        """A recipe file's TOML value must have this parameter's type: TOML types are explicit.
+
+        A string for a number (``gain.box = "7.5"``) or a number for a boolean (``use_l1 = 1``)
+        is refused, as a float for an integer is (``13.5``); ``"auto"`` stays allowed where the
+        default is automatic.
+        """
+        if isinstance(value, str) and self.default is None and value.lower() in ("auto", "none"):
+            return
+        ok = {
+            bool: isinstance(value, bool),
+            int: isinstance(value, (int, float)) and not isinstance(value, bool),  # 13.5: the parser says why
+            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+            str: isinstance(value, str),
+        }.get(self.type, True)
+        if not ok:
+            kind = {bool: "a TOML boolean (true/false)", str: "a TOML string"}.get(self.type, "a TOML number")
+            raise RecipeError(
+                f"params.{self.key} = {value!r} is {_TOML_KINDS.get(type(value), 'a ' + type(value).__name__)}; "
+                f"expected {kind}"
+            )
+
+    def describe(self) -> str:
+        """Its meaning and the values it takes, for ``yolodbg recipes NAME``."""
+        if self.choices:
+            return f"{self.help} ({'|'.join(self.choices)})"
+        if self.type in (int, float):
+            return f"{self.help}; {self.allowed()}"
+        return self.help
+
+
+_TOML_KINDS = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+
+
+def _parse_bool(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    word = str(text).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _parse_int(text: Any) -> int:
+    """A whole number: ``13`` or ``"13"``; ``13.5``, ``"1e3"``, booleans and NaN are refused."""
+    if isinstance(text, (bool, float)):
+        raise ValueError(text)
+    return int(str(text).strip())
+
+
+def _parse_float(text: Any) -> float:
+    if isinstance(text, bool):
+        raise ValueError(text)
+    return float(str(text).strip()) if isinstance(text, str) else float(text)
 
 
 class Recipe:
@@ -116,6 +214,11 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
             if not eq or not key.strip():
                 raise RecipeError(
                     f"recipe {spec!r}: {item!r} is not key=value; write e.g. yolov8:assigner.topk=13"
+                )
+            if key.strip() in params:  # the second value would silently win
+                raise RecipeError(
+                    f"recipe {spec!r}: {key.strip()} is given twice ({params[key.strip()]!r} and {value.strip()!r}); "
+                    "keep one"
                 )
             params[key.strip()] = value.strip()
     return name.strip(), params

@@ -64,14 +64,15 @@ class Yolo26(UltralyticsRecipe):
             None,
             "override the one-to-many weight (one-to-one gets 1 − it)",
             minimum=0.0,
+            maximum=1.0,
         ),
         Param("o2m.topk", int, 10, "top-k of the one-to-many assigner", minimum=1),
         Param("o2o.topk", int, 7, "top-k of the one-to-one assigner", minimum=1),
         Param("o2o.topk2", int, 1, "positives kept per GT by the one-to-one assigner", minimum=1),
-        Param("assigner.alpha", float, 0.5, "exponent of the class score in the metric"),
-        Param("assigner.beta", float, 6.0, "exponent of the CIoU in the metric"),
+        Param("assigner.alpha", float, 0.5, "exponent of the class score in the metric", minimum=0.0),
+        Param("assigner.beta", float, 6.0, "exponent of the CIoU in the metric", minimum=0.0),
         Param("assigner.min_side", float, None, "small-box floor (default stride[1]; 0 = off)", minimum=0.0),
-        Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
+        Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation", above=0.0, maximum=1.0),
         *GAIN_PARAMS,
         class_weights.PARAM,
     )
@@ -80,6 +81,7 @@ class Yolo26(UltralyticsRecipe):
         "o2o.topk",
         "o2o.topk2",
     )  # besides assigner.*: keys that change the positives
+    TOPK_KEYS = ("o2m.topk", "o2o.topk", "o2o.topk2")
 
     def check_branches(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:
         if not out.end2end:

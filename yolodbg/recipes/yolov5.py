@@ -12,6 +12,8 @@ an autobalanced run, pass the balance of that step (``balance=w0/w1/w2``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from yolodbg.assigners import yolov5 as assigner
@@ -48,6 +50,19 @@ def default_balance(nl: int) -> tuple[float, ...]:
     return BALANCE.get(nl, BALANCE_OTHER[:nl])
 
 
+def balance_values(text: str) -> tuple[float, ...]:
+    """``"4/1/0.4"`` -> ``(4.0, 1.0, 0.4)``: finite weights ≥ 0, checked when the variant is parsed."""
+    try:
+        values = tuple(float(v) for v in text.replace("/", " ").replace(";", " ").split())
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise RecipeError(
+            f"recipe yolov5: balance={text!r}; expected finite weights ≥ 0 separated by '/', e.g. 4/1/0.4"
+        )
+    return values
+
+
 def _balance(text: str | None, nl: int, where: str) -> tuple[float, ...]:
     if text is None:
         if nl > len(BALANCE_OTHER):
@@ -55,10 +70,7 @@ def _balance(text: str | None, nl: int, where: str) -> tuple[float, ...]:
                 f"{where}: no default objectness balance for {nl} levels; pass balance=w0/w1/..."
             )
         return default_balance(nl)
-    try:
-        values = tuple(float(v) for v in text.replace("/", " ").replace(";", " ").split())
-    except ValueError:
-        raise RecipeError(f"recipe yolov5: balance={text!r}; expected numbers separated by '/'") from None
+    values = balance_values(text)
     if len(values) != nl:
         raise RecipeError(
             f"recipe yolov5: balance={text!r} has {len(values)} values; the model has {nl} levels"
@@ -93,10 +105,19 @@ class YoloV5(Recipe):
             minimum=1,
         ),
         Param(
-            "assigner.anchor_t", float, 4.0, "largest GT/anchor side ratio that still matches (hyp anchor_t)"
+            "assigner.anchor_t",
+            float,
+            4.0,
+            "largest GT/anchor side ratio that still matches (hyp anchor_t; below 1 nothing could match)",
+            minimum=1.0,
         ),
         Param(
-            "assigner.g", float, 0.5, "neighbour-cell offset: the nearer neighbours within g of an edge join"
+            "assigner.g",
+            float,
+            0.5,
+            "neighbour-cell offset: the nearer neighbours within g of an edge join",
+            minimum=0.0,
+            maximum=1.0,
         ),
         Param(
             "balance",
@@ -105,7 +126,12 @@ class YoloV5(Recipe):
             "objectness weight per level, e.g. 4/1/0.4 (default by nl; with --autobalance, the values at that step)",
         ),
         Param(
-            "label_smoothing", float, 0.0, "class label smoothing eps: targets 1−eps/2 and eps/2", minimum=0.0
+            "label_smoothing",
+            float,
+            0.0,
+            "class label smoothing eps: targets 1−eps/2 and eps/2",
+            minimum=0.0,
+            maximum=1.0,
         ),
         Param(
             "fl_gamma",
@@ -116,9 +142,16 @@ class YoloV5(Recipe):
         ),
         Param("cls_pw", float, 1.0, "pos_weight of the class BCE (hyp cls_pw)", minimum=0.0),
         Param("obj_pw", float, 1.0, "pos_weight of the objectness BCE (hyp obj_pw)", minimum=0.0),
-        Param("gr", float, 1.0, "IoU ratio of the objectness target: (1−gr) + gr·IoU", minimum=0.0),
+        Param(
+            "gr", float, 1.0, "IoU ratio of the objectness target: (1−gr) + gr·IoU", minimum=0.0, maximum=1.0
+        ),
         Param("sort_obj_iou", bool, False, "sort positives by IoU before writing objectness (highest wins)"),
     )
+
+    def __init__(self, params: dict | None = None, *, label: str | None = None):
+        super().__init__(params, label=label)
+        if self.params["balance"] is not None:
+            balance_values(self.params["balance"])  # a bad balance fails now, not after loading a bundle
 
     def parse(self, bundle: Bundle) -> head.V5Output:
         if bundle.head != "yolov5":

@@ -22,8 +22,10 @@ ULTRALYTICS_VERSION = "8.4.190"
 
 TAL_PARAMS = (
     Param("assigner.topk", int, 10, "anchors each GT selects by alignment metric (step C)", minimum=1),
-    Param("assigner.alpha", float, 0.5, "exponent of the class score in the metric score^α·CIoU^β"),
-    Param("assigner.beta", float, 6.0, "exponent of the CIoU in the metric"),
+    Param(
+        "assigner.alpha", float, 0.5, "exponent of the class score in the metric score^α·CIoU^β", minimum=0.0
+    ),
+    Param("assigner.beta", float, 6.0, "exponent of the CIoU in the metric", minimum=0.0),
     Param(
         "assigner.min_side",
         float,
@@ -35,7 +37,7 @@ TAL_PARAMS = (
     Param(
         "assigner.topk2", int, None, "keep only this many best positives per GT after conflicts", minimum=1
     ),
-    Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation"),
+    Param("assigner.eps", float, 1e-9, "epsilon of the target normalisation", above=0.0, maximum=1.0),
 )
 FORM_PARAMS = (
     Param(
@@ -126,7 +128,21 @@ class UltralyticsRecipe(Recipe):
             where=bundle.source,
         )
         self.check_branches(out, bundle)
+        self.check_topk(out, bundle)
         return out
+
+    TOPK_KEYS: tuple[str, ...] = ()  # integer parameters that torch.topk takes over a GT's anchors
+
+    def check_topk(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:
+        """A top-k above the anchor count is refused (Ultralytics' own ``torch.topk`` fails there)."""
+        anchors = sum(h * w for h, w in out.level_shapes)
+        for key in self.TOPK_KEYS:
+            value = self.params[key]
+            if value is not None and value > anchors:
+                raise RecipeError(
+                    f"recipe {self.name}: {key}={value} exceeds the {anchors} anchors of {bundle.source}; "
+                    f"pick a value in [1, {anchors}]"
+                )
 
     def check_branches(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -155,6 +171,7 @@ class YoloV8(UltralyticsRecipe):
         class_weights.PARAM,
     )
     ASSIGNER_KEYS = ("branch",)  # besides assigner.*: keys that change the positives
+    TOPK_KEYS = ("assigner.topk", "assigner.topk2")
 
     def check_branches(self, out: head.UltralyticsOutput, bundle: Bundle) -> None:
         branch = self.params["branch"]

@@ -48,10 +48,18 @@ def _params(radius: float, penalty: float) -> tuple[Param, ...]:
             choices=("iou", "giou"),
         ),
         Param("gain.iou", float, 5.0, "weight of the IoU term (YOLOX reg_weight)", minimum=0.0),
-        Param("assigner.center_radius", float, radius, "half side of the SimOTA centre square, in strides"),
-        Param("assigner.penalty", float, penalty, "cost added to pairs outside a GT's prior"),
+        Param(
+            "assigner.center_radius",
+            float,
+            radius,
+            "half side of the SimOTA centre square, in strides",
+            minimum=0.0,
+        ),
+        Param("assigner.penalty", float, penalty, "cost added to pairs outside a GT's prior", minimum=0.0),
         Param("assigner.candidate_k", int, 10, "largest IoUs summed for a GT's dynamic k", minimum=1),
-        Param("assigner.iou_weight", float, 3.0, "weight of −log(IoU + 1e-8) in the SimOTA cost"),
+        Param(
+            "assigner.iou_weight", float, 3.0, "weight of −log(IoU + 1e-8) in the SimOTA cost", minimum=0.0
+        ),
     )
 
 
