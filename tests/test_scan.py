@@ -190,7 +190,9 @@ def test_report_does_not_depend_on_the_callers_torch_threads(tmp_path):
         reports = []
         for threads in (1, 2, 3):
             torch.set_num_threads(threads)
-            reports.append(json.dumps(scan(paths, ScanJob(), workers=1).summary(), sort_keys=True, default=str))
+            reports.append(
+                json.dumps(scan(paths, ScanJob(), workers=1).summary(), sort_keys=True, default=str)
+            )
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
