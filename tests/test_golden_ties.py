@@ -168,3 +168,14 @@ def test_tie_primitives():
     assert T.topk_boundary_tie(z, 2, 3)  # equal zeros: topk's order decides
     u = torch.tensor([0.5, 0.8, 0.8 * (1 - 3e-7), 0.2])
     assert T.argmax_tie(u, 1, 2) and not T.argmax_tie(u, 1, 0)
+
+
+def test_failure_messages_name_both_machines():
+    """Every golden failure message carries the fixture's and this run's torch version and CPU capability."""
+    line = C.provenance(DATA)
+    fx = DATA["versions"]
+    me = torch.backends.cpu.get_cpu_capability()
+    assert f"fixture made with torch {fx['torch']}, CPU capability {fx['cpu_capability']}" in line
+    assert f"this run: torch {torch.__version__}, CPU capability {me}" in line
+    P = C.sibling("provenance")
+    assert "unknown (made before this field existed)" in P.describe({"torch": "2.0"})  # no invented metadata
