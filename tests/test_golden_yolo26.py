@@ -89,7 +89,7 @@ def check_case(case: dict) -> None:
         warnings.warn(T.NearTieWarning(f"{case['name']}: {t}"), stacklevel=2)
     assert [res.normalizers["o2m_weight"], res.normalizers["o2o_weight"]] == pytest.approx(
         exp["weights"], abs=1e-12
-    )
+    ), _where(case["name"])
     if ties:  # the terms follow the tie-broken assignment; nothing more to compare to the fixture
         return
     for got, want in zip(res.terms.values(), exp["items"], strict=True):
@@ -99,7 +99,7 @@ def check_case(case: dict) -> None:
         assert _rel(got, want) <= 1e-5, (_where(case["name"]), o2m, exp["branches"]["one2many"]["items"])
     assert _rel(r.objective, exp["objective"]) <= 1e-5, _where(case["name"])
     bd = breakdown.build(res, r.targets)
-    assert bd.violations == []
+    assert bd.violations == [], _where(case["name"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
