@@ -9,9 +9,10 @@ per-level head maps and batch targets with :func:`yolodbg.api.replay` and checks
 * the num_fg normaliser, the positives exactly, the matched GT of every positive,
 * the IoU class target of every anchor to relative 1e-5 plus 1e-8 absolute, the dynamic k of every GT.
 
-Positives, matched GTs and dynamic k stay exact: no near-tie detection for SimOTA yet (none has shown up
-between the AVX512, AVX2 and scalar kernels); a failure message names the torch version and CPU capability
-of the fixture and of this machine, to tell a kernel's rounding from a bug.
+Positives, matched GTs and dynamic k stay exact: no near-tie detection for SimOTA yet (none has shown
+up between the kernels tried: the original fixtures' machine, AVX2, the scalar fallback); a failure
+message names the torch version and CPU capability of the fixture and of this machine, to tell a
+kernel's rounding from a bug.
 
 Regenerate the fixtures with ``tests/golden/make_golden_yolox.py`` (see its docstring for the environment).
 """
