@@ -7,7 +7,12 @@ per-level head maps and batch targets with :func:`yolodbg.api.replay` and checks
 
 * the logged items iou (× 5), obj, cls, l1 and the total loss to relative 1e-5,
 * the num_fg normaliser, the positives exactly, the matched GT of every positive,
-* the IoU class target of every anchor to 1e-6, the dynamic k of every GT.
+* the IoU class target of every anchor to relative 1e-5 plus 1e-8 absolute, the dynamic k of every GT.
+
+Positives, matched GTs and dynamic k stay exact: no near-tie detection for SimOTA yet (none has shown
+up between the kernels tried: the original fixtures' machine, AVX2, the scalar fallback); a failure
+message names the torch version and CPU capability of the fixture and of this machine, to tell a
+kernel's rounding from a bug.
 
 Regenerate the fixtures with ``tests/golden/make_golden_yolox.py`` (see its docstring for the environment).
 """
@@ -45,7 +50,9 @@ def test_golden_yolox(name: str) -> None:
     exp = C.unpack_expected(case["expected"])
     res, imgsz = _replay(case)
     problems, _ = C.compare(res, exp, imgsz)
-    assert not problems, f"{name} (expected {C.case_summary(exp)}):\n  " + "\n  ".join(problems)
+    assert not problems, f"{name} (expected {C.case_summary(exp)}; {C.provenance(DATA)}):\n  " + "\n  ".join(
+        problems
+    )
 
 
 @pytest.mark.parametrize("name", ["nano_fit_160_b4_empty_release", "synth_204x332_odd_many_main"])
@@ -86,6 +93,7 @@ def test_golden_inputs_untouched() -> None:
 
 def test_golden_file_is_consistent() -> None:
     assert DATA["versions"]["yolox"] == C.YOLOX_VERSION
+    assert DATA["versions"]["cpu_capability"] and DATA["versions"]["torch"]  # where the numbers were made
     assert DATA["versions"]["main_commit"] == C.MAIN_COMMIT
     assert (GOLDEN_DIR / "yolox_cases.pt").stat().st_size < 1_500_000
     assert len(CASES) == len(DATA["cases"]), "duplicate case names"

@@ -48,9 +48,11 @@ def test_training_step_replays_the_trainers_numbers():
     b = bundle.load(SAMPLE / "yolov8n_train_step.pt")
     ex = explain(b)
     logged = b.meta["loss_items"]
+    # the trainer logged these on its own CPU; another CPU's kernels round the sums differently, so the
+    # golden tolerance (relative 1e-5, docs/testing.md) rather than the bit
     for term, key in (("box", "box_loss"), ("cls", "cls_loss"), ("dfl", "dfl_loss")):
-        assert ex.result.terms[term] == pytest.approx(logged[key], rel=1e-6)
-    assert ex.result.objective == pytest.approx(sum(b.meta["loss"]), rel=1e-6)
+        assert ex.result.terms[term] == pytest.approx(logged[key], rel=1e-5)
+    assert ex.result.objective == pytest.approx(sum(b.meta["loss"]), rel=1e-5)
     assert ex.breakdown.violations == []
 
 

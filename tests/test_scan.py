@@ -181,6 +181,24 @@ def test_workers_give_the_same_report(tmp_path):
     assert json.dumps(one, sort_keys=True, default=str) == json.dumps(two, sort_keys=True, default=str)
 
 
+def test_report_does_not_depend_on_the_callers_torch_threads(tmp_path):
+    """Every bundle runs on one torch thread (sums split by thread count would move the last digits),
+    and the caller gets its own thread count back."""
+    paths = _write(tmp_path, n=2, bs=2)
+    before = torch.get_num_threads()
+    try:
+        reports = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            reports.append(
+                json.dumps(scan(paths, ScanJob(), workers=1).summary(), sort_keys=True, default=str)
+            )
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert reports[0] == reports[1] == reports[2]
+
+
 def test_expand_folders_globs_and_natural_order(tmp_path):
     for name in ("b10.pt", "b2.pt", "b1.pt"):
         (tmp_path / name).write_bytes(b"")

@@ -253,9 +253,12 @@ def test_tal13_variant_matches_the_golden_ultralytics_numbers():
     assert cases, "the golden file holds no top-k 13 / alpha 1 case"
     for case in cases:
         outputs, targets, imgsz = C.golden_inputs(data, case)
-        res = replay(C.outputs_for_form(outputs, case["form"]), targets, recipe=TAL13_SPEC)
-        problems = C.compare(res, C.unpack_expected(case["expected"]), imgsz)
-        assert not problems, (case["name"], problems)
+        preds = C.outputs_for_form(outputs, case["form"])
+        res, explain = C.replay_explained(
+            lambda preds=preds, targets=targets: replay(preds, targets, recipe=TAL13_SPEC), topk=13
+        )
+        problems = C.compare(res, C.unpack_expected(case["expected"]), imgsz, explain)
+        assert not problems, (case["name"], C.provenance(data), problems)
 
 
 @pytest.mark.parity

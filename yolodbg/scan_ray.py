@@ -30,10 +30,10 @@ _worker_ready = False
 def _remote_process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     """Runs on a Ray worker: set the process up once (as a local pool worker), then the usual map."""
     global _worker_ready
-    from yolodbg.scan_run import process, setup_worker
+    from yolodbg.scan_run import BUNDLE_THREADS, process, setup_worker
 
     if not _worker_ready:
-        setup_worker(1)  # one CPU per task (Ray's default OMP_NUM_THREADS too)
+        setup_worker(BUNDLE_THREADS)  # one CPU per task (Ray's default OMP_NUM_THREADS too), as every scan
         _worker_ready = True
     return process(job, path, seq)
 

@@ -1,7 +1,9 @@
 """Drive the per-bundle work of ``scan``/``trend`` over files: in this process or in a process pool.
 
-Records come back in file order whatever the number of workers (so results do not depend
-on ``--workers``); at most ``2 × workers`` bundles are in flight, so memory does not grow
+Records come back in file order whatever the number of workers, and every bundle is computed
+with torch on one thread wherever it runs (this process, a pool worker, a Ray task): torch splits
+reductions and matrix products by its thread count, so ``cpu_count // workers`` threads would change
+the last digits of sums with ``--workers``. So the report does not depend on ``--workers``; at most ``2 × workers`` bundles are in flight, so memory does not grow
 with the number of files. Workers ignore Ctrl-C; the parent stops submitting, cancels what
 has not started and returns what it has (see ``yolodbg scan``).
 """
@@ -15,6 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +30,7 @@ if TYPE_CHECKING:  # this module stays light: spawned workers import it before i
     from yolodbg.scan_ray import RayPool
 
 NEGATIVES_PER_BUNDLE = 20  # background anchors ranked per bundle to find missing-label offenders
+BUNDLE_THREADS = 1  # torch threads per bundle everywhere: the same summation order for every --workers
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,12 @@ allocator = _Allocator()
 
 
 def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
-    """The per-bundle map: load, explain, evaluate, reduce to a record (bad input -> :class:`Failed`)."""
+    """The per-bundle map: load, explain, evaluate, reduce to a record (bad input -> :class:`Failed`).
+
+    Always on :data:`BUNDLE_THREADS` torch threads, so its sums do not depend on where it runs."""
     try:
-        return _process(job, path, seq)
+        with bundle_threads():
+            return _process(job, path, seq)
     finally:
         allocator.after_bundle()
 
@@ -236,6 +243,19 @@ def setup_worker(threads: int) -> None:
     allocator.tune(trim_every=0)  # a worker: nothing outlives a bundle
 
 
+@contextmanager
+def bundle_threads() -> Iterator[None]:
+    """Run torch on :data:`BUNDLE_THREADS` threads in this process, then give back the caller's count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(BUNDLE_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def iter_records(
     paths: Sequence[str | os.PathLike], job: ScanJob, workers: int = 1, ray: RayPool | None = None
 ) -> Iterator[BundleRecord | Failed]:
@@ -250,7 +270,7 @@ def iter_records(
         return
     import multiprocessing as mp
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = BUNDLE_THREADS
     pool = ProcessPoolExecutor(
         workers, mp.get_context(_start_method(threads)), initializer=_init_worker, initargs=(threads,)
     )

@@ -1,12 +1,16 @@
 """Generate tests/golden/yolov8_cases.pt: the real Ultralytics v8DetectionLoss on the cases of cases.py.
 
-Run from the repository root with the reference environment:
+Run from the repository root in a reference environment of its own (any path), e.g.
 
-    /work/venv-ref/bin/python tests/golden/make_golden.py
+    python3 -m venv /tmp/ref && /tmp/ref/bin/pip install torch torchvision ultralytics==8.4.190
+    /tmp/ref/bin/python tests/golden/make_golden.py
+
+The file records the torch version and ``torch.backends.cpu.get_cpu_capability()`` of the machine that made it
+(``versions``): reductions round differently on other CPU kernels, which the tests' tolerances absorb.
 
 The file is a plain dict (tensors, lists, numbers, strings) loadable with ``torch.load(..., weights_only=True)``:
 
-    format, versions {ultralytics, torch, python, platform},
+    format, versions {ultralytics, torch, cpu_capability, python, platform},
     inputs {key: {spec, storage, imgsz, batch_size, boxes, scores, feats, targets}},
     cases [{name, inputs, params, form, input_size, expected}]
 
@@ -34,6 +38,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import cases as C  # noqa: E402
+import provenance  # noqa: E402
 
 STORE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -113,7 +118,7 @@ def main() -> int:
         "format": C.FORMAT,
         "versions": {
             "ultralytics": str(ultralytics.__version__),
-            "torch": str(torch.__version__),
+            **provenance.machine(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },

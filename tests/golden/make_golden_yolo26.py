@@ -1,7 +1,8 @@
 """Write ``tests/golden/yolo26_cases.pt`` from the real Ultralytics 8.4.190 ``E2ELoss``.
 
-Run with an environment that has ultralytics (and torchvision):
-    python tests/golden/make_golden_yolo26.py
+Run from the repository root in an environment with ultralytics 8.4.190 (and torchvision); an optional
+argument writes elsewhere:
+    python tests/golden/make_golden_yolo26.py [OUT.pt]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provenance
 import yolo26_cases as Y
 
 
@@ -37,10 +39,11 @@ def main() -> None:
     doc = {
         "format": Y.FORMAT,
         "ultralytics": ultralytics.__version__,
-        "torch": str(torch.__version__),
+        **provenance.machine(),
         "cases": cases,
     }
-    path = Path(__file__).resolve().parent / "yolo26_cases.pt"
+    default = Path(__file__).resolve().parent / "yolo26_cases.pt"
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     torch.save(doc, path)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 

@@ -8,7 +8,7 @@ tqdm, requests, matplotlib, seaborn, psutil, pyyaml, ``setuptools<80`` and ``ult
 
 The file is a plain dict loadable with ``torch.load(..., weights_only=True)``:
 
-    format, versions {yolov5, torch, python, platform},
+    format, versions {yolov5, torch, cpu_capability, python, platform},
     inputs {key: {spec, levels (float16), targets, anchors_px, strides, imgsz}},
     cases [{name, inputs, params, expected}]
 
@@ -35,6 +35,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import cases_yolov5 as C  # noqa: E402
+import provenance  # noqa: E402
 
 MAX_BYTES = 1_500_000
 
@@ -91,7 +92,7 @@ def main() -> int:
         "format": C.FORMAT,
         "versions": {
             "yolov5": version("yolov5"),
-            "torch": str(torch.__version__),
+            **provenance.machine(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },

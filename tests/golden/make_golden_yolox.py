@@ -8,12 +8,12 @@ the path, e.g.
     pip install loguru tabulate thop opencv-python-headless psutil     # what ``import yolox.models`` needs
     PYTHONPATH=/tmp/yolox/yolox-0.3.0 python tests/golden/make_golden_yolox.py
 
-(the parity environment used here: /work/venv-yolox, torch 2.14.1 CPU). The ``yolox-main`` cases run the same head
+(any fresh virtual environment with torch; the stored file was made with torch 2.14.1). The ``yolox-main`` cases run the same head
 with ``get_assignments`` replaced by the main-branch transcription in yolox_cases.py.
 
 The file is a plain dict loadable with ``torch.load(..., weights_only=True)``:
 
-    format, versions {yolox, main_commit, torch, python, platform},
+    format, versions {yolox, main_commit, torch, cpu_capability, python, platform},
     inputs {key: {spec, imgsz, batch_size, levels [(B, 5+nc, H, W) float16], targets}},
     cases [{name, inputs, variant, recipe, params, expected}]
 
@@ -38,6 +38,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402
 import yolox_cases as C  # noqa: E402
 
 
@@ -111,7 +112,7 @@ def main() -> int:
         "versions": {
             "yolox": str(yolox.__version__),
             "main_commit": C.MAIN_COMMIT,
-            "torch": str(torch.__version__),
+            **provenance.machine(),
             "python": platform.python_version(),
             "platform": platform.platform(),
         },

@@ -595,10 +595,13 @@ def compare(res, exp: dict, imgsz, rtol: float = 1e-5) -> tuple[list[str], float
         problems.append(f"matched GT: {len(bad)} positives differ [{lst}]")
     if int((~fg & (res.gt_index != -1)).sum()):
         problems.append("matched GT: background anchors are not -1")
-    diff = (res.target_score.float() - exp["pred_iou"]).abs()
-    if diff.numel() and float(diff.max()) > 1e-6:
+    # the class target is the plain IoU of a decoded box (exp of a logit: a vector kernel whose last bit
+    # differs between CPUs): relative 1e-5 plus 1e-8 absolute, as the other harnesses' per-anchor targets
+    off = ~torch.isclose(res.target_score.float(), exp["pred_iou"], rtol=1e-5, atol=1e-8)
+    if off.any():
+        diff = (res.target_score.float() - exp["pred_iou"]).abs()
         problems.append(
-            f"class-target IoU: {int((diff > 1e-6).sum())} anchors differ, worst by {float(diff.max()):.3g}"
+            f"class-target IoU: {int(off.sum())} anchors beyond rel 1e-5 + abs 1e-8, worst by {float(diff.max()):.3g}"
         )
     local = res.targets.local_index()
     got_k: list[list[int]] = [[] for _ in exp["dynamic_k"]]
@@ -628,6 +631,18 @@ def load_golden(path) -> dict:
     if data.get("format") != FORMAT:
         raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
     return data
+
+
+def provenance(data: dict) -> str:
+    """Torch version and CPU capability of the fixture and of this run, for failure messages."""
+    import importlib.util
+
+    key = "yolodbg_golden_provenance"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, HERE / "provenance.py")
+        sys.modules[key] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[key])
+    return sys.modules[key].describe(data.get("versions", {}))
 
 
 def golden_inputs(data: dict, case: dict) -> tuple[list[torch.Tensor], dict, tuple[int, int]]:
