@@ -490,6 +490,14 @@ def test_unreadable_coco_files(preds, tmp_path, content, fragment):
     refused(["explain", preds, "--gt", gt], tmp_path, str(gt), fragment)
 
 
+@pytest.mark.parametrize("command", ["scan", "trend"])
+def test_a_bad_coco_file_stops_scan_and_trend_once(preds, tmp_path, command):
+    """A --gt shared by every bundle is checked once, before the work: one line, not a report of failures."""
+    second = _save(tmp_path / "q.pt")
+    gt = _write_json(tmp_path / "ann.json", _coco(images=[{"file_name": "a.jpg"}]))
+    refused([command, preds, second, "--gt", gt, "--no-map"], tmp_path, str(gt), "has no id")
+
+
 # ------------------------------------------------------------------------- YOLO labels (values, structure)
 
 LABEL_CASES = [

@@ -31,11 +31,10 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool, l
 
     if recipe_spec:
         get_recipe(recipe_spec)  # a bad -r fails here, once, not in every bundle
-    if gt is not None and not gt.is_dir():  # so does a --gt that is a FIFO or a device
-        from yolodbg.errors import GroundTruthError
-        from yolodbg.paths import regular_file
+    if gt is not None and not gt.is_dir():  # so does a --gt that is a FIFO, a device or a broken json
+        from yolodbg.groundtruth import load_coco
 
-        regular_file(gt, "--gt", "pass a COCO json or a YOLO labels folder to --gt", GroundTruthError)
+        load_coco(gt)  # read and checked once here (and kept for this process), not once per bundle
     return ScanJob(
         gt=str(gt) if gt is not None else None,
         recipe=recipe_spec,
