@@ -1,0 +1,93 @@
+"""The ``yolodbg.cli`` package keeps its shape: a leaf of shared options, commands that never import
+each other (at module or function level), no private names across modules, ``--help`` without torch."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yolodbg.cli
+
+CLI = Path(yolodbg.cli.__file__).parent
+MODULES = {("yolodbg.cli" if p.stem == "__init__" else f"yolodbg.cli.{p.stem}"): p for p in CLI.glob("*.py")}
+SHARED = {"yolodbg.cli", "yolodbg.cli.options", "yolodbg.cli.group"}
+
+
+def _imports(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every import outside ``if TYPE_CHECKING:``; name is '' for ``import m``."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for stmt in node.body
+        for n in ast.walk(stmt)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(a.name, "") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.name}: relative import"
+            found += [(node.module, a.name) for a in node.names]
+    return found
+
+
+def _cli_deps(path: Path) -> set[str]:
+    """The yolodbg.cli modules a file imports (``from yolodbg.cli import scan`` names the module)."""
+    deps = set()
+    for module, name in _imports(path):
+        target = f"{module}.{name}" if f"{module}.{name}" in MODULES else module
+        if target in MODULES:
+            deps.add(target)
+    return deps
+
+
+def test_the_package_has_every_command_module():
+    assert set(MODULES) >= SHARED | {
+        f"yolodbg.cli.{m}"
+        for m in ("explain", "recipes", "compare", "snapshot", "scan", "capture", "validate")
+    }
+
+
+def test_options_is_a_leaf_and_commands_import_only_options():
+    assert _cli_deps(MODULES["yolodbg.cli.options"]) == set()
+    assert _cli_deps(MODULES["yolodbg.cli.group"]) == {"yolodbg.cli.options"}
+    commands = [m for m in MODULES if m not in SHARED]
+    assert len(commands) >= 7
+    for module in commands:
+        assert _cli_deps(MODULES[module]) <= {"yolodbg.cli.options"}, module
+
+
+def test_no_module_imports_a_private_name_from_another():
+    checked = 0
+    for module, path in MODULES.items():
+        for source, name in _imports(path):
+            checked += 1
+            if source.startswith("yolodbg") and name != "__version__":
+                assert not name.startswith("_"), f"{module} imports {source}.{name}"
+    assert checked > 20
+
+
+def test_every_command_is_registered_on_the_group():
+    from yolodbg.cli import main
+
+    assert sorted(main.commands) == sorted(
+        ["explain", "recipes", "compare", "snapshot", "check", "scan", "trend", "capture", "validate"]
+    )
+
+
+def test_help_imports_neither_torch_nor_pycocotools():
+    code = (
+        "import sys; from yolodbg.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'pycocotools') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(CLI.parents[1])}  # this checkout's yolodbg
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
