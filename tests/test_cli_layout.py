@@ -91,3 +91,45 @@ def test_help_imports_neither_torch_nor_pycocotools():
     env = {**os.environ, "PYTHONPATH": str(CLI.parents[1])}  # this checkout's yolodbg
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_bundle_spec_records_letterbox_only_when_given_and_fills_from_a_snapshot():
+    from yolodbg.cli.options import BundleSpec
+
+    given = BundleSpec(imgsz="384,640", nc=80)
+    assert given.recorded() == {
+        "head": None,
+        "imgsz": "384,640",
+        "strides": None,
+        "nc": 80,
+        "image_ids": None,
+    }
+    assert BundleSpec(letterbox="yolox").recorded()["letterbox"] == "yolox"
+    filled = given.or_recorded({"imgsz": "640", "strides": "8,16,32", "letterbox": "yolov5"})
+    assert filled == BundleSpec(imgsz="384,640", strides="8,16,32", nc=80, letterbox="yolov5")
+    assert (filled.input_size(), filled.stride_values()) == ((384, 640), (8.0, 16.0, 32.0))
+    assert BundleSpec(image_ids=" 1, 2 ,x").image_id_list() == ("1", "2", "x")
+    assert BundleSpec().image_id_list() is None
+
+
+def test_bundle_spec_load_passes_the_parsed_options_to_bundle_load(monkeypatch):
+    from yolodbg import bundle
+    from yolodbg.cli.options import BundleSpec
+
+    calls = []
+    monkeypatch.setattr(bundle, "load", lambda path, **kw: calls.append((path, kw)) or "bundle")
+    spec = BundleSpec(head="yolox", imgsz="640", strides="8,16", nc=3, image_ids="7,8", letterbox="yolox")
+    assert spec.load(Path("b.pt")) == "bundle"
+    assert calls == [
+        (
+            Path("b.pt"),
+            {
+                "head": "yolox",
+                "input_size": (640, 640),
+                "strides": (8.0, 16.0),
+                "image_ids": ["7", "8"],
+                "nc": 3,
+                "letterbox": "yolox",
+            },
+        )
+    ]
