@@ -662,7 +662,7 @@ def test_a_coco_json_larger_than_the_memory_is_refused(runner, tmp_path, preds, 
 
 def test_ray_tasks_in_flight_are_capped_by_cluster_cpus_and_bundles(monkeypatch):
     import yolodbg.scan_ray as scan_ray
-    from yolodbg.cli_scan import _executor
+    from yolodbg.cli.scan import executor
 
     class FakePool:
         def __init__(self, _address):
@@ -679,7 +679,7 @@ def test_ray_tasks_in_flight_are_capped_by_cluster_cpus_and_bundles(monkeypatch)
 
     monkeypatch.setattr(scan_ray, "RayPool", FakePool)
     for requested, bundles, expected in ((100000, 1000, 4), (100000, 3, 3), (0, 1000, 4), (2, 1000, 2)):
-        with _executor("auto", requested, bundles) as (n, _pool):
+        with executor("auto", requested, bundles) as (n, _pool):
             assert n == expected, (requested, bundles, n)
 
 

@@ -169,13 +169,13 @@ def _check_option_value(key: str, value: Any, p: Path) -> None:
     """A recorded ``--imgsz``/``--strides``/``--nc`` goes through the option's own parser, naming the snapshot."""
     import click
 
-    from yolodbg import _options
+    from yolodbg import option_values
 
     try:
         if key == "imgsz":
-            _options.imgsz(value)
+            option_values.imgsz(value)
         elif key == "strides":
-            _options.number_list(value, "--strides")
+            option_values.number_list(value, "--strides")
     except click.BadParameter as e:
         raise InputError(
             f"{p}: inputs.options.{key} is {value!r}: {e.message}; rewrite with --update"

@@ -143,6 +143,11 @@ def dumps(doc: dict[str, Any], sort_keys: bool = False) -> str:
     return json.dumps(_clean(doc), indent=2, sort_keys=sort_keys, allow_nan=False, default=_default) + "\n"
 
 
+def json_line(doc: dict[str, Any]) -> str:
+    """One compact JSON line (a ``scan --rows`` record); non-finite floats become null."""
+    return json.dumps(_clean(doc), allow_nan=False) + "\n"
+
+
 def _default(x: Any) -> Any:
     if hasattr(x, "item"):
         return x.item()

@@ -7,37 +7,30 @@ from pathlib import Path
 
 import click
 
-from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
+from yolodbg.cli.options import (
+    EXIT_CHECK,
+    bundle_options,
+    debug_option,
+    gt_option,
+    json_option,
+    recipe_option,
+    top_option,
+)
 
 
 @click.command()
 @click.argument("preds", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--gt",
-    type=click.Path(path_type=Path),
-    help="COCO json or YOLO labels folder (default: each bundle's own targets).",
-)
-@click.option(
-    "-r",
-    "--recipe",
-    "recipe_specs",
+@gt_option("COCO json or YOLO labels folder (default: each bundle's own targets).")
+@recipe_option(
+    "A loss to compare (repeat: the first is the baseline). With two bundles: at most one.",
     multiple=True,
     metavar="NAME[:k=v,..]|FILE.toml",
-    help="A loss to compare (repeat: the first is the baseline). With two bundles: at most one.",
 )
-@click.option(
-    "--top",
-    type=click.IntRange(min=0),
-    default=15,
-    show_default=True,
-    help="Rows of the GT tables.",
-)
-@click.option(
-    "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.compare/1 JSON ('-' = stdout only)."
-)
+@top_option("Rows of the GT tables.")
+@json_option("the yolodbg.compare/1 JSON")
 @bundle_options
 @debug_option
-def compare(preds, gt, recipe_specs, top, json_out, head, imgsz, strides, nc, image_ids, letterbox):
+def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
     """Compare loss variants on one batch, or one loss on two bundles of the same images.
 
     \b
@@ -72,7 +65,7 @@ def compare(preds, gt, recipe_specs, top, json_out, head, imgsz, strides, nc, im
             f"compare takes one bundle with several -r recipes, or two bundles; got {len(preds)} bundles"
         )
     recipes = [get_recipe(s) for s in recipe_specs]
-    bundles = [_load_bundle(p, head, imgsz, strides, nc, image_ids, letterbox) for p in preds]
+    bundles = [bundle_spec.load(p) for p in preds]
     if len(bundles) == 2:
         if len(recipes) > 1:
             raise InputError(

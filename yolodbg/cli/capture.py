@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from yolodbg._options import MAX_PIXELS
-from yolodbg.cli import debug_option
+from yolodbg.cli.options import debug_option, gt_option
+from yolodbg.option_values import MAX_PIXELS
 
 
 @click.command()
@@ -24,11 +24,7 @@ from yolodbg.cli import debug_option
     type=click.Path(path_type=Path),
     help="Folder of images (all of them, by name), or where the --gt json's files are.",
 )
-@click.option(
-    "--gt",
-    type=click.Path(path_type=Path),
-    help="COCO json: which images (files next to it or in --images), their ids, categories and boxes.",
-)
+@gt_option("COCO json: which images (files next to it or in --images), their ids, categories and boxes.")
 @click.option(
     "--imgsz",
     type=click.IntRange(min=32, max=MAX_PIXELS),

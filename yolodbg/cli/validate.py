@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from yolodbg.cli import EXIT_CHECK, EXIT_OK, EXIT_USAGE, _debug, debug_option
+from yolodbg.cli.options import EXIT_CHECK, EXIT_OK, EXIT_USAGE, debug_option, is_debug
 
 
 @click.command()
@@ -58,7 +58,7 @@ def _validate_all(files, expect) -> int:
         try:
             sid, problems = validate_file(name, expect)
         except InputError as e:
-            if _debug(click.get_current_context()):
+            if is_debug(click.get_current_context()):
                 raise
             message = str(e) if str(e).startswith(f"{name}:") else f"{label}: {e}"
             click.echo(f"yolodbg: error: {message}", err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from contextlib import contextmanager
@@ -10,22 +9,25 @@ from pathlib import Path
 
 import click
 
-from yolodbg.cli import (
+from yolodbg.cli.options import (
     EXIT_CHECK,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,  # scan/trend print the partial report first, then exit with it
     EXIT_USAGE,
-    _imgsz,
-    _int_list,
+    BundleSpec,
     bundle_options,
     debug_option,
+    gt_option,
+    json_option,
+    recipe_option,
+    top_option,
 )
 
 GT_HELP = "COCO json or YOLO labels folder (default: each bundle's own targets)."
 RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes`."
 
 
-def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool, letterbox=None):
+def _job(gt, recipe_spec, spec: BundleSpec, evaluate: bool):
     from yolodbg.recipes import get_recipe
     from yolodbg.scan_run import ScanJob
 
@@ -38,12 +40,12 @@ def _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate: bool, l
     return ScanJob(
         gt=str(gt) if gt is not None else None,
         recipe=recipe_spec,
-        head=head,
-        input_size=_imgsz(imgsz),
-        strides=_int_list(strides, "--strides"),
-        image_ids=tuple(v.strip() for v in image_ids.split(",")) if image_ids else None,
-        nc=nc,
-        letterbox=letterbox,
+        head=spec.head,
+        input_size=spec.input_size(),
+        strides=spec.stride_values(),
+        image_ids=spec.image_id_list(),
+        nc=spec.nc,
+        letterbox=spec.letterbox,
         evaluate=evaluate,
     )
 
@@ -58,12 +60,12 @@ class _Rows:
         self.out = StreamedFile(target) if target is not None else None
 
     def write(self, rec) -> None:
-        from yolodbg.render.jsonout import _clean
+        from yolodbg.render.jsonout import json_line
 
         if self.out is None or not hasattr(rec, "gts"):
             return
         for g in rec.gts:
-            self.out.write(json.dumps(_clean(g.row_doc()), allow_nan=False) + "\n")
+            self.out.write(json_line(g.row_doc()))
 
     def close(self, keep: bool = True) -> None:
         """Move the rows into place; ``keep=False`` (the scan failed) drops them, the old file stays."""
@@ -103,12 +105,12 @@ def _scan_options(f):
         "memory; 1 = this process only]; a larger number is capped at the CPU cores and the bundles. With "
         "--ray: tasks kept running [default and cap: the cluster's CPUs, at most one per bundle].",
     )(f)
-    f = click.option("-r", "--recipe", "recipe_spec", metavar="NAME[:k=v,..]", help=RECIPE_HELP)(f)
-    return click.option("--gt", type=click.Path(path_type=Path, exists=True), help=GT_HELP)(f)
+    f = recipe_option(RECIPE_HELP)(f)
+    return gt_option(GT_HELP, exists=True)(f)
 
 
 @contextmanager
-def _executor(ray_address: str | None, workers: int, n_bundles: int):
+def executor(ray_address: str | None, workers: int, n_bundles: int):
     """(workers, RayPool or None): connects to Ray first, so a failure opens no output file."""
     from yolodbg.scan_run import auto_workers
 
@@ -127,13 +129,9 @@ def _executor(ray_address: str | None, workers: int, n_bundles: int):
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @_scan_options
-@click.option(
-    "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.scan/1 JSON ('-' = stdout only)."
-)
+@json_option("the yolodbg.scan/1 JSON")
 @click.option("--rows", type=click.Path(path_type=Path), help="One JSON line per GT (for pandas).")
-@click.option(
-    "--top", type=click.IntRange(min=0), default=15, show_default=True, help="Rows of the top lists."
-)
+@top_option("Rows of the top lists.")
 @click.option(
     "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
 )
@@ -149,12 +147,7 @@ def scan(
     rows,
     top,
     evaluate,
-    head,
-    imgsz,
-    strides,
-    nc,
-    image_ids,
-    letterbox,
+    bundle_spec,
 ):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
 
@@ -180,11 +173,11 @@ def scan(
     from yolodbg.scan_run import scan as run_scan
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
-    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate, letterbox)
+    job = _job(gt, recipe_spec, bundle_spec, evaluate)
     files = expand_all(paths)
     check_outputs(("--json", json_out), ("--rows", rows), inputs=(*files, gt))
     err = Console(stderr=True)
-    with _executor(ray_address, workers, len(files)) as (n_workers, ray):
+    with executor(ray_address, workers, len(files)) as (n_workers, ray):
         sink = _Rows(rows)
         ok = False
         try:
@@ -229,9 +222,7 @@ def _exit(doc: dict) -> None:
     "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
 )
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG of the trajectories.")
-@click.option(
-    "--json", "json_out", metavar="FILE|-", help="Write the yolodbg.trend/1 JSON ('-' = stdout only)."
-)
+@json_option("the yolodbg.trend/1 JSON")
 @click.option(
     "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
 )
@@ -247,12 +238,7 @@ def trend(
     plot,
     json_out,
     evaluate,
-    head,
-    imgsz,
-    strides,
-    nc,
-    image_ids,
-    letterbox,
+    bundle_spec,
 ):
     """Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
 
@@ -278,12 +264,12 @@ def trend(
     from yolodbg.trend import trend as run_trend
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
-    job = _job(gt, recipe_spec, head, imgsz, strides, nc, image_ids, evaluate, letterbox)
+    job = _job(gt, recipe_spec, bundle_spec, evaluate)
     cps = checkpoints(run_dirs)
     total = sum(len(c.paths) for c in cps)
     check_outputs(("--json", json_out), ("--plot", plot), inputs=(*(p for c in cps for p in c.paths), gt))
     err = Console(stderr=True)
-    with _executor(ray_address, workers, total) as (n_workers, ray), render.progress(err) as bar:
+    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(err) as bar:
         task = bar.add_task("trend", total=total, images=0)
 
         def on_record(rec) -> None:

@@ -7,31 +7,21 @@ from pathlib import Path
 
 import click
 
-from yolodbg._options import FiniteFloat
-from yolodbg.cli import EXIT_CHECK, _load_bundle, bundle_options, debug_option
-
-
-def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids, letterbox=None):
-    """The bundle, and the options that describe it (recorded in the snapshot)."""
-    options = {"head": head, "imgsz": imgsz, "strides": strides, "nc": nc, "image_ids": image_ids}
-    if letterbox is not None:  # only when given: older snapshots and readers know the five above
-        options["letterbox"] = letterbox
-    return _load_bundle(preds, head, imgsz, strides, nc, image_ids, letterbox), options
+from yolodbg.cli.options import (
+    EXIT_CHECK,
+    bundle_options,
+    debug_option,
+    gt_option,
+    json_option,
+    recipe_option,
+)
+from yolodbg.option_values import FiniteFloat
 
 
 @click.command()
 @click.argument("preds", type=click.Path(path_type=Path))
-@click.option(
-    "--gt", type=click.Path(path_type=Path), help="COCO json or YOLO labels folder (default: bundle targets)."
-)
-@click.option(
-    "-r",
-    "--recipe",
-    "recipe_specs",
-    multiple=True,
-    metavar="NAME[:k=v,..]",
-    help="Recipe(s) to record (repeatable; default: the head's recipe).",
-)
+@gt_option("COCO json or YOLO labels folder (default: bundle targets).")
+@recipe_option("Recipe(s) to record (repeatable; default: the head's recipe).", multiple=True)
 @click.option(
     "-o",
     "--output",
@@ -42,7 +32,7 @@ def _bundle_and_options(preds, head, imgsz, strides, nc, image_ids, letterbox=No
 @click.option("--update", is_flag=True, help="Overwrite an existing snapshot.")
 @bundle_options
 @debug_option
-def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, image_ids, letterbox):
+def snapshot(preds, gt, recipe_specs, output, update, bundle_spec):
     """Record a batch's loss numbers so CI can detect drift (yolodbg check).
 
     Records the input digests, every recipe with all its parameters, the per-term totals,
@@ -64,7 +54,8 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
     check_outputs(("-o", output), inputs=(preds, gt))
     if (output.exists() or output.is_symlink()) and not update:
         raise InputError(f"{output}: exists already; pass --update to overwrite it with the new numbers")
-    b, options = _bundle_and_options(preds, head, imgsz, strides, nc, image_ids, letterbox)
+    options = bundle_spec.recorded()  # the options that describe the bundle, recorded in the snapshot
+    b = bundle_spec.load(preds)
     recipes = [get_recipe(s) for s in recipe_specs] or [recipe_for_head(b.head, b.outputs)]
     doc = snap.make(b, gt, recipes, options)
     text = snap.dumps(doc).encode("utf-8")
@@ -79,16 +70,9 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
 @click.command()
 @click.argument("snapshot_path", metavar="SNAPSHOT", type=click.Path(path_type=Path))
 @click.argument("preds", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--gt", type=click.Path(path_type=Path), help="Ground truth (default: the one the snapshot names)."
-)
-@click.option(
-    "-r",
-    "--recipe",
-    "recipe_specs",
-    multiple=True,
-    metavar="NAME[:k=v,..]",
-    help="Recompute with these recipes instead of the snapshot's (parameter changes are reported).",
+@gt_option("Ground truth (default: the one the snapshot names).")
+@recipe_option(
+    "Recompute with these recipes instead of the snapshot's (parameter changes are reported).", multiple=True
 )
 @click.option(
     "--rtol", type=FiniteFloat(minimum=0), default=1e-5, show_default=True, help="Relative tolerance."
@@ -105,9 +89,7 @@ def snapshot(preds, gt, recipe_specs, output, update, head, imgsz, strides, nc, 
     show_default=True,
     help="github: also print GitHub Actions ::error annotations.",
 )
-@click.option(
-    "--json", "json_out", metavar="FILE|-", help="Write a yolodbg.check/1 report ('-' = stdout only)."
-)
+@json_option("a yolodbg.check/1 report")
 @bundle_options
 @debug_option
 def check(
@@ -120,12 +102,7 @@ def check(
     allow_changed_inputs,
     fmt,
     json_out,
-    head,
-    imgsz,
-    strides,
-    nc,
-    image_ids,
-    letterbox,
+    bundle_spec,
 ):
     """Recompute a snapshot's numbers and fail (exit 1) if any drifted.
 
@@ -151,16 +128,7 @@ def check(
     recorded_gt = inputs.get("gt")
     if gt is None and recorded_gt:
         gt = _resolve(recorded_gt.get("path"), snapshot_path, "ground truth")
-    opts = inputs.get("options", {})
-    b, _ = _bundle_and_options(
-        preds,
-        head or opts.get("head"),
-        imgsz or opts.get("imgsz"),
-        strides or opts.get("strides"),
-        nc or opts.get("nc"),
-        image_ids or opts.get("image_ids"),
-        letterbox or opts.get("letterbox"),
-    )
+    b = bundle_spec.or_recorded(inputs.get("options", {})).load(preds)
     changed = []
     if b.digest != inputs["bundle"].get("sha256"):
         changed.append(f"bundle {preds}")

@@ -1,0 +1,180 @@
+"""What every command spells the same way: shared options, the bundle spec, ``--debug``, exit codes.
+
+The leaf of :mod:`yolodbg.cli`: it imports nothing from the other command-line modules, and they
+import from here and from the library only, never from each other. A command reads on its own,
+and a new one is its module plus one line in ``cli/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from yolodbg import option_values
+
+EXIT_OK, EXIT_CHECK, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+RECIPE_METAVAR = "NAME[:k=v,..]"
+
+# -- --debug ----------------------------------------------------------------------------------------
+
+
+def is_debug(ctx: click.Context) -> bool:
+    """Whether ``--debug`` was given (on the group or the command): then errors keep their traceback."""
+    return bool(ctx.obj and ctx.obj.get("debug"))
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        root = ctx.find_root()
+        root.ensure_object(dict)
+        root.obj["debug"] = True
+    return value
+
+
+def debug_option(f):
+    """``--debug`` on every command (and on the group): tracebacks instead of one-line errors."""
+    return click.option(
+        "--debug",
+        is_flag=True,
+        is_eager=True,
+        expose_value=False,
+        callback=_set_debug,
+        help="Show tracebacks instead of one-line errors.",
+    )(f)
+
+
+# -- options several commands share (each command words its own help) ------------------------------
+
+
+def gt_option(help_text: str, *, exists: bool = False):
+    """``--gt``: a COCO json or a YOLO labels folder."""
+    return click.option("--gt", type=click.Path(path_type=Path, exists=exists), help=help_text)
+
+
+def recipe_option(help_text: str, *, multiple: bool = False, metavar: str = RECIPE_METAVAR):
+    """``-r/--recipe``: one spec (parameter ``recipe_spec``) or, repeatable, several (``recipe_specs``)."""
+    dest = "recipe_specs" if multiple else "recipe_spec"
+    return click.option("-r", "--recipe", dest, multiple=multiple, metavar=metavar, help=help_text)
+
+
+def json_option(what: str):
+    """``--json FILE|-`` (parameter ``json_out``); ``what`` names the document, e.g. 'the yolodbg.scan/1 JSON'."""
+    return click.option("--json", "json_out", metavar="FILE|-", help=f"Write {what} ('-' = stdout only).")
+
+
+def top_option(help_text: str):
+    """``--top N``: how many rows a table lists (default 15)."""
+    return click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help=help_text)
+
+
+# -- the options that describe a bundle ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """The bundle options as given on the command line (text, parsed only when used).
+
+    Parsing waits for :meth:`load` (or the accessors) so a command checks its outputs and other
+    inputs first, in the same order whatever the options are.
+    """
+
+    head: str | None = None
+    imgsz: str | None = None
+    strides: str | None = None
+    nc: int | None = None
+    image_ids: str | None = None
+    letterbox: str | None = None
+
+    def input_size(self) -> tuple[int, int] | None:
+        """``--imgsz`` as (H, W) pixels."""
+        return option_values.imgsz(self.imgsz)
+
+    def stride_values(self) -> tuple[float, ...] | None:
+        """``--strides`` as positive numbers."""
+        return option_values.number_list(self.strides, "--strides")
+
+    def image_id_list(self) -> tuple[str, ...] | None:
+        """``--image-ids`` split at commas."""
+        return tuple(v.strip() for v in self.image_ids.split(",")) if self.image_ids else None
+
+    def load(self, path: Path):
+        """The bundle at ``path``, with these options filling (and checked against) what it records."""
+        from yolodbg import bundle
+
+        ids = self.image_id_list()
+        return bundle.load(
+            path,
+            head=self.head,
+            input_size=self.input_size(),
+            strides=self.stride_values(),
+            image_ids=list(ids) if ids else None,
+            nc=self.nc,
+            letterbox=self.letterbox,
+        )
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as a snapshot records them (``letterbox`` only when given)."""
+        options = {
+            "head": self.head,
+            "imgsz": self.imgsz,
+            "strides": self.strides,
+            "nc": self.nc,
+            "image_ids": self.image_ids,
+        }
+        if self.letterbox is not None:  # only when given: older snapshots and readers know the five above
+            options["letterbox"] = self.letterbox
+        return options
+
+    def or_recorded(self, options: dict[str, Any]) -> BundleSpec:
+        """These options, each one not given taken from a snapshot's recorded ``options``."""
+        return BundleSpec(
+            head=self.head or options.get("head"),
+            imgsz=self.imgsz or options.get("imgsz"),
+            strides=self.strides or options.get("strides"),
+            nc=self.nc or options.get("nc"),
+            image_ids=self.image_ids or options.get("image_ids"),
+            letterbox=self.letterbox or options.get("letterbox"),
+        )
+
+
+BUNDLE_FIELDS = ("head", "imgsz", "strides", "nc", "image_ids", "letterbox")
+
+
+def bundle_options(f):
+    """Options that describe a bundle, spelled the same in every command; ``f`` gets them as ``bundle_spec``."""
+
+    @click.option(
+        "--head",
+        type=click.Choice(["ultralytics", "yolov5", "yolox", "yolov1"]),
+        help="Head family of a bare output (inferred when unambiguous).",
+    )
+    @click.option(
+        "--imgsz", metavar="H[,W]", help="Network input size of a bare output, e.g. 640 or 384,640."
+    )
+    @click.option("--strides", metavar="S,S,..", help="Stride per level (default 8,16,32 or from --imgsz).")
+    @click.option(
+        "--nc", type=click.IntRange(min=1), help="Number of classes, where the output is ambiguous."
+    )
+    @click.option(
+        "--image-ids",
+        metavar="ID,ID,..",
+        help="COCO image id (or file stem) of each batch element, for bundles without images[].",
+    )
+    @click.option(
+        "--letterbox",
+        type=click.Choice(["ultralytics", "yolov5", "yolox"]),
+        help="Validation loader whose letterbox maps --gt boxes of images without scale/pad "
+        "(default: the head's framework).",
+    )
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        spec = BundleSpec(**{name: kwargs.pop(name) for name in BUNDLE_FIELDS})
+        return f(*args, bundle_spec=spec, **kwargs)
+
+    return wrapper
