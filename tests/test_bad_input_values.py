@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth import batch, ultra_output
 
 from yolodbg import bundle, groundtruth
 from yolodbg.cli import main

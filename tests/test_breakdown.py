@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import assert_valid
+from helpers import assert_valid, batch, ultra_output
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth import batch, ultra_output
 
 from yolodbg import breakdown, bundle
 from yolodbg.api import replay

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import batch as make_batch
+from helpers import ultra_output
 from PIL import Image
-from synth import batch as make_batch
-from synth import ultra_output
 
 from yolodbg import bundle
 from yolodbg.capture import (

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from rich.console import Console
-from synth import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main

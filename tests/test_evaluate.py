@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synth import ultra_output
+from helpers import ultra_output
 
 from yolodbg import bundle, groundtruth
 from yolodbg._decode import Detections, PostProcess, decode, nms, nms_image, to_original
@@ -279,7 +279,7 @@ def test_decode_breaks_score_ties_as_ultralytics():
 @pytest.mark.parametrize(("bs", "size", "nc"), [(2, (128, 128), 80), (1, (64, 64), 16), (2, (96, 128), 3)])
 def test_decode_on_the_replay_sigmoid_equals_the_head_decode(bs, size, nc, threads):
     """Detections from the replay's (B, N, nc) sigmoid equal those of the head's own sigmoid, bit for bit."""
-    from synth import batch
+    from helpers import batch
 
     from yolodbg._decode import _same_sigmoid
     from yolodbg.api import replay

@@ -171,7 +171,7 @@ def test_reason_counts_equal_the_dense_masks_on_random_crowded_scenes():
 
 def test_decoded_rows_equal_the_full_decode_bit_for_bit():
     # the replay decodes only the anchors it reads; the framework decodes all of them: every row must agree
-    from synth import ultra_output
+    from helpers import ultra_output
 
     from yolodbg.heads import ultralytics as head
 
@@ -190,7 +190,7 @@ def test_decoded_rows_equal_the_full_decode_bit_for_bit():
 
 
 def test_replay_decodes_boxes_only_where_read():
-    from synth import batch, ultra_output
+    from helpers import batch, ultra_output
 
     from yolodbg.api import replay
     from yolodbg.heads import ultralytics as head
@@ -212,7 +212,7 @@ def test_replay_decodes_boxes_only_where_read():
 def test_candidates_from_grid_axes_equal_the_per_anchor_test():
     # the replay tests columns and rows once per level; every anchor must get the per-anchor answer,
     # edges on cell centres, sub-pixel and floored boxes included
-    from synth import ultra_output
+    from helpers import ultra_output
 
     from yolodbg.assigners.tal import candidates_in_gts
     from yolodbg.heads import ultralytics as head

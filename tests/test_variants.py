@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synth import batch, golden_module, ultra_output
+from helpers import batch, golden_module, ultra_output
 
 from yolodbg import terms
 from yolodbg.api import replay

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from conftest import assert_valid
+from helpers import assert_valid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -6,8 +6,8 @@ Used by
   * ``tests/test_golden_yolov5.py`` (replays the stored fixtures with yolodbg; no yolov5 needed),
   * ``tests/test_parity_yolov5.py`` (builds the same cases live, plus random scenes, and compares).
 
-Only ``torch`` and the standard library are imported at module level; everything that needs the
-``yolov5`` package imports it inside the function.
+Only ``torch``, the standard library and the torch-only ``harness.py`` next to this file are imported
+at module level; everything that needs the ``yolov5`` package imports it inside the function.
 
 An *input set* is a batch: predictions (from a ``yolov5n/s`` model built from its yaml, random or
 briefly overfitted with the real loss, or synthetic logits placed around the ground truth), the
@@ -22,9 +22,9 @@ import random
 from pathlib import Path
 from typing import Any
 
+import harness as H
 import torch
 
-HERE = Path(__file__).resolve().parent
 YOLOV5_VERSION = "7.0.14"
 FORMAT = "yolodbg.golden.yolov5/1"
 TERMS = ("box", "obj", "cls")
@@ -351,7 +351,6 @@ def default_hyp(nc: int, nl: int, imgsz: int) -> dict:
 
 
 def yolov5_root():
-    from pathlib import Path
 
     import yolov5
 
@@ -606,10 +605,8 @@ TOBJ_RTOL = 1e-5
 TOBJ_ATOL = 1e-8
 
 
-def rel_close(a: float, b: float, rtol: float = 1e-5) -> bool:
-    if b == 0.0:
-        return abs(a) <= 1e-12
-    return abs(a - b) <= rtol * abs(b)
+# loss items and objective: relative to the expected value itself (an expected 0 must stay ~0)
+rel_close = H.rel_close_no_floor
 
 
 def dense_tobj(exp: dict, B: int) -> torch.Tensor:
@@ -630,13 +627,8 @@ def compare(res, targets, exp: dict, rtol: float = 1e-5) -> list[str]:
     """Every difference between a yolodbg LossResult and an expected record, as readable lines."""
     from yolodbg import breakdown
 
-    problems: list[str] = []
-    for k in TERMS:
-        got, want = res.terms[k], exp["items"][k]
-        if not rel_close(got, want, rtol):
-            problems.append(
-                f"term {k}: got {got!r} want {want!r} (rel {abs(got - want) / max(abs(want), 1e-30):.3g})"
-            )
+    missing, off = H.term_differences(res.terms, {k: exp["items"][k] for k in TERMS}, rtol, close=rel_close)
+    problems = missing + off
     if not rel_close(res.objective, exp["objective"], rtol):
         problems.append(f"objective: got {res.objective!r} want {exp['objective']!r}")
     got_levels = matches_by_level(res)
@@ -681,20 +673,10 @@ def case_summary(exp: dict) -> str:
 
 
 def load_golden(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return H.load_fixture(path, FORMAT)
 
 
-def provenance(data: dict) -> str:
-    """Torch version and CPU capability of the fixture and of this run, for failure messages."""
-    import importlib.util
-    import sys
-
-    key = "yolodbg_golden_provenance"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, HERE / "provenance.py")
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key].describe(data.get("versions", {}))
+provenance = H.provenance
 
 
 def golden_inputs(data: dict, case: dict) -> dict:
