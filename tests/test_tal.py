@@ -135,6 +135,7 @@ def test_reason_counts_equal_the_dense_masks_on_random_crowded_scenes():
     import re
 
     g = torch.Generator().manual_seed(3)
+    seen_reasons = 0
     for trial in range(30):
         m = 1 + trial % 6
         xy = torch.rand(m, 2, generator=g) * 28
@@ -147,6 +148,7 @@ def test_reason_counts_equal_the_dense_masks_on_random_crowded_scenes():
         params = TalParams(topk=3 + trial % 4, topk2=1 if trial % 5 == 0 else None)
         a, gtt, mask = _run(gt, scores, pred, params)
         reasons = tal_reasons(a, torch.arange(m)[None], gtt, POINTS, mask, topk=params.topk)
+        seen_reasons += len(reasons)
         dense = {
             "cand": a.candidates.sum(-1)[0].tolist(),
             "sel": a.selected.sum(-1)[0].tolist(),
@@ -167,6 +169,7 @@ def test_reason_counts_equal_the_dense_masks_on_random_crowded_scenes():
         for r in range(m):
             if dense["pos"][r] < params.topk and bool(mask[0, r]):
                 assert r in reasons or dense["cand"][r] >= params.topk, (trial, r, dense)
+    assert seen_reasons, "no GT got a reason in any trial: the reason checks above saw nothing"
 
 
 def test_decoded_rows_equal_the_full_decode_bit_for_bit():
