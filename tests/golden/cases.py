@@ -24,7 +24,7 @@ import math
 import random
 from typing import Any
 
-import harness as H
+import harness
 import ties
 import torch
 
@@ -33,7 +33,7 @@ STRIDES = (8, 16, 32)
 REG_MAX = 16
 FORMAT = "yolodbg.golden.yolov8/1"
 
-Box = tuple[int, float, float, float, float]  # cls, x1, y1, x2, y2 in input pixels
+Box = harness.Box
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -41,10 +41,7 @@ Box = tuple[int, float, float, float, float]  # cls, x1, y1, x2, y2 in input pix
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _clip_box(c: int, x1: float, y1: float, x2: float, y2: float, H: int, W: int) -> Box:
-    x1, y1 = min(max(0.0, x1), float(W)), min(max(0.0, y1), float(H))
-    x2, y2 = max(min(float(W), x2), x1), max(min(float(H), y2), y1)
-    return (c, x1, y1, x2, y2)
+_clip_box = harness.clip_box
 
 
 def scene_standard(rng: random.Random, H: int, W: int, nc: int, n: int = 4) -> list[Box]:
@@ -175,25 +172,10 @@ SCENES = {
 
 def make_scene(spec: str, rng: random.Random, H: int, W: int, nc: int) -> list[Box]:
     """``spec`` is ``""`` (no boxes) or scene names joined by ``+``; ``name:n`` passes a count."""
-    boxes: list[Box] = []
-    for part in filter(None, spec.split("+")):
-        name, _, n = part.partition(":")
-        fn = SCENES[name]
-        boxes += fn(rng, H, W, nc, int(n)) if n else fn(rng, H, W, nc)
-    return boxes
+    return harness.compose_scene(spec, SCENES, rng, H, W, nc)
 
 
-def targets_from_boxes(per_image: list[list[Box]], H: int, W: int, cls_1d: bool = False) -> dict:
-    """Ultralytics batch form, rows grouped by image in ascending order; float32 like the collate."""
-    rows = []
-    for b, boxes in enumerate(per_image):
-        for c, x1, y1, x2, y2 in boxes:
-            rows.append(
-                [float(b), float(c), (x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
-            )
-    t = torch.tensor(rows, dtype=torch.float64).view(-1, 6).float()
-    cls = t[:, 1].clone() if cls_1d else t[:, 1:2].clone()
-    return {"batch_idx": t[:, 0].clone(), "cls": cls, "bboxes": t[:, 2:6].clone()}
+targets_from_boxes = harness.targets_from_boxes  # Ultralytics batch form; cls_1d stores cls as (M,)
 
 
 def random_scene(seed: int) -> dict:
@@ -692,11 +674,11 @@ def unpack_expected(packed: dict) -> dict:
 
 
 def describe_anchor(flat: int, imgsz, strides=STRIDES) -> str:
-    return H.anchor_label(flat, level_shapes(imgsz, strides), strides)
+    return harness.anchor_label(flat, level_shapes(imgsz, strides), strides)
 
 
-rel_close = H.rel_close
-sibling = H.sibling
+rel_close = harness.rel_close
+sibling = harness.sibling
 
 # Tolerances that hold across CPU kernels (AVX512 / AVX2 / scalar round reductions differently):
 TERM_RTOL = 1e-5  # loss items and objective: sums over thousands of anchors
@@ -723,7 +705,7 @@ def replay_explained(fn, topk: int = 10, topk2: int | None = None):
 
 def _term_lines(res, exp: dict, rtol: float) -> tuple[list[str], list[str]]:
     """(missing, off) loss items and objective; a near-tie may explain an off one, never a missing one."""
-    missing, off = H.term_differences(res.terms, {k: exp["items"][k] for k in TERMS}, rtol)
+    missing, off = harness.term_differences(res.terms, {k: exp["items"][k] for k in TERMS}, rtol)
     got_obj = float(res.objective)
     if not rel_close(got_obj, exp["objective"], rtol):
         off.append(f"objective: got {got_obj!r} want {exp['objective']!r} (loss tensor {exp['loss']})")
@@ -784,7 +766,7 @@ def compare_detailed(res, exp: dict, imgsz, explain=None, rtol: float = TERM_RTO
     got_gt = torch.where(fg, gi, torch.full_like(gi, -1))
     touched: set[tuple[int, int]] = set()  # (image, gt) whose positives a near-tie changed
     unexplained: list[str] = []
-    for d in H.assignment_differences(got_gt, exp["gt_index"], explain):
+    for d in harness.assignment_differences(got_gt, exp["gt_index"], explain):
         what = f"img{d.image} {describe_anchor(d.anchor, imgsz)} got gt {d.got} want gt {d.want} (-1: background)"
         if d.tie is None:
             unexplained.append(f"{what}, t̂ want {float(exp['target_score'][d.image, d.anchor]):.3g}")
@@ -832,11 +814,11 @@ def case_context(case: dict, exp: dict) -> str:
 # Reading the golden file (torch only)
 # ---------------------------------------------------------------------------------------------------------------
 
-provenance = H.provenance
+provenance = harness.provenance
 
 
 def load_golden(path) -> dict:
-    return H.load_fixture(path, FORMAT)
+    return harness.load_fixture(path, FORMAT)
 
 
 def golden_inputs(data: dict, case: dict) -> tuple[dict, dict, tuple[int, int]]:

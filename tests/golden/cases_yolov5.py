@@ -22,22 +22,20 @@ import random
 from pathlib import Path
 from typing import Any
 
-import harness as H
+import harness
 import torch
 
 YOLOV5_VERSION = "7.0.14"
 FORMAT = "yolodbg.golden.yolov5/1"
 TERMS = ("box", "obj", "cls")
 
-Box = tuple[int, float, float, float, float]
+Box = harness.Box
 
 
 # ----------------------------------------------------------------------------------------------------- scenes
 
 
-def _clip(c: int, x1: float, y1: float, x2: float, y2: float, H: int, W: int) -> Box:
-    x1, y1 = min(max(0.0, x1), float(W)), min(max(0.0, y1), float(H))
-    return (c, x1, y1, max(min(float(W), x2), x1), max(min(float(H), y2), y1))
+_clip = harness.clip_box
 
 
 def scene_standard(rng: random.Random, H: int, W: int, nc: int, n: int = 4) -> list[Box]:
@@ -129,22 +127,12 @@ SCENES = {
 
 def make_scene(spec: str, rng: random.Random, H: int, W: int, nc: int) -> list[Box]:
     """``spec`` is ``""`` (no boxes) or scene names joined by ``+``; ``name:n`` passes a count."""
-    boxes: list[Box] = []
-    for part in filter(None, spec.split("+")):
-        name, _, n = part.partition(":")
-        boxes += SCENES[name](rng, H, W, nc, int(n)) if n else SCENES[name](rng, H, W, nc)
-    return boxes
+    return harness.compose_scene(spec, SCENES, rng, H, W, nc)
 
 
 def targets_from_boxes(per_image: list[list[Box]], H: int, W: int) -> dict:
     """YOLOv5 rows split into batch_idx / cls / bboxes (normalised cx, cy, w, h), float32."""
-    rows = [
-        [float(b), float(c), (x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
-        for b, boxes in enumerate(per_image)
-        for c, x1, y1, x2, y2 in boxes
-    ]
-    t = torch.tensor(rows, dtype=torch.float64).view(-1, 6).float()
-    return {"batch_idx": t[:, 0].clone(), "cls": t[:, 1].clone(), "bboxes": t[:, 2:6].clone()}
+    return harness.targets_from_boxes(per_image, H, W, cls_1d=True)
 
 
 def target_rows(targets: dict) -> torch.Tensor:
@@ -606,7 +594,7 @@ TOBJ_ATOL = 1e-8
 
 
 # loss items and objective: relative to the expected value itself (an expected 0 must stay ~0)
-rel_close = H.rel_close_no_floor
+rel_close = harness.rel_close_no_floor
 
 
 def dense_tobj(exp: dict, B: int) -> torch.Tensor:
@@ -627,7 +615,9 @@ def compare(res, targets, exp: dict, rtol: float = 1e-5) -> list[str]:
     """Every difference between a yolodbg LossResult and an expected record, as readable lines."""
     from yolodbg import breakdown
 
-    missing, off = H.term_differences(res.terms, {k: exp["items"][k] for k in TERMS}, rtol, close=rel_close)
+    missing, off = harness.term_differences(
+        res.terms, {k: exp["items"][k] for k in TERMS}, rtol, close=rel_close
+    )
     problems = missing + off
     if not rel_close(res.objective, exp["objective"], rtol):
         problems.append(f"objective: got {res.objective!r} want {exp['objective']!r}")
@@ -673,10 +663,10 @@ def case_summary(exp: dict) -> str:
 
 
 def load_golden(path) -> dict:
-    return H.load_fixture(path, FORMAT)
+    return harness.load_fixture(path, FORMAT)
 
 
-provenance = H.provenance
+provenance = harness.provenance
 
 
 def golden_inputs(data: dict, case: dict) -> dict:

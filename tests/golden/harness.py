@@ -6,7 +6,7 @@ numbers: continuous ones within a tolerance, discrete ones exactly except where 
 own assignment lets the CPU's rounding choose (``ties.py``). A failure names the case, what it expected
 and where the fixture was made against where the test runs (``provenance.py``).
 
-What is shared lives here: reading a fixture and its cases, relative-tolerance comparison of numbers and
+What is shared lives here: composing scenes and turning their boxes into batch targets, reading a fixture and its cases, relative-tolerance comparison of numbers and
 of named loss terms, the per-anchor difference of two assignments with near-tie explanations, labels of
 anchors, failure messages with provenance, and the consistency checks every fixture file gets. What
 differs stays in the framework's case module: the input forms, which quantities are compared, the
@@ -38,6 +38,44 @@ Explain = Callable[[int, int, int, int], "str | None"]
 def sibling(name: str) -> ModuleType:
     """Another module of this folder by its name (``"ties"``); the folder is on ``sys.path``."""
     return importlib.import_module(name)
+
+
+# ------------------------------------------------------------------------------------------------ scenes
+
+Box = tuple[int, float, float, float, float]  # cls, x1, y1, x2, y2 in input pixels
+SceneFn = Callable[..., list[Box]]  # (rng, H, W, nc[, n]) -> boxes
+
+
+def clip_box(c: int, x1: float, y1: float, x2: float, y2: float, H: int, W: int) -> Box:
+    """The box cut to the image (a box outside it collapses onto the border)."""
+    x1, y1 = min(max(0.0, x1), float(W)), min(max(0.0, y1), float(H))
+    x2, y2 = max(min(float(W), x2), x1), max(min(float(H), y2), y1)
+    return (c, x1, y1, x2, y2)
+
+
+def compose_scene(spec: str, scenes: Mapping[str, SceneFn], rng, H: int, W: int, nc: int) -> list[Box]:
+    """The boxes of one image: ``spec`` is ``""`` (no boxes) or names of ``scenes`` joined by ``+``;
+    ``name:n`` passes a count. Pure Python (``random.Random``), stable across torch versions."""
+    boxes: list[Box] = []
+    for part in filter(None, spec.split("+")):
+        name, _, n = part.partition(":")
+        fn = scenes[name]
+        boxes += fn(rng, H, W, nc, int(n)) if n else fn(rng, H, W, nc)
+    return boxes
+
+
+def targets_from_boxes(per_image: list[list[Box]], H: int, W: int, cls_1d: bool = False) -> dict:
+    """Batch form of the boxes: rows grouped by image in ascending order, normalised cx, cy, w, h computed
+    in float64 and stored float32 like the frameworks' collate; ``cls`` as (M,) with ``cls_1d``, else (M, 1)."""
+    rows = []
+    for b, boxes in enumerate(per_image):
+        for c, x1, y1, x2, y2 in boxes:
+            rows.append(
+                [float(b), float(c), (x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
+            )
+    t = torch.tensor(rows, dtype=torch.float64).view(-1, 6).float()
+    cls = t[:, 1].clone() if cls_1d else t[:, 1:2].clone()
+    return {"batch_idx": t[:, 0].clone(), "cls": cls, "bboxes": t[:, 2:6].clone()}
 
 
 # ------------------------------------------------------------------------------------------ fixture files

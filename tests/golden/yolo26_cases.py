@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 import cases as V8
-import harness as H
+import harness
 import ties
 import torch
 
@@ -82,7 +82,7 @@ def expected(outputs, targets, crit, epoch: int) -> dict:
 
 
 def load_golden(path) -> dict:
-    return H.load_fixture(path, FORMAT)
+    return harness.load_fixture(path, FORMAT)
 
 
 def replay_case(case: dict):
@@ -115,7 +115,7 @@ def _branch_differences(key: str, fg, got_idx, want: dict, explain, out: ties.Co
     if not torch.equal(fg, got_idx >= 0):
         out.problems.append(f"{key}: fg and assigned GT disagree")
     want_idx = torch.where(want["fg"], want["gt_idx"], torch.full_like(want["gt_idx"], -1))
-    for d in H.assignment_differences(got_idx, want_idx, explain):
+    for d in harness.assignment_differences(got_idx, want_idx, explain):
         line = f"{key}: img{d.image} anchor {d.anchor} got GT {d.got} want GT {d.want} (-1: background)"
         if d.tie:
             out.ties.append(f"{line}: near-tie, {d.tie}")
@@ -124,7 +124,9 @@ def _branch_differences(key: str, fg, got_idx, want: dict, explain, out: ties.Co
 
 
 def _values_differ(label: str, got: list[float], want: list[float], out: ties.Comparison) -> None:
-    if len(got) != len(want) or any(H.rel_err(g, w) > TERM_RTOL for g, w in zip(got, want, strict=False)):
+    if len(got) != len(want) or any(
+        harness.rel_err(g, w) > TERM_RTOL for g, w in zip(got, want, strict=False)
+    ):
         out.problems.append(f"{label}: got {got} want {want} (rel {TERM_RTOL:g})")
 
 

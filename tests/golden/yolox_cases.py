@@ -27,7 +27,7 @@ import random
 from typing import Any
 
 import cases as V8
-import harness as H
+import harness
 import torch
 
 YOLOX_VERSION = "0.3.0"
@@ -36,7 +36,7 @@ STRIDES = (8, 16, 32)
 FORMAT = "yolodbg.golden.yolox/1"
 RECIPES = {"release": "yolox", "main": "yolox-main"}
 
-Box = tuple[int, float, float, float, float]
+Box = harness.Box
 
 
 targets_from_boxes = V8.targets_from_boxes
@@ -98,12 +98,7 @@ SCENES = {
 
 def make_scene(spec: str, rng: random.Random, H: int, W: int, nc: int) -> list[Box]:
     """``""`` (no boxes) or scene names joined by ``+``; ``name:n`` passes a count; generic names from cases.py."""
-    boxes: list[Box] = []
-    for part in filter(None, spec.split("+")):
-        name, _, n = part.partition(":")
-        fn = SCENES.get(name) or V8.SCENES[name]
-        boxes += fn(rng, H, W, nc, int(n)) if n else fn(rng, H, W, nc)
-    return boxes
+    return harness.compose_scene(spec, {**V8.SCENES, **SCENES}, rng, H, W, nc)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -530,10 +525,10 @@ def unpack_expected(packed: dict) -> dict:
 
 
 def describe_anchor(flat: int, imgsz) -> str:
-    return H.anchor_label(flat, level_shapes(imgsz), STRIDES)
+    return harness.anchor_label(flat, level_shapes(imgsz), STRIDES)
 
 
-rel_err = H.rel_err
+rel_err = harness.rel_err
 
 
 def compare(res, exp: dict, imgsz, rtol: float = 1e-5) -> tuple[list[str], float]:
@@ -541,7 +536,7 @@ def compare(res, exp: dict, imgsz, rtol: float = 1e-5) -> tuple[list[str], float
     relative error over the terms and the objective."""
     want = {**exp["items"], "objective": exp["total"]}
     got = {**res.terms, "objective": float(res.objective)}
-    missing, off = H.term_differences(got, want, rtol, label=str)
+    missing, off = harness.term_differences(got, want, rtol, label=str)
     problems = missing + off
     worst = max((rel_err(float(got[k]), w) for k, w in want.items() if got.get(k) is not None), default=0.0)
     norm = res.result.normalizers.get("num_fg")
@@ -602,10 +597,10 @@ def case_summary(exp: dict) -> str:
 
 
 def load_golden(path) -> dict:
-    return H.load_fixture(path, FORMAT)
+    return harness.load_fixture(path, FORMAT)
 
 
-provenance = H.provenance
+provenance = harness.provenance
 
 
 def golden_inputs(data: dict, case: dict) -> tuple[list[torch.Tensor], dict, tuple[int, int]]:
