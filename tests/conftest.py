@@ -1,4 +1,7 @@
-"""Shared fixtures: small synthetic Ultralytics outputs and batches (no framework needed)."""
+"""Shared fixtures: small synthetic Ultralytics outputs and batches (no framework needed).
+
+Only fixtures and hooks live here; helpers that tests import are in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from synth import batch, ultra_output
+from helpers import batch, ultra_output
 
 from yolodbg import bundle
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def assert_valid(doc, expect: str) -> None:
-    """``doc`` holds to the ``expect`` contract shipped with yolodbg; the problems are the failure message."""
-    from yolodbg.validate import validate
-
-    problems = validate(doc, expect)
-    assert problems == [], "\n".join(problems)
 
 
 @pytest.fixture

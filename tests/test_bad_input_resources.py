@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg._atomic import atomic_write

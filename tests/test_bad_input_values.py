@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from synth import batch, ultra_output
 
 from yolodbg import bundle, groundtruth
 from yolodbg.cli import main
@@ -253,6 +253,7 @@ def test_malformed_variant_specs(tmp_path, spec, fragment):
 
 def test_values_inside_the_ranges_still_parse():
     """The declared ranges keep every default and the documented special values."""
+    assert RECIPES, "no registered recipe to check"
     for cls in RECIPES.values():
         assert cls().params == {p.key: p.default for p in cls.PARAMS}
     assert get_recipe("yolov8:assigner.min_side=0,assigner.alpha=0,gain.box=0").params["gain.box"] == 0.0
@@ -379,7 +380,7 @@ def test_zero_and_negative_box_sides_are_a_documented_warning(tmp_path):
     b = bundle.load(_save(tmp_path / "p.pt"))
     t = groundtruth.from_coco(_write_json(tmp_path / "ann.json", doc), b, SIZE, nc=3)
     assert len(t) == 0 and [i.reason for i in t.ignored] == ["degenerate", "degenerate"]
-    assert all("left out" in w for w in t.warnings)
+    assert t.warnings and all("left out" in w for w in t.warnings)
     labels = tmp_path / "labels"
     labels.mkdir()
     (labels / "a.txt").write_text("0 0.5 0.5 0 0.2\n1 0.5 0.5 0.2 -0.1\n")
@@ -848,8 +849,11 @@ CLASSES = {
 def test_every_parameter_of_every_recipe_gets_bad_values():
     """The variant class covers each non-text parameter (and each text one with choices)."""
     covered = {(n, k) for n, k, _ in VARIANT_CASES}
+    checked = 0
     for name, cls in RECIPES.items():
         for p in cls.PARAMS:
             if p.type is not str or p.choices:
                 assert (name, p.key) in covered, (name, p.key)
+                checked += 1
+    assert checked, "no parameter of any recipe was checked"
     print("\n".join(f"{n:4d}  {c}" for c, n in CLASSES.items()), f"\n{sum(CLASSES.values()):4d}  total")

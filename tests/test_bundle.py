@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from synth import ultra_output
+from helpers import ultra_output
 
 from yolodbg import bundle
 from yolodbg.errors import BundleError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from click.testing import CliRunner
-from synth import batch, ultra_output
+from helpers import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import batch as make_batch
+from helpers import ultra_output
 from PIL import Image
-from synth import batch as make_batch
-from synth import ultra_output
 
 from yolodbg import bundle
 from yolodbg.capture import (
@@ -253,6 +253,7 @@ def test_letterbox_pixels_equal_ultralytics(ultra_env):
     from yolodbg.capture import letterbox_image, read_bgr, to_input
 
     files = [Path(f) for f in ultra_env.batch["im_file"]]
+    assert files, "the validation batch holds no image"
     boxed = [letterbox_image(read_bgr(f), IMGSZ)[0] for f in files]
     assert torch.equal(to_input(boxed), ultra_env.batch["img"].float() / 255)  # the validation dataloader
     predictor = LetterBox(new_shape=(IMGSZ, IMGSZ), auto=False)
@@ -351,6 +352,7 @@ def test_rect_plan_equals_ultralytics_on_the_sample_images(ultra_env, tmp_path, 
     sources, shapes = plan_rect([(f, f.name, None) for f in reversed(files)], imgsz, batch, 32)
     assert [src[0].name for src in sources] == [Path(f).name for f in ds.im_files]
     assert shapes == [tuple(s) for s in ds.batch_shapes.tolist()]
+    assert sources, "no sample image planned"
     for i, (src, _, _) in enumerate(sources):
         want = ds[i]["img"].numpy().transpose(1, 2, 0)[..., ::-1]  # CHW RGB -> HWC BGR
         got, _ = letterbox_image(read_bgr(src), imgsz, "val", shapes[i // batch])

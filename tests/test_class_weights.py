@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from synth import batch, ultra_output
+from helpers import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.api import replay
@@ -134,7 +134,7 @@ def test_capture_records_the_models_class_weights():
 
 def test_live_ultralytics_criterion_with_class_weights():
     pytest.importorskip("ultralytics")
-    from synth import golden_module
+    from helpers import golden_module
     from ultralytics.utils.loss import v8DetectionLoss
 
     cases = golden_module("cases.py")

@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 from click.testing import CliRunner
-from synth import batch, ultra_output
+from helpers import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synth import golden_module
+from helpers import golden_module
 
 from yolodbg.api import replay
 

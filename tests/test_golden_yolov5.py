@@ -16,19 +16,15 @@ Regenerate the fixtures with ``python tests/golden/make_golden_yolov5.py`` in an
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from synth import golden_module
+from helpers import GOLDEN_DIR, golden_module
 
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-GOLDEN_FILE = GOLDEN_DIR / "yolov5_cases.pt"
-
-
+H = golden_module("harness.py")
 C = golden_module("cases_yolov5.py")
+GOLDEN_FILE = GOLDEN_DIR / "yolov5_cases.pt"
 DATA = C.load_golden(GOLDEN_FILE)
-CASES = {c["name"]: c for c in DATA["cases"]}
+CASES = H.cases_by_name(DATA)
 
 
 def _replay(name: str):
@@ -41,11 +37,8 @@ def _replay(name: str):
 @pytest.mark.parametrize("name", list(CASES))
 def test_golden_yolov5(name: str) -> None:
     case, res, targets = _replay(name)
-    problems = C.compare(res, targets, case["expected"])
-    assert not problems, (
-        f"{name} (inputs {case['inputs']}, params {case['params']}; expected {C.case_summary(case['expected'])}; "
-        f"{C.provenance(DATA)}):\n  " + "\n  ".join(problems)
-    )
+    context = f"inputs {case['inputs']}, params {case['params']}; expected {C.case_summary(case['expected'])}"
+    H.assert_no_problems(name, context, C.compare(res, targets, case["expected"]), DATA)
 
 
 def test_golden_cases_exercise_the_quirks() -> None:
@@ -73,16 +66,15 @@ def test_replay_leaves_inputs_untouched() -> None:
     inputs = C.golden_inputs(DATA, case)
     before = [t.clone() for t in inputs["levels"]], {k: v.clone() for k, v in inputs["targets"].items()}
     C.replay(inputs, case["params"])
+    assert before[0] and before[1], "nothing to compare"
     assert all(torch.equal(a, b) for a, b in zip(inputs["levels"], before[0], strict=True))
     assert all(torch.equal(inputs["targets"][k], v) for k, v in before[1].items())
 
 
 def test_golden_file_is_consistent() -> None:
     """The fixture file itself: plain weights_only data, versions recorded, small, internally consistent."""
-    assert DATA["format"] == C.FORMAT and DATA["versions"]["yolov5"] == C.YOLOV5_VERSION
-    assert DATA["versions"]["cpu_capability"] and DATA["versions"]["torch"]  # where the numbers were made
-    assert GOLDEN_FILE.stat().st_size < 1_500_000
-    assert len(CASES) == len(DATA["cases"]) == len(C.CASES), "cases.py and the fixture disagree; regenerate"
+    H.check_fixture_file(GOLDEN_FILE, DATA, 1_500_000, yolov5=C.YOLOV5_VERSION)
+    assert len(CASES) == len(C.CASES), "cases_yolov5.py and the fixture disagree; regenerate"
     for case in DATA["cases"]:
         exp, rec = case["expected"], DATA["inputs"][case["inputs"]]
         assert [int(ix.shape[0]) for ix in exp["indices"]] == exp["n_per_level"]

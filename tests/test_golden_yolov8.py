@@ -21,21 +21,17 @@ ultralytics==8.4.190``); the generator refuses another ultralytics version.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from synth import golden_module
+from helpers import GOLDEN_DIR, golden_module
 
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-GOLDEN_FILE = GOLDEN_DIR / "yolov8_cases.pt"
+from yolodbg.api import replay
 
-
+H = golden_module("harness.py")
 C = golden_module("cases.py")
+GOLDEN_FILE = GOLDEN_DIR / "yolov8_cases.pt"
 DATA = C.load_golden(GOLDEN_FILE)
-CASES = {c["name"]: c for c in DATA["cases"]}
-
-from yolodbg.api import replay  # noqa: E402
+CASES = H.cases_by_name(DATA)
 
 
 def _replay(case: dict, recipe: str = "yolov8"):
@@ -54,29 +50,21 @@ def _replay(case: dict, recipe: str = "yolov8"):
     return res, explain, imgsz
 
 
-def _fail_message(case: dict, exp: dict, problems: list[str]) -> str:
-    return (
-        f"{case['name']} (inputs {case['inputs']}, form {case['form']}, params {case['params']}; "
-        f"expected {C.case_summary(exp)}; {C.provenance(DATA)}):\n  " + "\n  ".join(problems)
-    )
+def _check(name: str, recipe: str) -> None:
+    case = CASES[name]
+    exp = C.unpack_expected(case["expected"])
+    res, explain, imgsz = _replay(case, recipe)
+    H.assert_no_problems(name, C.case_context(case, exp), C.compare(res, exp, imgsz, explain), DATA)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_golden_yolov8(name: str) -> None:
-    case = CASES[name]
-    exp = C.unpack_expected(case["expected"])
-    res, explain, imgsz = _replay(case)
-    problems = C.compare(res, exp, imgsz, explain)
-    assert not problems, _fail_message(case, exp, problems)
+    _check(name, "yolov8")
 
 
 @pytest.mark.parametrize("name", ["v11n_fit_96x160_b3_crowd", "v11n_rand_256_edges"])
 def test_golden_yolo11_alias(name: str) -> None:
-    case = CASES[name]
-    exp = C.unpack_expected(case["expected"])
-    res, explain, imgsz = _replay(case, recipe="yolo11")
-    problems = C.compare(res, exp, imgsz, explain)
-    assert not problems, _fail_message(case, exp, problems)
+    _check(name, "yolo11")
 
 
 def test_replay_leaves_inputs_untouched() -> None:
@@ -85,18 +73,15 @@ def test_replay_leaves_inputs_untouched() -> None:
     before = (outputs["boxes"].clone(), outputs["scores"].clone(), {k: v.clone() for k, v in targets.items()})
     replay(outputs, targets, recipe="yolov8")
     assert torch.equal(outputs["boxes"], before[0]) and torch.equal(outputs["scores"], before[1])
+    assert before[2], "no target tensors to check"
     for k, v in before[2].items():
         assert torch.equal(targets[k], v), f"targets[{k!r}] modified in place"
 
 
 def test_golden_file_is_consistent() -> None:
     """The fixture file itself: plain weights_only data, versions recorded, small, internally consistent."""
-    assert DATA["versions"]["ultralytics"] == C.ULTRALYTICS_VERSION
-    assert DATA["versions"]["cpu_capability"] and DATA["versions"]["torch"]  # where the numbers were made
-    # tests/golden/ as a whole (all frameworks' fixtures) must stay under 3 MB; this harness's share:
-    size = GOLDEN_FILE.stat().st_size
-    assert size < 1_400_000, f"{GOLDEN_FILE.name} is {size} bytes"
-    assert len(CASES) == len(DATA["cases"]), "duplicate case names"
+    # tests/golden/ as a whole (all frameworks' fixtures) must stay small; this harness's share:
+    H.check_fixture_file(GOLDEN_FILE, DATA, 1_400_000, ultralytics=C.ULTRALYTICS_VERSION)
     for case in DATA["cases"]:
         exp = case["expected"]
         rec = DATA["inputs"][case["inputs"]]
@@ -105,7 +90,7 @@ def test_golden_file_is_consistent() -> None:
         assert sum(f.shape[2] * f.shape[3] for f in rec["feats"]) == N
         assert exp["gt_index_fg"].numel() == exp["target_score_fg"].numel() == int(exp["fg"].sum())
         loss = exp["loss"]
-        items = [exp["items"][k] for k in ("box", "cls", "dfl")]
+        items = [exp["items"][k] for k in C.TERMS]
         for item, total in zip(items, loss, strict=True):
             assert C.rel_close(total, item * B, 1e-6)
         assert C.rel_close(exp["objective"], sum(loss), 1e-6)

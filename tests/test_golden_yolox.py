@@ -19,21 +19,18 @@ Regenerate the fixtures with ``tests/golden/make_golden_yolox.py`` (see its docs
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from synth import golden_module
+from helpers import GOLDEN_DIR, golden_module
 
 from yolodbg.api import replay
 from yolodbg.recipes.yolox import yolox_labels
 
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-
-
+H = golden_module("harness.py")
 C = golden_module("yolox_cases.py")
-DATA = C.load_golden(GOLDEN_DIR / "yolox_cases.pt")
-CASES = {c["name"]: c for c in DATA["cases"]}
+GOLDEN_FILE = GOLDEN_DIR / "yolox_cases.pt"
+DATA = C.load_golden(GOLDEN_FILE)
+CASES = H.cases_by_name(DATA)
 
 
 def _replay(case: dict):
@@ -50,9 +47,7 @@ def test_golden_yolox(name: str) -> None:
     exp = C.unpack_expected(case["expected"])
     res, imgsz = _replay(case)
     problems, _ = C.compare(res, exp, imgsz)
-    assert not problems, f"{name} (expected {C.case_summary(exp)}; {C.provenance(DATA)}):\n  " + "\n  ".join(
-        problems
-    )
+    H.assert_no_problems(name, f"expected {C.case_summary(exp)}", problems, DATA)
 
 
 @pytest.mark.parametrize("name", ["nano_fit_160_b4_empty_release", "synth_204x332_odd_many_main"])
@@ -61,6 +56,7 @@ def test_golden_ledger_conserves(name: str) -> None:
     res, _ = _replay(CASES[name])
     result = res.result
     bs, n = result.fg.shape
+    assert result.terms, "no terms to check"
     for term, value in result.terms.items():
         assert float(result.ledger[term].values.sum()) == pytest.approx(value, rel=1e-6, abs=1e-9), term
     assert result.ledger["obj"].values.numel() == bs * n
@@ -73,6 +69,7 @@ def test_labels_match_the_generator() -> None:
     """yolodbg's pixel labels are exactly the ones the reference was fed (float32 bboxes × float32 W, H)."""
     from yolodbg import groundtruth
 
+    assert DATA["inputs"], "no input sets in the fixture"
     for key, rec in DATA["inputs"].items():
         levels, targets, imgsz = C.golden_inputs(DATA, {"inputs": key})
         nc = levels[0].shape[1] - 5
@@ -87,16 +84,13 @@ def test_golden_inputs_untouched() -> None:
     levels, targets, imgsz = C.golden_inputs(DATA, case)
     before = [t.clone() for t in levels], {k: v.clone() for k, v in targets.items()}
     replay(levels, targets, recipe="yolox-main", params={"use_l1": True}, input_size=imgsz, head="yolox")
+    assert before[0] and before[1], "nothing to compare"
     assert all(torch.equal(a, b) for a, b in zip(levels, before[0], strict=True))
     assert all(torch.equal(targets[k], v) for k, v in before[1].items())
 
 
 def test_golden_file_is_consistent() -> None:
-    assert DATA["versions"]["yolox"] == C.YOLOX_VERSION
-    assert DATA["versions"]["cpu_capability"] and DATA["versions"]["torch"]  # where the numbers were made
-    assert DATA["versions"]["main_commit"] == C.MAIN_COMMIT
-    assert (GOLDEN_DIR / "yolox_cases.pt").stat().st_size < 1_500_000
-    assert len(CASES) == len(DATA["cases"]), "duplicate case names"
+    H.check_fixture_file(GOLDEN_FILE, DATA, 1_500_000, yolox=C.YOLOX_VERSION, main_commit=C.MAIN_COMMIT)
     variants = {c["variant"] for c in DATA["cases"]}
     assert variants == {"release", "main"}
     for case in DATA["cases"]:

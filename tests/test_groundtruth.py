@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from synth import ultra_output
+from helpers import ultra_output
 
 from yolodbg import bundle, groundtruth
 from yolodbg.errors import GroundTruthError

@@ -11,8 +11,8 @@ from html import escape
 
 import pytest
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from PIL import Image
-from synth import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main
@@ -55,6 +55,7 @@ def test_report_is_self_contained(ex):
     costliest = max(ex.breakdown.images, key=lambda im: im.total)
     assert one.count("data:image/png") == 1 and "The 1 images with the largest loss of 2" in one
     assert f"image {escape(ex.bundle.images[costliest.index].label)}</figcaption>" in one
+    assert ex.result.terms, "no terms to look for"
     for term, value in ex.result.terms.items():
         assert f"<td>{term}</td>" in doc and f'data-v="{value!r}"' in doc
 

@@ -36,6 +36,7 @@ def test_a_replay_that_matches_the_log_prints_both_and_passes():
     logged = torch.load(STEP, weights_only=True)["meta"]["loss_items"]
     items = {i["name"]: i for i in doc["logged"]["items"]}
     assert doc["logged"]["checked"] and doc["logged"]["agree"] and doc["logged"]["rtol"] == 1e-5
+    assert logged, "the sample step logged no loss items"
     for name, value in logged.items():
         term = name.removesuffix("_loss")
         assert items[name]["term"] == term and items[name]["logged"] == value

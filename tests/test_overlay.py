@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from PIL import Image
-from synth import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main
@@ -74,6 +74,7 @@ def test_bundle_targets_in_input_coordinates():
     vmax = max(g.share for g in ex.breakdown.gts)
     img = render_overlay(ex, 0, top=0)
     assert img.width == 640  # no letterbox: the input itself, 128 * 5
+    assert len(ex.breakdown.gts) >= 2, "the two GTs checked below are missing"
     for g in ex.breakdown.gts[:2]:
         # GT 0: cx, cy, w, h = 0.5, 0.5, 0.4, 0.3 of 128 -> (38.4, 44.8, 89.6, 83.2) -> x5 = (192, 224, 448, 416)
         # GT 1: (12.8, 12.8, 25.6, 25.6) -> (64, 64, 128, 128); pixels in the middle of the left stroke

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synth import golden_module
+from helpers import golden_module
 
 pytest.importorskip("yolov5.utils.loss")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from synth import golden_module
+from helpers import golden_module
 
 pytest.importorskip("yolox")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import assert_valid
+from helpers import assert_valid
 
 from yolodbg import bundle
 from yolodbg.cli import main

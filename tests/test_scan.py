@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
-from synth import batch, ultra_output
+from helpers import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main
@@ -76,7 +76,7 @@ def test_scan_aggregates_equal_the_sum_of_explain_results(tmp_path):
     doc = agg.summary()
     exs = [explain(bundle.load(p), top=0) for p in paths]
     names = list(exs[0].result.terms)
-    assert doc["bundles"] == 3 and doc["images"] == 9
+    assert names and doc["bundles"] == 3 and doc["images"] == 9
     for t in names:
         assert doc["loss_sum"]["terms"][t] == pytest.approx(sum(e.result.terms[t] for e in exs), rel=1e-12)
         assert doc["terms"][t] == pytest.approx(sum(e.result.terms[t] for e in exs) / 3, rel=1e-12)
@@ -93,6 +93,7 @@ def test_scan_aggregates_equal_the_sum_of_explain_results(tmp_path):
     assert (
         doc["num_pos"] == sum(e.breakdown.num_pos for e in exs) == sum(lv["num_pos"] for lv in doc["levels"])
     )
+    assert doc["classes"] and doc["sizes"], "no class or size rows to check"
     for row in doc["classes"]:
         mine = [g for g in gts if g.cls == row["class"]]
         assert row["num_gt"] == len(mine)
@@ -152,7 +153,7 @@ def test_empty_batches_scan_cleanly(tmp_path):
     doc = scan(paths, ScanJob()).summary()
     assert doc["num_gt"] == 0 and doc["recall_ceiling"]["value"] is None
     assert doc["background"]["share"] == pytest.approx(1.0)
-    assert all(r["num_gt"] == 0 for r in doc["sizes"])
+    assert doc["sizes"] and all(r["num_gt"] == 0 for r in doc["sizes"])
 
 
 def test_ctrl_c_keeps_what_was_aggregated(tmp_path):

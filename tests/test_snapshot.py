@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import assert_valid
-from synth import batch, ultra_output
+from helpers import assert_valid, batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from helpers import batch, ultra_output
 from PIL import Image
-from synth import batch, ultra_output
 
 from yolodbg import bundle
 from yolodbg.cli import main

@@ -61,6 +61,7 @@ def docs(tmp_path_factory) -> dict[str, dict]:
 
 
 def test_every_schema_is_valid_json_schema_2020_12():
+    assert SCHEMA_FILES, "no schema shipped"
     for sid, file in SCHEMA_FILES.items():
         schema = load_schema(sid)
         Draft202012Validator.check_schema(schema)
@@ -97,7 +98,9 @@ def test_sample_outputs_hold_to_their_schema(docs, kind):
 
 
 def test_committed_snapshots_hold_to_their_schema():
-    for path in sorted((ROOT / "tests" / "snapshots").glob("*.json")):
+    paths = sorted((ROOT / "tests" / "snapshots").glob("*.json"))
+    assert paths, "no committed snapshot"
+    for path in paths:
         assert validate_file(path, "yolodbg.snapshot/1") == ("yolodbg.snapshot/1", []), path.name
 
 
@@ -401,6 +404,7 @@ def test_every_required_top_level_field_is_named_when_missing(docs, kind):
 
 def test_every_required_gt_field_is_named_when_missing(docs):
     gt_schema = load_schema("yolodbg.explain/1")["$defs"]["gt"]
+    assert gt_schema["required"], "the gt schema requires no field"
     for field in gt_schema["required"]:
         problems = _broken(docs["explain_yolox_val"], lambda d, f=field: d["gts"][5].pop(f))
         assert f"gts[5].{field}: required field is missing" in problems, (field, problems)

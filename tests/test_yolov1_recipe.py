@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_valid
+from helpers import assert_valid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

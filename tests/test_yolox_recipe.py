@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from conftest import assert_valid
+from helpers import assert_valid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -345,7 +345,7 @@ def test_cli_explain_json(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["recipe"]["name"] == "yolox" and set(doc["terms"]) == {"iou", "obj", "cls", "l1"}
-    assert all("dynamic_k" in g["details"] for g in doc["gts"])
+    assert len(doc["gts"]) == 3 and all("dynamic_k" in g["details"] for g in doc["gts"])
     assert_valid(doc, "yolodbg.explain/1")
     text = CliRunner().invoke(main, ["explain", str(path), "-r", "yolox-main"], env={"COLUMNS": "160"})
     assert text.exit_code == 0 and "num_fg" in text.output

@@ -5,8 +5,10 @@ Used by
   * ``tests/test_golden_yolov8.py`` (replays the stored fixtures with yolodbg; no ultralytics needed),
   * ``tests/test_parity_ultralytics.py`` (builds the same cases live, plus random scenes, and compares).
 
-Only ``torch`` (and the standard library) is imported at module level. Everything that needs
-ultralytics imports it inside the function, so the fixture test runs where ultralytics is absent.
+Only ``torch``, the standard library and the torch-only neighbours ``harness.py`` / ``ties.py`` are
+imported at module level. Everything that needs ultralytics imports it inside the function, so the
+fixture test runs where ultralytics is absent. The shared skeleton (fixture loading, tolerances,
+failure messages) is ``harness.py``; what is specific to Ultralytics' loss is here.
 
 Vocabulary
   * An *input set* is a batch: a model (or the synthetic generator) produces the raw train-mode head
@@ -22,6 +24,8 @@ import math
 import random
 from typing import Any
 
+import harness
+import ties
 import torch
 
 ULTRALYTICS_VERSION = "8.4.190"
@@ -29,7 +33,7 @@ STRIDES = (8, 16, 32)
 REG_MAX = 16
 FORMAT = "yolodbg.golden.yolov8/1"
 
-Box = tuple[int, float, float, float, float]  # cls, x1, y1, x2, y2 in input pixels
+Box = harness.Box
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -37,10 +41,7 @@ Box = tuple[int, float, float, float, float]  # cls, x1, y1, x2, y2 in input pix
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _clip_box(c: int, x1: float, y1: float, x2: float, y2: float, H: int, W: int) -> Box:
-    x1, y1 = min(max(0.0, x1), float(W)), min(max(0.0, y1), float(H))
-    x2, y2 = max(min(float(W), x2), x1), max(min(float(H), y2), y1)
-    return (c, x1, y1, x2, y2)
+_clip_box = harness.clip_box
 
 
 def scene_standard(rng: random.Random, H: int, W: int, nc: int, n: int = 4) -> list[Box]:
@@ -171,25 +172,10 @@ SCENES = {
 
 def make_scene(spec: str, rng: random.Random, H: int, W: int, nc: int) -> list[Box]:
     """``spec`` is ``""`` (no boxes) or scene names joined by ``+``; ``name:n`` passes a count."""
-    boxes: list[Box] = []
-    for part in filter(None, spec.split("+")):
-        name, _, n = part.partition(":")
-        fn = SCENES[name]
-        boxes += fn(rng, H, W, nc, int(n)) if n else fn(rng, H, W, nc)
-    return boxes
+    return harness.compose_scene(spec, SCENES, rng, H, W, nc)
 
 
-def targets_from_boxes(per_image: list[list[Box]], H: int, W: int, cls_1d: bool = False) -> dict:
-    """Ultralytics batch form, rows grouped by image in ascending order; float32 like the collate."""
-    rows = []
-    for b, boxes in enumerate(per_image):
-        for c, x1, y1, x2, y2 in boxes:
-            rows.append(
-                [float(b), float(c), (x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
-            )
-    t = torch.tensor(rows, dtype=torch.float64).view(-1, 6).float()
-    cls = t[:, 1].clone() if cls_1d else t[:, 1:2].clone()
-    return {"batch_idx": t[:, 0].clone(), "cls": cls, "bboxes": t[:, 2:6].clone()}
+targets_from_boxes = harness.targets_from_boxes  # Ultralytics batch form; cls_1d stores cls as (M,)
 
 
 def random_scene(seed: int) -> dict:
@@ -688,18 +674,11 @@ def unpack_expected(packed: dict) -> dict:
 
 
 def describe_anchor(flat: int, imgsz, strides=STRIDES) -> str:
-    start = 0
-    for (h, w), s in zip(level_shapes(imgsz, strides), strides, strict=True):
-        if flat < start + h * w:
-            y, x = divmod(flat - start, w)
-            return f"a{flat}(P{int(math.log2(s))} y={y} x={x} centre=({(x + 0.5) * s:g},{(y + 0.5) * s:g})px)"
-        start += h * w
-    return f"a{flat}(?)"
+    return harness.anchor_label(flat, level_shapes(imgsz, strides), strides)
 
 
-def rel_close(a: float, b: float, rtol: float = 1e-5) -> bool:
-    return abs(a - b) <= rtol * max(abs(b), 1e-6)
-
+rel_close = harness.rel_close
+sibling = harness.sibling
 
 # Tolerances that hold across CPU kernels (AVX512 / AVX2 / scalar round reductions differently):
 TERM_RTOL = 1e-5  # loss items and objective: sums over thousands of anchors
@@ -711,21 +690,7 @@ TERM_RTOL = 1e-5  # loss items and objective: sums over thousands of anchors
 # near 1, lets them through without hiding anything a loss could feel.
 SCORE_RTOL = 5e-5
 SCORE_ATOL = 1e-8
-
-
-def sibling(name: str):
-    """Another module of this folder (a plain folder, not a package), imported once per process."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    key = f"yolodbg_golden_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).resolve().parent / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[key] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[key]
+TERMS = ("box", "cls", "dfl")
 
 
 def replay_explained(fn, topk: int = 10, topk2: int | None = None):
@@ -733,10 +698,49 @@ def replay_explained(fn, topk: int = 10, topk2: int | None = None):
     near-tie behind a discrete difference from yolodbg's own task-aligned assignment (see ``ties.py``)."""
     from yolodbg.recipes import ultralytics_loss
 
-    T = sibling("ties")
-    with T.capture(ultralytics_loss, "assign") as seen:
+    with ties.capture(ultralytics_loss, "assign") as seen:
         res = fn()
-    return res, T.tal_explains(seen[0], topk, topk2)
+    return res, ties.tal_explains(seen[0], topk, topk2)
+
+
+def _term_lines(res, exp: dict, rtol: float) -> tuple[list[str], list[str]]:
+    """(missing, off) loss items and objective; a near-tie may explain an off one, never a missing one."""
+    missing, off = harness.term_differences(res.terms, {k: exp["items"][k] for k in TERMS}, rtol)
+    got_obj = float(res.objective)
+    if not rel_close(got_obj, exp["objective"], rtol):
+        off.append(f"objective: got {got_obj!r} want {exp['objective']!r} (loss tensor {exp['loss']})")
+    return missing, off
+
+
+def _shape_problem(res, want_fg: torch.Tensor) -> str | None:
+    """Why yolodbg's fg / gt_index cannot be compared anchor by anchor, or None."""
+    fg = torch.as_tensor(res.fg)
+    if fg.shape != want_fg.shape or fg.dtype != torch.bool:
+        return f"fg: got {tuple(fg.shape)} {fg.dtype}, want {tuple(want_fg.shape)} torch.bool"
+    gi = torch.as_tensor(res.gt_index)
+    if gi.shape != want_fg.shape:
+        return f"gt_index: shape {tuple(gi.shape)}, want {tuple(want_fg.shape)}"
+    return None
+
+
+def _target_score_problem(res, exp: dict, got_gt, touched: set, imgsz) -> str | None:
+    """Soft targets beyond the tolerances, except on the GTs a near-tie moved (their normalisation moves)."""
+    want_fg, want_gt, want_ts = exp["fg"], exp["gt_index"], exp["target_score"]
+    ts = torch.as_tensor(res.target_score).detach().cpu()
+    if ts.shape != want_fg.shape:
+        return f"target_score: shape {tuple(ts.shape)}, want {tuple(want_fg.shape)}"
+    off = ~torch.isclose(ts.float(), want_ts, rtol=SCORE_RTOL, atol=SCORE_ATOL)
+    for b, g in touched:
+        if g >= 0:
+            off[b] &= (got_gt[b] != g) & (want_gt[b] != g)
+    if not off.any():
+        return None
+    diff = torch.where(off, (ts.float() - want_ts).abs(), torch.zeros_like(want_ts))
+    b, a = divmod(int(diff.argmax()), diff.shape[1])
+    return (
+        f"target_score: {int(off.sum())} anchors beyond rel {SCORE_RTOL:g} + abs {SCORE_ATOL:g}; worst img{b} "
+        f"{describe_anchor(a, imgsz)} got {float(ts[b, a])!r} want {float(want_ts[b, a])!r}"
+    )
 
 
 def compare_detailed(res, exp: dict, imgsz, explain=None, rtol: float = TERM_RTOL):
@@ -747,76 +751,40 @@ def compare_detailed(res, exp: dict, imgsz, explain=None, rtol: float = TERM_RTO
     anchors are listed in ``ties``, their GTs' soft targets are not compared, and term differences they
     cause are reported with them rather than failing. Without ``explain`` every discrete difference fails.
     """
-    T = sibling("ties")
-    out = T.Comparison()
-    problems = out.problems
-    term_lines: list[str] = []
-    for k in ("box", "cls", "dfl"):
-        got = res.terms.get(k) if hasattr(res.terms, "get") else None
-        want = exp["items"][k]
-        if got is None:
-            problems.append(f"term {k!r} missing from res.terms (keys {sorted(res.terms)})")
-        elif not rel_close(float(got), want, rtol):
-            term_lines.append(
-                f"term {k}: got {float(got)!r} want {want!r} (rel {abs(float(got) - want) / max(abs(want), 1e-6):.3g})"
-            )
-    got_obj = float(res.objective)
-    if not rel_close(got_obj, exp["objective"], rtol):
-        term_lines.append(f"objective: got {got_obj!r} want {exp['objective']!r} (loss tensor {exp['loss']})")
-
-    want_fg = exp["fg"]
+    out = ties.Comparison()
+    missing, term_lines = _term_lines(res, exp, rtol)
+    out.problems += missing
+    shape = _shape_problem(res, exp["fg"])
+    if shape is not None:
+        out.problems += [*term_lines, shape]
+        return out
     fg = torch.as_tensor(res.fg).detach().cpu()
-    if fg.shape != want_fg.shape or fg.dtype != torch.bool:
-        problems += term_lines
-        problems.append(f"fg: got {tuple(fg.shape)} {fg.dtype}, want {tuple(want_fg.shape)} torch.bool")
-        return out
     gi = torch.as_tensor(res.gt_index).detach().cpu().long()
-    if gi.shape != want_fg.shape:
-        problems += term_lines
-        problems.append(f"gt_index: shape {tuple(gi.shape)}, want {tuple(want_fg.shape)}")
-        return out
     bg_bad = int((~fg & (gi != -1)).sum())
     if bg_bad:
-        problems.append(f"gt_index: {bg_bad} background anchors are not -1")
+        out.problems.append(f"gt_index: {bg_bad} background anchors are not -1")
     got_gt = torch.where(fg, gi, torch.full_like(gi, -1))
-    want_gt = exp["gt_index"]
     touched: set[tuple[int, int]] = set()  # (image, gt) whose positives a near-tie changed
     unexplained: list[str] = []
-    for b, a in (got_gt != want_gt).nonzero().tolist():
-        g, w = int(got_gt[b, a]), int(want_gt[b, a])
-        reason = explain(b, a, g, w) if explain is not None else None
-        what = f"img{b} {describe_anchor(a, imgsz)} got gt {g} want gt {w} (-1: background)"
-        if reason is None:
-            unexplained.append(f"{what}, t̂ want {float(exp['target_score'][b, a]):.3g}")
+    for d in harness.assignment_differences(got_gt, exp["gt_index"], explain):
+        what = f"img{d.image} {describe_anchor(d.anchor, imgsz)} got gt {d.got} want gt {d.want} (-1: background)"
+        if d.tie is None:
+            unexplained.append(f"{what}, t̂ want {float(exp['target_score'][d.image, d.anchor]):.3g}")
         else:
-            out.ties.append(f"{what}: near-tie, {reason}")
-            touched |= {(b, g), (b, w)}
+            out.ties.append(f"{what}: near-tie, {d.tie}")
+            touched |= {(d.image, d.got), (d.image, d.want)}
     if unexplained:
-        problems.append(
+        out.problems.append(
             f"fg / gt_index: {len(unexplained)} anchors differ, not explained by a near-tie "
-            f"[{'; '.join(unexplained[:6])}] (yolodbg {int(fg.sum())} positives, want {int(want_fg.sum())})"
+            f"[{'; '.join(unexplained[:6])}] (yolodbg {int(fg.sum())} positives, want {int(exp['fg'].sum())})"
         )
     if term_lines and touched and not unexplained:
         out.ties += [f"{ln} (follows from the near-tie above)" for ln in term_lines]
     else:
-        problems += term_lines
-
-    ts = torch.as_tensor(res.target_score).detach().cpu()
-    if ts.shape != want_fg.shape:
-        problems.append(f"target_score: shape {tuple(ts.shape)}, want {tuple(want_fg.shape)}")
-        return out
-    want_ts = exp["target_score"]
-    off = ~torch.isclose(ts.float(), want_ts, rtol=SCORE_RTOL, atol=SCORE_ATOL)
-    for b, g in touched:  # a near-tie moved this GT's positives: its normalisation may move with them
-        if g >= 0:
-            off[b] &= (got_gt[b] != g) & (want_gt[b] != g)
-    if off.any():
-        diff = torch.where(off, (ts.float() - want_ts).abs(), torch.zeros_like(want_ts))
-        b, a = divmod(int(diff.argmax()), diff.shape[1])
-        problems.append(
-            f"target_score: {int(off.sum())} anchors beyond rel {SCORE_RTOL:g} + abs {SCORE_ATOL:g}; worst img{b} "
-            f"{describe_anchor(a, imgsz)} got {float(ts[b, a])!r} want {float(want_ts[b, a])!r}"
-        )
+        out.problems += term_lines
+    score = _target_score_problem(res, exp, got_gt, touched, imgsz)
+    if score is not None:
+        out.problems.append(score)
     return out
 
 
@@ -835,21 +803,22 @@ def case_summary(exp: dict) -> str:
     )
 
 
+def case_context(case: dict, exp: dict) -> str:
+    """What a failure message says about a stored case besides its name."""
+    return (
+        f"inputs {case['inputs']}, form {case['form']}, params {case['params']}; expected {case_summary(exp)}"
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Reading the golden file (torch only)
 # ---------------------------------------------------------------------------------------------------------------
 
-
-def provenance(data: dict) -> str:
-    """Torch version and CPU capability of the fixture and of this run, for failure messages."""
-    return sibling("provenance").describe(data.get("versions", {}))
+provenance = harness.provenance
 
 
 def load_golden(path) -> dict:
-    data = torch.load(path, weights_only=True, map_location="cpu")
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
-    return data
+    return harness.load_fixture(path, FORMAT)
 
 
 def golden_inputs(data: dict, case: dict) -> tuple[dict, dict, tuple[int, int]]:

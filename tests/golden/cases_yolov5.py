@@ -6,8 +6,8 @@ Used by
   * ``tests/test_golden_yolov5.py`` (replays the stored fixtures with yolodbg; no yolov5 needed),
   * ``tests/test_parity_yolov5.py`` (builds the same cases live, plus random scenes, and compares).
 
-Only ``torch`` and the standard library are imported at module level; everything that needs the
-``yolov5`` package imports it inside the function.
+Only ``torch``, the standard library and the torch-only ``harness.py`` next to this file are imported
+at module level; everything that needs the ``yolov5`` package imports it inside the function.
 
 An *input set* is a batch: predictions (from a ``yolov5n/s`` model built from its yaml, random or
 briefly overfitted with the real loss, or synthetic logits placed around the ground truth), the
@@ -22,22 +22,20 @@ import random
 from pathlib import Path
 from typing import Any
 
+import harness
 import torch
 
-HERE = Path(__file__).resolve().parent
 YOLOV5_VERSION = "7.0.14"
 FORMAT = "yolodbg.golden.yolov5/1"
 TERMS = ("box", "obj", "cls")
 
-Box = tuple[int, float, float, float, float]
+Box = harness.Box
 
 
 # ----------------------------------------------------------------------------------------------------- scenes
 
 
-def _clip(c: int, x1: float, y1: float, x2: float, y2: float, H: int, W: int) -> Box:
-    x1, y1 = min(max(0.0, x1), float(W)), min(max(0.0, y1), float(H))
-    return (c, x1, y1, max(min(float(W), x2), x1), max(min(float(H), y2), y1))
+_clip = harness.clip_box
 
 
 def scene_standard(rng: random.Random, H: int, W: int, nc: int, n: int = 4) -> list[Box]:
@@ -129,22 +127,12 @@ SCENES = {
 
 def make_scene(spec: str, rng: random.Random, H: int, W: int, nc: int) -> list[Box]:
     """``spec`` is ``""`` (no boxes) or scene names joined by ``+``; ``name:n`` passes a count."""
-    boxes: list[Box] = []
-    for part in filter(None, spec.split("+")):
-        name, _, n = part.partition(":")
-        boxes += SCENES[name](rng, H, W, nc, int(n)) if n else SCENES[name](rng, H, W, nc)
-    return boxes
+    return harness.compose_scene(spec, SCENES, rng, H, W, nc)
 
 
 def targets_from_boxes(per_image: list[list[Box]], H: int, W: int) -> dict:
     """YOLOv5 rows split into batch_idx / cls / bboxes (normalised cx, cy, w, h), float32."""
-    rows = [
-        [float(b), float(c), (x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
-        for b, boxes in enumerate(per_image)
-        for c, x1, y1, x2, y2 in boxes
-    ]
-    t = torch.tensor(rows, dtype=torch.float64).view(-1, 6).float()
-    return {"batch_idx": t[:, 0].clone(), "cls": t[:, 1].clone(), "bboxes": t[:, 2:6].clone()}
+    return harness.targets_from_boxes(per_image, H, W, cls_1d=True)
 
 
 def target_rows(targets: dict) -> torch.Tensor:
@@ -351,7 +339,6 @@ def default_hyp(nc: int, nl: int, imgsz: int) -> dict:
 
 
 def yolov5_root():
-    from pathlib import Path
 
     import yolov5
 
@@ -606,10 +593,8 @@ TOBJ_RTOL = 1e-5
 TOBJ_ATOL = 1e-8
 
 
-def rel_close(a: float, b: float, rtol: float = 1e-5) -> bool:
-    if b == 0.0:
-        return abs(a) <= 1e-12
-    return abs(a - b) <= rtol * abs(b)
+# loss items and objective: relative to the expected value itself (an expected 0 must stay ~0)
+rel_close = harness.rel_close_no_floor
 
 
 def dense_tobj(exp: dict, B: int) -> torch.Tensor:
@@ -630,13 +615,10 @@ def compare(res, targets, exp: dict, rtol: float = 1e-5) -> list[str]:
     """Every difference between a yolodbg LossResult and an expected record, as readable lines."""
     from yolodbg import breakdown
 
-    problems: list[str] = []
-    for k in TERMS:
-        got, want = res.terms[k], exp["items"][k]
-        if not rel_close(got, want, rtol):
-            problems.append(
-                f"term {k}: got {got!r} want {want!r} (rel {abs(got - want) / max(abs(want), 1e-30):.3g})"
-            )
+    missing, off = harness.term_differences(
+        res.terms, {k: exp["items"][k] for k in TERMS}, rtol, close=rel_close
+    )
+    problems = missing + off
     if not rel_close(res.objective, exp["objective"], rtol):
         problems.append(f"objective: got {res.objective!r} want {exp['objective']!r}")
     got_levels = matches_by_level(res)
@@ -681,20 +663,10 @@ def case_summary(exp: dict) -> str:
 
 
 def load_golden(path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return harness.load_fixture(path, FORMAT)
 
 
-def provenance(data: dict) -> str:
-    """Torch version and CPU capability of the fixture and of this run, for failure messages."""
-    import importlib.util
-    import sys
-
-    key = "yolodbg_golden_provenance"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, HERE / "provenance.py")
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key].describe(data.get("versions", {}))
+provenance = harness.provenance
 
 
 def golden_inputs(data: dict, case: dict) -> dict:

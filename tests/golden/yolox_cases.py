@@ -5,8 +5,8 @@ Used by
   * ``tests/test_golden_yolox.py`` (replays the stored fixtures with yolodbg; YOLOX not needed),
   * ``tests/test_parity_yolox.py`` (builds the same cases live, plus random scenes, and compares).
 
-Only ``torch`` (and the standard library) is imported at module level; everything that needs YOLOX
-imports it inside the function. Scenes are boxes ``(cls, x1, y1, x2, y2)`` in input pixels; the
+Only ``torch``, the standard library and the torch-only neighbours (``cases.py``, ``harness.py``)
+are imported at module level; everything that needs YOLOX imports it inside the function. Scenes are boxes ``(cls, x1, y1, x2, y2)`` in input pixels; the
 generic scene generators come from the YOLOv8 cases module next to this file, the YOLOX-specific
 ones (prior edges, empty priors, a zero label row, many overlapping boxes) are here.
 
@@ -22,36 +22,23 @@ References
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 from typing import Any
 
+import cases as V8
+import harness
 import torch
 
-HERE = Path(__file__).resolve().parent
 YOLOX_VERSION = "0.3.0"
 MAIN_COMMIT = "6ddff48"
 STRIDES = (8, 16, 32)
 FORMAT = "yolodbg.golden.yolox/1"
 RECIPES = {"release": "yolox", "main": "yolox-main"}
 
-Box = tuple[int, float, float, float, float]
+Box = harness.Box
 
 
-def _v8_cases():
-    name = "yolodbg_golden_cases"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, HERE / "cases.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-V8 = _v8_cases()
 targets_from_boxes = V8.targets_from_boxes
 rel_close = V8.rel_close
 
@@ -111,12 +98,7 @@ SCENES = {
 
 def make_scene(spec: str, rng: random.Random, H: int, W: int, nc: int) -> list[Box]:
     """``""`` (no boxes) or scene names joined by ``+``; ``name:n`` passes a count; generic names from cases.py."""
-    boxes: list[Box] = []
-    for part in filter(None, spec.split("+")):
-        name, _, n = part.partition(":")
-        fn = SCENES.get(name) or V8.SCENES[name]
-        boxes += fn(rng, H, W, nc, int(n)) if n else fn(rng, H, W, nc)
-    return boxes
+    return harness.compose_scene(spec, {**V8.SCENES, **SCENES}, rng, H, W, nc)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -543,32 +525,20 @@ def unpack_expected(packed: dict) -> dict:
 
 
 def describe_anchor(flat: int, imgsz) -> str:
-    start = 0
-    for (h, w), s in zip(level_shapes(imgsz), STRIDES, strict=True):
-        if flat < start + h * w:
-            y, x = divmod(flat - start, w)
-            return f"a{flat}(P{int(math.log2(s))} y={y} x={x} centre=({(x + 0.5) * s:g},{(y + 0.5) * s:g})px)"
-        start += h * w
-    return f"a{flat}(?)"
+    return harness.anchor_label(flat, level_shapes(imgsz), STRIDES)
 
 
-def rel_err(got: float, want: float) -> float:
-    return abs(got - want) / max(abs(want), 1e-6)
+rel_err = harness.rel_err
 
 
 def compare(res, exp: dict, imgsz, rtol: float = 1e-5) -> tuple[list[str], float]:
     """Differences between a yolodbg Replay and an expected record as readable lines, and the largest
     relative error over the terms and the objective."""
-    problems: list[str] = []
-    worst = 0.0
-    for k, want in [*exp["items"].items(), ("objective", exp["total"])]:
-        got = float(res.objective) if k == "objective" else res.terms.get(k)
-        if got is None:
-            problems.append(f"term {k!r} missing (have {sorted(res.terms)})")
-            continue
-        worst = max(worst, rel_err(got, want))
-        if not rel_close(got, want, rtol):
-            problems.append(f"{k}: got {got!r} want {want!r} (rel {rel_err(got, want):.3g})")
+    want = {**exp["items"], "objective": exp["total"]}
+    got = {**res.terms, "objective": float(res.objective)}
+    missing, off = harness.term_differences(got, want, rtol, label=str)
+    problems = missing + off
+    worst = max((rel_err(float(got[k]), w) for k, w in want.items() if got.get(k) is not None), default=0.0)
     norm = res.result.normalizers.get("num_fg")
     if norm != float(max(exp["num_fg"], 1)):
         problems.append(f"num_fg normaliser: got {norm} want {max(exp['num_fg'], 1)}")
@@ -627,22 +597,10 @@ def case_summary(exp: dict) -> str:
 
 
 def load_golden(path) -> dict:
-    data = torch.load(path, weights_only=True, map_location="cpu")
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {data.get('format')!r}, expected {FORMAT!r}")
-    return data
+    return harness.load_fixture(path, FORMAT)
 
 
-def provenance(data: dict) -> str:
-    """Torch version and CPU capability of the fixture and of this run, for failure messages."""
-    import importlib.util
-
-    key = "yolodbg_golden_provenance"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, HERE / "provenance.py")
-        sys.modules[key] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[key])
-    return sys.modules[key].describe(data.get("versions", {}))
+provenance = harness.provenance
 
 
 def golden_inputs(data: dict, case: dict) -> tuple[list[torch.Tensor], dict, tuple[int, int]]:

@@ -1,8 +1,12 @@
-"""Small synthetic inputs for tests (no framework needed)."""
+"""Helpers shared by the tests: small synthetic inputs (no framework needed), the golden case modules,
+and the check of a JSON document against yolodbg's contracts.
+
+Tests import these directly (``from helpers import ...``); ``conftest.py`` holds only fixtures and hooks.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -13,14 +17,22 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 
 def golden_module(filename: str) -> ModuleType:
-    """A case module of ``tests/golden/`` (a plain folder, not a package), imported once per process."""
-    name = f"yolodbg_golden_{Path(filename).stem}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GOLDEN_DIR / filename)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    """A module of ``tests/golden/`` (a plain folder, not a package), imported once per process.
+
+    The folder goes on ``sys.path`` as the generators put it, so its modules import each other by name
+    (``import harness``) and every test sees one module object per file.
+    """
+    if str(GOLDEN_DIR) not in sys.path:
+        sys.path.insert(0, str(GOLDEN_DIR))
+    return importlib.import_module(Path(filename).stem)
+
+
+def assert_valid(doc, expect: str) -> None:
+    """``doc`` holds to the ``expect`` contract shipped with yolodbg; the problems are the failure message."""
+    from yolodbg.validate import validate
+
+    problems = validate(doc, expect)
+    assert problems == [], "\n".join(problems)
 
 
 def ultra_output(bs=2, size=(128, 128), nc=3, seed=0, reg_max=16, strides=(8, 16, 32), scale=1.0):
