@@ -1,4 +1,4 @@
-"""The CLI's output on the sample data is pinned (see ``tests/cli_outputs/cases.py``): a refactoring
+"""The CLI's output on the sample data is pinned (see ``tests/cli_outputs/cli_output_cases.py``): a refactoring
 that changes a report, a message or an exit code fails here, naming the case and the line."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "cli_output_cases", Path(__file__).resolve().parent / "cli_outputs" / "cases.py"
+    "cli_output_cases", Path(__file__).resolve().parent / "cli_outputs" / "cli_output_cases.py"
 )
 C = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(C)
@@ -17,7 +17,7 @@ _spec.loader.exec_module(C)
 
 def test_every_case_is_recorded():
     recorded = {p.stem for p in C.EXPECTED.glob("*.txt")}
-    assert recorded == set(C.CASES), "re-record with: python tests/cli_outputs/cases.py --update"
+    assert recorded == set(C.CASES), "re-record with: python tests/cli_outputs/cli_output_cases.py --update"
 
 
 @pytest.mark.parametrize("name", list(C.CASES))

@@ -5,7 +5,7 @@ from the repository root) and compares exit code, stdout and stderr with the rec
 ``expected/``. A refactoring must leave them unchanged; a change meant to alter a report is
 accepted by re-recording and reviewing the diff::
 
-    python tests/cli_outputs/cases.py --update
+    python tests/cli_outputs/cli_output_cases.py --update
 
 Text must match exactly, numbers within what differs between CPU kernels (see :func:`differences`).
 """
