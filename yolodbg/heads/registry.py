@@ -7,6 +7,7 @@ where its parser is defined; everything that used to ask ``if head == "yolox"`` 
 
 * bundle loading: the known names (``--head``, a bundle's ``head`` field) and, for a bare output,
   which family produced it (:func:`recognise`);
+* parsing: a bundle's raw output validated and laid out as the framework's loss reads it;
 * bundle options: the ``(H, W)`` of each feature level, to check ``--imgsz``/``--strides``;
 * the default recipe of a bundle (``explain`` without ``-r``);
 * the default letterbox of ``--gt`` boxes (the loader of the family's framework);
@@ -56,6 +57,8 @@ class HeadFamily:
     name: str
     # the train-mode output -> a Recognition if this family produces this form, else None
     recognise: Callable[[Any], Recognition | None]
+    # a loaded bundle -> its validated, parsed output (the family's own type; BundleError if malformed)
+    parse: Callable[[Any], Any]
     # the recipe ``explain`` replays when none is given
     default_recipe: str
     # loader whose letterbox maps --gt boxes of images without scale/pad (a geometry.LETTERBOX_MODES value)

@@ -272,13 +272,7 @@ def inference(bundle: Any, parsed: Any = None, probs: Tensor | None = None) -> t
     ``probs``: the replay's sigmoid of the main branch (B, N, nc), used (transposed) when
     :func:`yolodbg._decode.same_sigmoid` proves it equal to the head's.
     """
-    out = parsed or parse(
-        bundle.outputs,
-        strides=bundle.strides,
-        input_size=bundle.input_size,
-        nc=bundle.nc,
-        where=bundle.source,
-    )
+    out = parsed or parse_bundle(bundle)
     name = "one2one" if out.end2end else "main"
     br = out.branches[name]
     raw = bundle.outputs[1] if isinstance(bundle.outputs, tuple) else bundle.outputs
@@ -302,6 +296,17 @@ def inference(bundle: Any, parsed: Any = None, probs: Tensor | None = None) -> t
     if not out.end2end and same_sigmoid(probs, logits):
         return boxes, probs.transpose(1, 2), False
     return boxes, logits.sigmoid(), out.end2end
+
+
+def parse_bundle(bundle: Any) -> UltralyticsOutput:
+    """:func:`parse` with what a loaded bundle records (strides, input size, ``--nc``)."""
+    return parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
 
 
 def detections(bundle: Any, result: Any, pp: PostProcess, parsed: Any = None) -> list[Detections]:
@@ -357,6 +362,7 @@ FAMILY = register(
     HeadFamily(
         name="ultralytics",
         recognise=recognise,
+        parse=parse_bundle,
         default_recipe="yolov8",
         recipe_for_outputs=_recipe_for_outputs,
         letterbox="ultralytics",

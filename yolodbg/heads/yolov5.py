@@ -329,6 +329,18 @@ def validator_detections(out: V5Output, pp: PostProcess) -> list[Detections]:
     return dets
 
 
+def parse_bundle(bundle: Any) -> V5Output:
+    """:func:`parse` with what a loaded bundle records (strides, input size, anchors, ``--nc``)."""
+    return parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        anchors=bundle.anchors,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
+
+
 def detections(
     bundle: Any, result: Any, pp: PostProcess, parsed: V5Output | None = None
 ) -> list[Detections] | None:
@@ -355,6 +367,7 @@ FAMILY = register(
     HeadFamily(
         name="yolov5",
         recognise=recognise,
+        parse=parse_bundle,
         default_recipe="yolov5",
         letterbox="yolov5",
         postprocess=PostProcess(

@@ -246,6 +246,17 @@ def validator_detections(levels: Any, strides: tuple[float, ...], pp: PostProces
     return dets
 
 
+def parse_bundle(bundle: Any) -> YoloxOutput:
+    """:func:`parse` with what a loaded bundle records (strides, input size, ``--nc``)."""
+    return parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
+
+
 def detections(
     bundle: Any, result: Any, pp: PostProcess, parsed: YoloxOutput | None = None
 ) -> list[Detections] | None:
@@ -277,6 +288,7 @@ FAMILY = register(
     HeadFamily(
         name="yolox",
         recognise=recognise,
+        parse=parse_bundle,
         default_recipe="yolox",
         letterbox="yolox",
         postprocess=PostProcess(
