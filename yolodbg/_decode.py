@@ -10,10 +10,14 @@ heads (YOLO26) decode corners on the one-to-one branch, take the top ``max_det``
 pairs by score and keep those above ``conf`` — no NMS.
 
 YOLOv5 (exact, 7.0): ``Detect``'s inference decode and ``val.py``'s ``non_max_suppression``
-(:func:`_yolov5_detections`). YOLOX (exact, 0.3.0): the head's eval outputs, ``decode_outputs`` and
-``postprocess`` with torchvision's ``batched_nms`` (:func:`_yolox_detections`). YOLOv1 has no
-framework to follow: the replay's decoded boxes and scores go through the NMS above with the
-parameters of :data:`POSTPROCESS` (a note says so).
+(:func:`yolodbg.heads.yolov5.validator_detections`). YOLOX (exact, 0.3.0): the head's eval outputs,
+``decode_outputs`` and ``postprocess`` with torchvision's ``batched_nms``
+(:func:`yolodbg.heads.yolox.validator_detections`). YOLOv1 has no framework to follow: the replay's
+decoded boxes and scores go through the NMS above with the parameters its head family declares (a
+note says so).
+
+Each head family (:mod:`yolodbg.heads`) declares its decode and its validator defaults
+(:class:`PostProcess`); this module holds what they share (NMS, top-k) and the dispatch.
 
 Boxes are then mapped to original-image pixels, ``(x - pad) / scale``, and clipped to the image.
 """
@@ -21,17 +25,18 @@ Boxes are then mapped to original-image pixels, ``(x - pad) / scale``, and clipp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from yolodbg.bundle import Bundle
 from yolodbg.geometry import cxcywh_to_xyxy
-from yolodbg.groundtruth import Targets
-from yolodbg.result import LossResult
+
+if TYPE_CHECKING:
+    from yolodbg.bundle import Bundle
+    from yolodbg.groundtruth import Targets
+    from yolodbg.result import LossResult
 
 
 @dataclass(frozen=True)
@@ -52,25 +57,6 @@ class PostProcess:
     json: str = "ultralytics"
 
 
-POSTPROCESS: dict[str, PostProcess] = {
-    "ultralytics": PostProcess(),
-    "yolov5": PostProcess(
-        iou=0.6, source="YOLOv5 7.0 val.py defaults (conf 0.001, iou 0.6, max_det 300, multi-label)"
-    ),
-    "yolox": PostProcess(
-        conf=0.01,
-        iou=0.65,
-        max_det=100000,
-        multi_label=False,
-        source="YOLOX 0.3.0 eval defaults (test_conf 0.01, nmsthre 0.65, best class, no max_det)",
-        json="yolox",
-    ),
-    "yolov1": PostProcess(
-        iou=0.5, exact=False, source="no framework post-processing: conf·p(c) > 0.001, NMS at IoU 0.5"
-    ),
-}
-
-
 @dataclass(frozen=True)
 class Detections:
     """One image's detections: ``boxes (D, 4)`` xyxy, ``scores (D,)``, ``labels (D,)`` long, best first."""
@@ -81,7 +67,8 @@ class Detections:
 
 
 def postprocess_for(bundle: Bundle) -> PostProcess:
-    return POSTPROCESS.get(bundle.head, POSTPROCESS["ultralytics"])
+    """The validator defaults of the bundle's head family (the generic defaults when it declares none)."""
+    return bundle.family.postprocess or PostProcess()
 
 
 NMS_BLOCK = 256  # candidates examined together (a block's IoUs are computed at once)
@@ -233,7 +220,7 @@ def _count_above(x: Tensor, threshold: float) -> int:
     return int(np.count_nonzero(a > np.asarray(threshold, dtype=a.dtype)))
 
 
-def _nms_best_rows(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detections:
+def nms_best_rows(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detections:
     """:func:`nms_image` of ``(4, N)`` cxcywh boxes and ``(nc, N)`` scores, visiting only the best rows.
 
     The validator makes one row per (anchor, class) above ``conf`` — often 10⁴ per image at conf
@@ -275,7 +262,7 @@ def _nms_best_rows(boxes: Tensor, scores: Tensor, pp: PostProcess) -> Detections
         k = min(n_anchors, 4 * k)
 
 
-def _same_sigmoid(probs: Tensor | None, logits: Tensor) -> bool:
+def same_sigmoid(probs: Tensor | None, logits: Tensor) -> bool:
     """Whether ``probs`` (B, N, nc), the replay's sigmoid of the same logits, has the bits ``logits.sigmoid()`` would.
 
     torch's elementwise kernels round the vectorised body and the scalar tail of each thread's
@@ -288,141 +275,7 @@ def _same_sigmoid(probs: Tensor | None, logits: Tensor) -> bool:
     return tuple(probs.shape) == (b, n, c) and logits.numel() % (64 * torch.get_num_threads()) == 0
 
 
-def _ultralytics_inference(
-    bundle: Bundle, parsed: Any = None, probs: Tensor | None = None
-) -> tuple[Tensor, Tensor, bool]:
-    """``(B, 4, N)`` boxes (cxcywh, or xyxy for end-to-end), ``(B, nc, N)`` sigmoid scores, end2end flag.
-
-    Channels first, as the head computes them: the sigmoid and the DFL softmax run on the whole
-    tensors (their vectorised kernels round a few elements differently on a gathered subset).
-
-    ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand;
-    ``probs``: the replay's sigmoid of the main branch (B, N, nc), used (transposed) when
-    :func:`_same_sigmoid` proves it equal to the head's.
-    """
-    from yolodbg.heads import ultralytics as head
-
-    out = parsed or head.parse(
-        bundle.outputs,
-        strides=bundle.strides,
-        input_size=bundle.input_size,
-        nc=bundle.nc,
-        where=bundle.source,
-    )
-    name = "one2one" if out.end2end else "main"
-    br = out.branches[name]
-    raw = bundle.outputs[1] if isinstance(bundle.outputs, tuple) else bundle.outputs
-    if isinstance(raw, dict):  # the head's own (B, C, N) layout, no copy
-        raw = raw[name] if out.end2end else raw
-        pd, logits = raw["boxes"].float(), raw["scores"].float()
-    else:
-        pd, logits = br.pred_dist.float().transpose(1, 2).contiguous(), br.pred_scores.float().transpose(1, 2)
-    b, _, a = pd.shape
-    if br.reg_max > 1:
-        weight = torch.arange(br.reg_max, dtype=torch.float32).view(1, br.reg_max, 1, 1)
-        dist = F.conv2d(pd.view(b, 4, br.reg_max, a).transpose(2, 1).softmax(1), weight).view(b, 4, a)
-    else:
-        dist = pd
-    points, stride = head.make_anchors(out, torch.float32)  # (N, 2) grid units, (N, 1)
-    anchor_pts = points.transpose(0, 1).unsqueeze(0)  # (1, 2, N)
-    lt, rb = dist.chunk(2, 1)
-    x1y1, x2y2 = anchor_pts - lt, anchor_pts + rb
-    corners = (x1y1, x2y2) if out.end2end else ((x1y1 + x2y2) / 2, x2y2 - x1y1)  # e2e: xyxy, else cxcywh
-    boxes = torch.cat(corners, 1) * stride.transpose(0, 1)
-    if not out.end2end and _same_sigmoid(probs, logits):
-        return boxes, probs.transpose(1, 2), False
-    return boxes, logits.sigmoid(), out.end2end
-
-
-def _yolov5_detections(out: Any, pp: PostProcess) -> list[Detections]:
-    """YOLOv5 7.0 as ``val.py`` evaluates: ``Detect`` in inference mode, then ``non_max_suppression``.
-
-    Per level the sigmoid of the whole output; ``xy = (2σ + grid − 0.5) · stride``,
-    ``wh = (2σ)² · anchors · stride`` (the grid-unit anchors ``Detect`` stores, times the stride);
-    candidates with objectness > conf; class scores times objectness; centre/size -> corners; one
-    row per (box, class) above conf; rows sorted by score (torch's default sort, as YOLOv5 does
-    before torchvision's stable NMS); class-aware NMS; the first ``max_det``.
-    """
-    per_level = []
-    for t, (h, w), stride, anc in zip(
-        out.levels, out.level_shapes, out.strides, out.anchors_grid, strict=True
-    ):
-        y = t.detach().float().sigmoid()
-        xy, wh, conf = y.split((2, 2, out.nc + 1), 4)
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
-        )
-        grid = torch.stack((xs, ys), 2).expand(1, out.na, h, w, 2) - 0.5
-        anchor_grid = (anc * stride).view(1, out.na, 1, 1, 2)
-        xy = (xy * 2 + grid) * stride
-        wh = (wh * 2) ** 2 * anchor_grid
-        per_level.append(torch.cat((xy, wh, conf), 4).view(out.batch_size, -1, 5 + out.nc))
-    pred = torch.cat(per_level, 1)
-    dets = []
-    for x in pred:
-        x = x[x[:, 4] > pp.conf]
-        x[:, 5:] *= x[:, 4:5]
-        box = cxcywh_to_xyxy(x[:, :4])
-        if pp.multi_label and out.nc > 1:
-            i, j = (x[:, 5:] > pp.conf).nonzero().T
-            box, score, label = box[i], x[i, 5 + j], j
-        else:
-            score, label = x[:, 5:].max(1)
-            keep = score > pp.conf
-            box, score, label = box[keep], score[keep], label[keep]
-        order = score.argsort(descending=True)[: pp.max_nms]
-        box, score, label = box[order], score[order], label[order]
-        kept = nms(box + label[:, None].to(box.dtype) * pp.max_wh, score, pp.iou, pp.max_det, labels=label)
-        dets.append(Detections(box[kept], score[kept], label[kept]))
-    return dets
-
-
-def _yolox_detections(levels: Any, strides: tuple[float, ...], pp: PostProcess) -> list[Detections]:
-    """YOLOX 0.3.0 as its COCO evaluator runs it: ``YOLOXHead`` in eval mode, then ``postprocess``.
-
-    Per level ``cat(reg, σ(obj), σ(cls))`` (each sigmoid on its own map, as the head computes it),
-    levels flattened and concatenated, ``xy = (t + cell) · stride``, ``wh = exp(t) · stride``;
-    corners from centre/size; best class per box; kept when ``σ(obj) · σ(cls) ≥ conf``; torchvision's
-    ``batched_nms`` (its coordinate-offset trick, or one NMS per class above 1000 boxes). Every
-    step uses the same operations on tensors of the same layout as YOLOX, so the values are its own.
-    """
-    maps = []
-    for t in levels:
-        t = t.detach().float()
-        maps.append(
-            torch.cat([t[:, :4], t[:, 4:5].contiguous().sigmoid(), t[:, 5:].contiguous().sigmoid()], 1)
-        )
-    hw = [m.shape[-2:] for m in maps]
-    outputs = torch.cat([m.flatten(start_dim=2) for m in maps], dim=2).permute(0, 2, 1)
-    grids, strides_t = [], []
-    for (h, w), s in zip(hw, strides, strict=True):
-        yv, xv = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        grid = torch.stack((xv, yv), 2).view(1, -1, 2)
-        grids.append(grid)
-        strides_t.append(torch.full((*grid.shape[:2], 1), s))
-    grid, stride = torch.cat(grids, 1).float(), torch.cat(strides_t, 1).float()
-    outputs[..., :2] = (outputs[..., :2] + grid) * stride
-    outputs[..., 2:4] = torch.exp(outputs[..., 2:4]) * stride
-    corner = outputs.new(outputs.shape)
-    corner[:, :, 0] = outputs[:, :, 0] - outputs[:, :, 2] / 2
-    corner[:, :, 1] = outputs[:, :, 1] - outputs[:, :, 3] / 2
-    corner[:, :, 2] = outputs[:, :, 0] + outputs[:, :, 2] / 2
-    corner[:, :, 3] = outputs[:, :, 1] + outputs[:, :, 3] / 2
-    outputs[:, :, :4] = corner[:, :, :4]
-    nc = outputs.shape[2] - 5
-    dets = []
-    for pred in outputs:
-        class_conf, class_pred = torch.max(pred[:, 5 : 5 + nc], 1, keepdim=True)
-        keep = (pred[:, 4] * class_conf.squeeze(1) >= pp.conf).squeeze()
-        det = torch.cat((pred[:, :5], class_conf, class_pred.float()), 1)[keep.view(-1)]
-        score = det[:, 4] * det[:, 5]
-        kept = _batched_nms(det[:, :4], score, det[:, 6], pp.iou)
-        det, score = det[kept], score[kept]
-        dets.append(Detections(det[:, :4], score, det[:, 6].long()))
-    return dets
-
-
-def _batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou: float) -> Tensor:
+def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou: float) -> Tensor:
     """``torchvision.ops.batched_nms`` (0.29) on CPU: one NMS per class above 4000 numbers, else offsets."""
     if boxes.numel() > 4000:
         keep = torch.zeros_like(scores, dtype=torch.bool)
@@ -437,7 +290,7 @@ def _batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou: float) -> 
     return nms(boxes + offsets[:, None], scores, iou)
 
 
-def _topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]:
+def topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]:
     """End-to-end selection: top ``max_det`` anchors by best score, then top (anchor, class) pairs; > conf."""
     n, nc = scores.shape[1:]
     k = min(pp.max_det, n)
@@ -456,23 +309,22 @@ def decode(
 ) -> list[Detections]:
     """Per image detections in network-input pixels, post-processed as the framework evaluates.
 
-    ``result`` (the replay) supplies boxes and scores for heads without an exact decode here.
+    The head family's own decode (:attr:`yolodbg.heads.HeadFamily.decode`) when it has one and can
+    run; else ``result`` (the replay) supplies boxes and scores for the generic NMS.
     """
     pp = pp or postprocess_for(bundle)
-    if bundle.head == "ultralytics":
-        probs = result.pred_scores if result is not None and result.recipe == "yolov8" else None
-        boxes, scores, end2end = _ultralytics_inference(bundle, parsed, probs)
-        if end2end:
-            return _topk_e2e(boxes.transpose(1, 2), scores.transpose(1, 2), pp)
-        return [_nms_best_rows(bx, sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
-    if bundle.head == "yolov5" and parsed is not None:
-        return _yolov5_detections(parsed, pp)
-    if bundle.head == "yolox" and parsed is not None:
-        return _yolox_detections(bundle.outputs, parsed.strides, pp)
+    own = bundle.family.decode
+    dets = own(bundle, result, pp, parsed) if own is not None else None
+    if dets is not None:
+        return dets
     boxes, scores = result.pred_boxes, result.pred_scores
     boxes = boxes.materialize() if hasattr(boxes, "materialize") else boxes
     scores = scores.materialize() if hasattr(scores, "materialize") else scores
     return [nms_image(bx.float(), sc.float(), pp) for bx, sc in zip(boxes, scores, strict=True)]
+
+
+# the names these helpers had before the head families decoded in their own modules
+_nms_best_rows, _same_sigmoid, _topk_e2e = nms_best_rows, same_sigmoid, topk_e2e
 
 
 def to_original(dets: list[Detections], targets: Targets, clip: bool = True) -> list[Detections]:

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolodbg import bundle_options
+from yolodbg import bundle_options, heads
 from yolodbg._atomic import atomic_write
 from yolodbg.errors import BundleError
 from yolodbg.geometry import LETTERBOX_MODES, Letterbox
 
 FORMAT_VERSION = 1
-HEADS = ("ultralytics", "yolov5", "yolox", "yolov1")
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,11 @@ class Bundle:
     )
     source: str = "<memory>"
     digest: str | None = None  # sha256 of the file
+
+    @property
+    def family(self) -> heads.HeadFamily:
+        """The registered head family of :attr:`head` (what decodes, post-processes and letterboxes it)."""
+        return heads.family(self.head)
 
 
 def _sha256(path: Path) -> str:
@@ -175,27 +179,15 @@ def _load(path: Path) -> Any:
 
 
 def _guess_head(outputs: Any, where: str) -> str:
-    import torch
-
-    if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
-        outputs = outputs[1]
-    if isinstance(outputs, dict) and (
-        {"boxes", "scores"} <= outputs.keys() or {"one2many", "one2one"} <= outputs.keys()
-    ):
-        return "ultralytics"
-    if isinstance(outputs, torch.Tensor) and outputs.ndim == 4:
-        return "yolov1"
-    if isinstance(outputs, (list, tuple)) and outputs and all(isinstance(t, torch.Tensor) for t in outputs):
-        if all(t.ndim == 5 for t in outputs):
-            return "yolov5"
-        if all(t.ndim == 4 for t in outputs):
-            raise BundleError(
-                f"{where}: a list of per-level (B, C, H, W) tensors is either the older Ultralytics output or "
-                "raw YOLOX outputs; pass --head ultralytics or --head yolox"
-            )
+    """The head family of a bare output: the one registered family that recognises it."""
+    claims = heads.recognise(outputs)
+    if len(claims) == 1:
+        return claims[0][0]
+    if claims:
+        raise BundleError(f"{where}: {heads.ambiguity(claims)}")
     raise BundleError(
-        f"{where}: cannot tell which head produced these outputs ({_describe(outputs)}); "
-        f"pass --head {'|'.join(HEADS)} or save a canonical bundle with yolodbg.bundle.save"
+        f"{where}: cannot tell which head produced these outputs ({_describe(heads.training_part(outputs))}); "
+        f"pass --head {'|'.join(heads.names())} or save a canonical bundle with yolodbg.bundle.save"
     )
 
 
@@ -416,8 +408,8 @@ def from_object(
     source: str = "<memory>",
 ) -> Bundle:
     """Validate an in-memory bundle (canonical dict or bare head output)."""
-    if head is not None and head not in HEADS:
-        raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
+    if head is not None and head not in heads.names():
+        raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(heads.names())}")
     if letterbox is not None and letterbox not in LETTERBOX_MODES:
         raise BundleError(
             f"--letterbox {letterbox!r} is not a known letterbox; expected one of {', '.join(LETTERBOX_MODES)}"
@@ -432,8 +424,8 @@ def from_object(
             )
         outputs = data["outputs"]
         file_head = data.get("head")
-        if file_head is not None and file_head not in HEADS:
-            raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(HEADS)}")
+        if file_head is not None and file_head not in heads.names():
+            raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(heads.names())}")
         head = head or file_head or _guess_head(outputs, source)
         size = _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
         strd = _strides(data["strides"], source) if data.get("strides") is not None else None
@@ -543,8 +535,8 @@ def save(
     """
     import torch
 
-    if head not in HEADS:
-        raise BundleError(f"head {head!r} is not a known head; expected one of {', '.join(HEADS)}")
+    if head not in heads.names():
+        raise BundleError(f"head {head!r} is not a known head; expected one of {', '.join(heads.names())}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise BundleError(f"{path}: exists already; pass overwrite=True or choose another name")

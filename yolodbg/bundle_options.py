@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from yolodbg import heads
 from yolodbg.errors import BundleError
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
@@ -103,32 +104,7 @@ def check_image_ids(option_ids: Sequence[str] | None, raw_images: Any, source: s
 def level_shapes(head: str, outputs: Any) -> tuple[tuple[int, int], ...] | None:
     """``(H, W)`` of every feature level of a raw output, or None where the head has no strided levels
     (YOLOv1) or the output is malformed (the head's parser reports that with its own message)."""
-    import torch
-
-    if head == "ultralytics":
-        out = outputs[1] if isinstance(outputs, tuple) and len(outputs) == 2 else outputs
-        if isinstance(out, dict):
-            out = out.get("one2many", out)
-            feats = out.get("feats") if isinstance(out, dict) else None
-        else:
-            feats = out
-        if not isinstance(feats, (list, tuple)) or not feats:
-            return None
-        shapes = []
-        for f in feats:
-            if isinstance(f, torch.Tensor) and f.ndim == 4:
-                shapes.append((int(f.shape[2]), int(f.shape[3])))
-            else:
-                return None
-        return tuple(shapes)
-    if head in ("yolov5", "yolox"):
-        dims = 5 if head == "yolov5" else 4
-        if not isinstance(outputs, (list, tuple)) or not outputs:
-            return None
-        if not all(isinstance(t, torch.Tensor) and t.ndim == dims for t in outputs):
-            return None
-        return tuple((int(t.shape[2]), int(t.shape[3])) for t in outputs)  # (B, [na,] H, W, ...)
-    return None
+    return heads.family(head).shapes(outputs)
 
 
 def _fits(size: tuple[int, int], shape: tuple[int, int], stride: float) -> bool:

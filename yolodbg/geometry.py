@@ -20,13 +20,7 @@ from torch import Tensor
 IOU_KINDS = ("iou", "giou", "diou", "ciou")
 # the validation loaders whose mapping of original images into the input yolodbg knows
 LETTERBOX_MODES = ("ultralytics", "yolov5", "yolox")
-# which one a head's framework uses (YOLOv1 has no standard loader; Ultralytics' is the default there)
-LETTERBOX_FOR_HEAD = {
-    "ultralytics": "ultralytics",
-    "yolov5": "yolov5",
-    "yolox": "yolox",
-    "yolov1": "ultralytics",
-}
+# which one a head's framework uses is declared by its head family (yolodbg.heads, ``letterbox``)
 
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from yolodbg import heads
 from yolodbg.bundle import Bundle, ImageInfo
 from yolodbg.errors import GroundTruthError
-from yolodbg.geometry import LETTERBOX_FOR_HEAD, Letterbox
+from yolodbg.geometry import Letterbox
 
 
 @dataclass(frozen=True)
@@ -233,10 +234,11 @@ def _clip_to_content(
 
 def letterbox_mode(bundle: Bundle) -> tuple[str, str]:
     """``(mode, why)``: the loader whose mapping applies to images without scale/pad: ``--letterbox``
-    when given, else the one of the head's framework (see :data:`yolodbg.geometry.LETTERBOX_FOR_HEAD`)."""
+    when given, else the one of the head's framework (its family's ``letterbox``, :mod:`yolodbg.heads`)."""
     if bundle.letterbox_mode is not None:
         return bundle.letterbox_mode, "--letterbox"
-    return LETTERBOX_FOR_HEAD.get(bundle.head, "ultralytics"), f"head {bundle.head}"
+    family = heads.get(bundle.head)
+    return (family.letterbox if family is not None else "ultralytics"), f"head {bundle.head}"
 
 
 def _letterbox_for(

@@ -146,12 +146,30 @@ class BundleSpec:
 BUNDLE_FIELDS = ("head", "imgsz", "strides", "nc", "image_ids", "letterbox")
 
 
+class HeadChoice(click.Choice):
+    """``--head``: the registered head families (:mod:`yolodbg.heads`), read when click first needs them
+    (importing the families loads torch, which a bare ``yolodbg --help`` does not need)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self):
+        from yolodbg import heads
+
+        return heads.names()
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        """Set by ``click.Choice.__init__``; the registry is the one source."""
+
+
 def bundle_options(f):
     """Options that describe a bundle, spelled the same in every command; ``f`` gets them as ``bundle_spec``."""
 
     @click.option(
         "--head",
-        type=click.Choice(["ultralytics", "yolov5", "yolox", "yolov1"]),
+        type=HeadChoice(),
         help="Head family of a bare output (inferred when unambiguous).",
     )
     @click.option(

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from yolodbg._decode import Detections, PostProcess, nms_best_rows, same_sigmoid, topk_e2e
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.heads.registry import HeadFamily, Recognition, register
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -257,3 +260,115 @@ def dist_to_xyxy(dist: Tensor, points: Tensor) -> Tensor:
     """ltrb distances around anchor points -> xyxy boxes (same units as both inputs)."""
     lt, rb = dist.chunk(2, -1)
     return torch.cat((points - lt, points + rb), -1)
+
+
+def inference(bundle: Any, parsed: Any = None, probs: Tensor | None = None) -> tuple[Tensor, Tensor, bool]:
+    """``(B, 4, N)`` boxes (cxcywh, or xyxy for end-to-end), ``(B, nc, N)`` sigmoid scores, end2end flag.
+
+    Channels first, as the head computes them: the sigmoid and the DFL softmax run on the whole
+    tensors (their vectorised kernels round a few elements differently on a gathered subset).
+
+    ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand;
+    ``probs``: the replay's sigmoid of the main branch (B, N, nc), used (transposed) when
+    :func:`yolodbg._decode.same_sigmoid` proves it equal to the head's.
+    """
+    out = parsed or parse_bundle(bundle)
+    name = "one2one" if out.end2end else "main"
+    br = out.branches[name]
+    raw = bundle.outputs[1] if isinstance(bundle.outputs, tuple) else bundle.outputs
+    if isinstance(raw, dict):  # the head's own (B, C, N) layout, no copy
+        raw = raw[name] if out.end2end else raw
+        pd, logits = raw["boxes"].float(), raw["scores"].float()
+    else:
+        pd, logits = br.pred_dist.float().transpose(1, 2).contiguous(), br.pred_scores.float().transpose(1, 2)
+    b, _, a = pd.shape
+    if br.reg_max > 1:
+        weight = torch.arange(br.reg_max, dtype=torch.float32).view(1, br.reg_max, 1, 1)
+        dist = F.conv2d(pd.view(b, 4, br.reg_max, a).transpose(2, 1).softmax(1), weight).view(b, 4, a)
+    else:
+        dist = pd
+    points, stride = make_anchors(out, torch.float32)  # (N, 2) grid units, (N, 1)
+    anchor_pts = points.transpose(0, 1).unsqueeze(0)  # (1, 2, N)
+    lt, rb = dist.chunk(2, 1)
+    x1y1, x2y2 = anchor_pts - lt, anchor_pts + rb
+    corners = (x1y1, x2y2) if out.end2end else ((x1y1 + x2y2) / 2, x2y2 - x1y1)  # e2e: xyxy, else cxcywh
+    boxes = torch.cat(corners, 1) * stride.transpose(0, 1)
+    if not out.end2end and same_sigmoid(probs, logits):
+        return boxes, probs.transpose(1, 2), False
+    return boxes, logits.sigmoid(), out.end2end
+
+
+def parse_bundle(bundle: Any) -> UltralyticsOutput:
+    """:func:`parse` with what a loaded bundle records (strides, input size, ``--nc``)."""
+    return parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
+
+
+def detections(bundle: Any, result: Any, pp: PostProcess, parsed: Any = None) -> list[Detections]:
+    """The validator's detections: NMS on the DFL decode, or the top-k selection of end-to-end heads."""
+    probs = result.pred_scores if result is not None and result.recipe == "yolov8" else None
+    boxes, scores, end2end = inference(bundle, parsed, probs)
+    if end2end:
+        return topk_e2e(boxes.transpose(1, 2), scores.transpose(1, 2), pp)
+    return [nms_best_rows(bx, sc, pp) for bx, sc in zip(boxes, scores, strict=True)]
+
+
+def recognise(outputs: Any) -> Recognition | None:
+    """The training dict (``boxes``/``scores``, or both branches of an end-to-end head) is Ultralytics';
+    a list of per-level maps is the older Ultralytics output or YOLOX's."""
+    if isinstance(outputs, dict) and (
+        {"boxes", "scores"} <= outputs.keys() or {"one2many", "one2one"} <= outputs.keys()
+    ):
+        return Recognition()
+    if (
+        isinstance(outputs, (list, tuple))
+        and outputs
+        and all(isinstance(t, Tensor) and t.ndim == 4 for t in outputs)
+    ):
+        return Recognition(False, "a list of per-level (B, C, H, W) tensors", "the older Ultralytics output")
+    return None
+
+
+def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
+    """``(H, W)`` of every level from ``feats`` (of the one-to-many branch), or None if malformed."""
+    out = outputs[1] if isinstance(outputs, tuple) and len(outputs) == 2 else outputs
+    if isinstance(out, dict):
+        out = out.get("one2many", out)
+        feats = out.get("feats") if isinstance(out, dict) else None
+    else:
+        feats = out
+    if not isinstance(feats, (list, tuple)) or not feats:
+        return None
+    shapes = []
+    for f in feats:
+        if isinstance(f, Tensor) and f.ndim == 4:
+            shapes.append((int(f.shape[2]), int(f.shape[3])))
+        else:
+            return None
+    return tuple(shapes)
+
+
+def _recipe_for_outputs(outputs: Any) -> str | None:
+    """End-to-end outputs (a ``one2one`` branch, YOLO26) replay the ``yolo26`` loss."""
+    return "yolo26" if isinstance(outputs, dict) and "one2one" in outputs else None
+
+
+FAMILY = register(
+    HeadFamily(
+        name="ultralytics",
+        recognise=recognise,
+        parse=parse_bundle,
+        default_recipe="yolov8",
+        recipe_for_outputs=_recipe_for_outputs,
+        letterbox="ultralytics",
+        postprocess=PostProcess(),
+        level_shapes=level_shapes,
+        decode=detections,
+        decode_reads_parsed=True,
+    )
+)

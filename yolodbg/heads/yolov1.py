@@ -17,8 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from yolodbg._decode import PostProcess
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.heads.registry import HeadFamily, Recognition, register
 
 PAPER_GRID, PAPER_BOXES, PAPER_CLASSES = 7, 2, 20
 DEFAULT_CELL_PX = 64  # input pixels per cell when nothing says otherwise (448 / 7, the paper's input)
@@ -165,3 +167,42 @@ def anchors(out: Yolov1Output) -> Anchors:
         return table
     points = (table.cell.to(torch.float32) + 0.5) * torch.tensor([sx, sy])  # non-square cells
     return replace(table, points=points)
+
+
+def parse_bundle(bundle: Any) -> Yolov1Output:
+    """:func:`parse` with what a loaded bundle records (input size, strides, ``--nc``, category ids and
+    ``meta.boxes_per_cell``)."""
+    per_cell = bundle.meta.get("boxes_per_cell")
+    if per_cell is not None and (not isinstance(per_cell, int) or per_cell < 1):
+        raise BundleError(
+            f"{bundle.source}: meta.boxes_per_cell is {per_cell!r}; expected a positive integer"
+        )
+    return parse(
+        bundle.outputs,
+        input_size=bundle.input_size,
+        strides=bundle.strides,
+        nc=bundle.nc,
+        category_ids=bundle.category_ids,
+        boxes_per_cell=per_cell,
+        where=bundle.source,
+    )
+
+
+def recognise(outputs: Any) -> Recognition | None:
+    """One ``(B, S, S, C)`` tensor (no levels) is YOLOv1's grid."""
+    return Recognition() if isinstance(outputs, Tensor) and outputs.ndim == 4 else None
+
+
+FAMILY = register(
+    HeadFamily(
+        name="yolov1",
+        recognise=recognise,
+        parse=parse_bundle,
+        default_recipe="yolov1",
+        letterbox="ultralytics",
+        # no framework validator: the replay's decoded boxes and scores through the generic NMS
+        postprocess=PostProcess(
+            iou=0.5, exact=False, source="no framework post-processing: conf·p(c) > 0.001, NMS at IoU 0.5"
+        ),
+    )
+)

@@ -18,9 +18,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from yolodbg._decode import Detections, PostProcess, nms
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.geometry import cxcywh_to_xyxy
 from yolodbg.heads.lazy import LazyAnchorTensor
+from yolodbg.heads.registry import HeadFamily, Recognition, register
 
 # Pixel anchors of the yolov5{n,s,m,l,x}.yaml (3 levels) and yolov5{n,s,m,l,x}6.yaml (4 levels) models.
 DEFAULT_ANCHORS_PX: dict[int, tuple[tuple[tuple[float, float], ...], ...]] = {
@@ -281,3 +284,97 @@ def lazy_raw(out: V5Output, channels: slice, width: int) -> LazyAnchorTensor:
     return LazyAnchorTensor(
         (out.batch_size, n, width), lambda b, a: _raw(out, b, a)[0][channels], lambda: flat(out, channels)
     )
+
+
+def validator_detections(out: V5Output, pp: PostProcess) -> list[Detections]:
+    """YOLOv5 7.0 as ``val.py`` evaluates: ``Detect`` in inference mode, then ``non_max_suppression``.
+
+    Per level the sigmoid of the whole output; ``xy = (2σ + grid − 0.5) · stride``,
+    ``wh = (2σ)² · anchors · stride`` (the grid-unit anchors ``Detect`` stores, times the stride);
+    candidates with objectness > conf; class scores times objectness; centre/size -> corners; one
+    row per (box, class) above conf; rows sorted by score (torch's default sort, as YOLOv5 does
+    before torchvision's stable NMS); class-aware NMS; the first ``max_det``.
+    """
+    per_level = []
+    for t, (h, w), stride, anc in zip(
+        out.levels, out.level_shapes, out.strides, out.anchors_grid, strict=True
+    ):
+        y = t.detach().float().sigmoid()
+        xy, wh, conf = y.split((2, 2, out.nc + 1), 4)
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
+        grid = torch.stack((xs, ys), 2).expand(1, out.na, h, w, 2) - 0.5
+        anchor_grid = (anc * stride).view(1, out.na, 1, 1, 2)
+        xy = (xy * 2 + grid) * stride
+        wh = (wh * 2) ** 2 * anchor_grid
+        per_level.append(torch.cat((xy, wh, conf), 4).view(out.batch_size, -1, 5 + out.nc))
+    pred = torch.cat(per_level, 1)
+    dets = []
+    for x in pred:
+        x = x[x[:, 4] > pp.conf]
+        x[:, 5:] *= x[:, 4:5]
+        box = cxcywh_to_xyxy(x[:, :4])
+        if pp.multi_label and out.nc > 1:
+            i, j = (x[:, 5:] > pp.conf).nonzero().T
+            box, score, label = box[i], x[i, 5 + j], j
+        else:
+            score, label = x[:, 5:].max(1)
+            keep = score > pp.conf
+            box, score, label = box[keep], score[keep], label[keep]
+        order = score.argsort(descending=True)[: pp.max_nms]
+        box, score, label = box[order], score[order], label[order]
+        kept = nms(box + label[:, None].to(box.dtype) * pp.max_wh, score, pp.iou, pp.max_det, labels=label)
+        dets.append(Detections(box[kept], score[kept], label[kept]))
+    return dets
+
+
+def parse_bundle(bundle: Any) -> V5Output:
+    """:func:`parse` with what a loaded bundle records (strides, input size, anchors, ``--nc``)."""
+    return parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        anchors=bundle.anchors,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
+
+
+def detections(
+    bundle: Any, result: Any, pp: PostProcess, parsed: V5Output | None = None
+) -> list[Detections] | None:
+    """``val.py``'s detections from the parsed output (None without one: the replay's boxes are used)."""
+    return validator_detections(parsed, pp) if parsed is not None else None
+
+
+def recognise(outputs: Any) -> Recognition | None:
+    """Per-level ``(B, na, H, W, 5 + nc)`` tensors are YOLOv5's (no other head has an anchor axis)."""
+    levels = isinstance(outputs, (list, tuple)) and outputs
+    return Recognition() if levels and all(isinstance(t, Tensor) and t.ndim == 5 for t in outputs) else None
+
+
+def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
+    """``(H, W)`` of every level of per-level ``(B, na, H, W, C)`` tensors, or None if malformed."""
+    if not isinstance(outputs, (list, tuple)) or not outputs:
+        return None
+    if not all(isinstance(t, Tensor) and t.ndim == 5 for t in outputs):
+        return None
+    return tuple((int(t.shape[2]), int(t.shape[3])) for t in outputs)
+
+
+FAMILY = register(
+    HeadFamily(
+        name="yolov5",
+        recognise=recognise,
+        parse=parse_bundle,
+        default_recipe="yolov5",
+        letterbox="yolov5",
+        postprocess=PostProcess(
+            iou=0.6, source="YOLOv5 7.0 val.py defaults (conf 0.001, iou 0.6, max_det 300, multi-label)"
+        ),
+        level_shapes=level_shapes,
+        decode=detections,
+        decode_reads_parsed=True,
+    )
+)

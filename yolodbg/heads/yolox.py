@@ -25,9 +25,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from yolodbg._decode import Detections, PostProcess, batched_nms
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
 from yolodbg.heads.lazy import LazyAnchorTensor
+from yolodbg.heads.registry import HeadFamily, Recognition, register
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -197,3 +199,108 @@ def scores(out: YoloxOutput) -> LazyAnchorTensor:
     return LazyAnchorTensor(
         (out.batch_size, o.shape[1], out.nc), row, lambda: o[:, :, 5:].sigmoid() * o[:, :, 4:5].sigmoid()
     )
+
+
+def validator_detections(levels: Any, strides: tuple[float, ...], pp: PostProcess) -> list[Detections]:
+    """YOLOX 0.3.0 as its COCO evaluator runs it: ``YOLOXHead`` in eval mode, then ``postprocess``.
+
+    Per level ``cat(reg, σ(obj), σ(cls))`` (each sigmoid on its own map, as the head computes it),
+    levels flattened and concatenated, ``xy = (t + cell) · stride``, ``wh = exp(t) · stride``;
+    corners from centre/size; best class per box; kept when ``σ(obj) · σ(cls) ≥ conf``; torchvision's
+    ``batched_nms`` (its coordinate-offset trick, or one NMS per class above 1000 boxes). Every
+    step uses the same operations on tensors of the same layout as YOLOX, so the values are its own.
+    """
+    maps = []
+    for t in levels:
+        t = t.detach().float()
+        maps.append(
+            torch.cat([t[:, :4], t[:, 4:5].contiguous().sigmoid(), t[:, 5:].contiguous().sigmoid()], 1)
+        )
+    hw = [m.shape[-2:] for m in maps]
+    outputs = torch.cat([m.flatten(start_dim=2) for m in maps], dim=2).permute(0, 2, 1)
+    grids, strides_t = [], []
+    for (h, w), s in zip(hw, strides, strict=True):
+        yv, xv = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        grid = torch.stack((xv, yv), 2).view(1, -1, 2)
+        grids.append(grid)
+        strides_t.append(torch.full((*grid.shape[:2], 1), s))
+    grid, stride = torch.cat(grids, 1).float(), torch.cat(strides_t, 1).float()
+    outputs[..., :2] = (outputs[..., :2] + grid) * stride
+    outputs[..., 2:4] = torch.exp(outputs[..., 2:4]) * stride
+    corner = outputs.new(outputs.shape)
+    corner[:, :, 0] = outputs[:, :, 0] - outputs[:, :, 2] / 2
+    corner[:, :, 1] = outputs[:, :, 1] - outputs[:, :, 3] / 2
+    corner[:, :, 2] = outputs[:, :, 0] + outputs[:, :, 2] / 2
+    corner[:, :, 3] = outputs[:, :, 1] + outputs[:, :, 3] / 2
+    outputs[:, :, :4] = corner[:, :, :4]
+    nc = outputs.shape[2] - 5
+    dets = []
+    for pred in outputs:
+        class_conf, class_pred = torch.max(pred[:, 5 : 5 + nc], 1, keepdim=True)
+        keep = (pred[:, 4] * class_conf.squeeze(1) >= pp.conf).squeeze()
+        det = torch.cat((pred[:, :5], class_conf, class_pred.float()), 1)[keep.view(-1)]
+        score = det[:, 4] * det[:, 5]
+        kept = batched_nms(det[:, :4], score, det[:, 6], pp.iou)
+        det, score = det[kept], score[kept]
+        dets.append(Detections(det[:, :4], score, det[:, 6].long()))
+    return dets
+
+
+def parse_bundle(bundle: Any) -> YoloxOutput:
+    """:func:`parse` with what a loaded bundle records (strides, input size, ``--nc``)."""
+    return parse(
+        bundle.outputs,
+        strides=bundle.strides,
+        input_size=bundle.input_size,
+        nc=bundle.nc,
+        where=bundle.source,
+    )
+
+
+def detections(
+    bundle: Any, result: Any, pp: PostProcess, parsed: YoloxOutput | None = None
+) -> list[Detections] | None:
+    """The evaluator's detections from the raw maps (None without a parsed output: the replay's boxes are used)."""
+    return validator_detections(bundle.outputs, parsed.strides, pp) if parsed is not None else None
+
+
+def recognise(outputs: Any) -> Recognition | None:
+    """Per-level ``(B, 5 + nc, H, W)`` maps are YOLOX's, or the older Ultralytics output."""
+    if (
+        isinstance(outputs, (list, tuple))
+        and outputs
+        and all(isinstance(t, Tensor) and t.ndim == 4 for t in outputs)
+    ):
+        return Recognition(False, "a list of per-level (B, C, H, W) tensors", "raw YOLOX outputs")
+    return None
+
+
+def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
+    """``(H, W)`` of every level of per-level ``(B, C, H, W)`` maps, or None if malformed."""
+    if not isinstance(outputs, (list, tuple)) or not outputs:
+        return None
+    if not all(isinstance(t, Tensor) and t.ndim == 4 for t in outputs):
+        return None
+    return tuple((int(t.shape[2]), int(t.shape[3])) for t in outputs)
+
+
+FAMILY = register(
+    HeadFamily(
+        name="yolox",
+        recognise=recognise,
+        parse=parse_bundle,
+        default_recipe="yolox",
+        letterbox="yolox",
+        postprocess=PostProcess(
+            conf=0.01,
+            iou=0.65,
+            max_det=100000,
+            multi_label=False,
+            source="YOLOX 0.3.0 eval defaults (test_conf 0.01, nmsthre 0.65, best class, no max_det)",
+            json="yolox",
+        ),
+        level_shapes=level_shapes,
+        decode=detections,
+        decode_reads_parsed=True,
+    )
+)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 
+from yolodbg import heads
 from yolodbg.errors import RecipeError
 from yolodbg.recipes.base import Param, Recipe, parse_spec
 from yolodbg.recipes.yolo26 import Yolo26
@@ -21,12 +22,6 @@ RECIPES: dict[str, type[Recipe]] = {
     cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain, YoloV1, YoloV5)
 }
 ALIASES: dict[str, str] = {"yolo11": "yolov8", "v8": "yolov8"}
-DEFAULT_FOR_HEAD: dict[str, str] = {
-    "ultralytics": "yolov8",
-    "yolox": "yolox",
-    "yolov1": "yolov1",
-    "yolov5": "yolov5",
-}
 
 __all__ = ["ALIASES", "RECIPES", "Param", "Recipe", "get_recipe", "list_recipes", "recipe_for_head"]
 
@@ -52,12 +47,11 @@ def get_recipe(spec: str) -> Recipe:
 
 
 def recipe_for_head(head: str, outputs: object = None) -> Recipe:
-    """The default recipe for a bundle's head (``yolo26`` for end-to-end Ultralytics outputs)."""
-    if head == "ultralytics" and isinstance(outputs, dict) and "one2one" in outputs:
-        return get_recipe("yolo26")
-    if head not in DEFAULT_FOR_HEAD:
+    """The default recipe the head family declares (``yolo26`` for end-to-end Ultralytics outputs)."""
+    family = heads.get(head)
+    if family is None:
         raise RecipeError(
             f"no recipe for head {head!r} in this version of yolodbg (available: "
-            f"{', '.join(sorted(DEFAULT_FOR_HEAD))}); see `yolodbg recipes`"
+            f"{', '.join(sorted(heads.names()))}); see `yolodbg recipes`"
         )
-    return get_recipe(DEFAULT_FOR_HEAD[head])
+    return get_recipe(family.recipe_name(outputs))
