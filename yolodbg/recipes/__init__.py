@@ -11,6 +11,7 @@ import difflib
 
 from yolodbg import heads
 from yolodbg.errors import RecipeError
+from yolodbg.recipes import toml_file
 from yolodbg.recipes.base import Param, Recipe, parse_spec
 from yolodbg.recipes.yolo26 import Yolo26
 from yolodbg.recipes.yolov1 import YoloV1
@@ -33,10 +34,8 @@ def list_recipes() -> list[str]:
 
 def get_recipe(spec: str) -> Recipe:
     """Build a recipe from ``name[:key=value,...]`` or from a ``.toml`` recipe file."""
-    from yolodbg import recipe_file
-
-    if recipe_file.is_recipe_file(spec):
-        return recipe_file.load(spec)
+    if toml_file.is_recipe_file(spec):
+        return toml_file.load(spec, get_recipe)
     name, params = parse_spec(spec)
     key = ALIASES.get(name, name)
     if key not in RECIPES:

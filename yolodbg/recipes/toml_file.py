@@ -18,6 +18,7 @@ Values in ``[params]`` override the ones in ``recipe``; they go through the same
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,8 @@ def read(path: str | Path) -> tuple[str, dict[str, Any], str]:
     return spec, flat, label
 
 
-def load(path: str | Path) -> Recipe:
-    """Build the recipe a TOML file describes."""
-    from yolodbg.recipes import get_recipe
-
+def load(path: str | Path, get_recipe: Callable[[str], Recipe]) -> Recipe:
+    """Build the recipe a TOML file describes (``get_recipe`` builds the named base recipe)."""
     spec, params, label = read(path)
     if is_recipe_file(spec):
         raise RecipeError(f"{path}: recipe = {spec!r} names another file; give a recipe name")
