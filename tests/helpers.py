@@ -6,6 +6,7 @@ Tests import these directly (``from helpers import ...``); ``conftest.py`` holds
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 from pathlib import Path
@@ -51,3 +52,26 @@ def batch(rows):
     """Ultralytics batch dict from rows (image, class, cx, cy, w, h), normalised."""
     t = torch.tensor(rows, dtype=torch.float32).reshape(-1, 6)
     return {"batch_idx": t[:, 0], "cls": t[:, 1:2], "bboxes": t[:, 2:6]}
+
+
+def module_imports(path: Path) -> list[tuple[str, str]]:
+    """(module, name) of every import in a source file, at module or function level, outside
+    ``if TYPE_CHECKING:``; name is '' for ``import m``. Relative imports are refused (the package uses none)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for stmt in node.body
+        for n in ast.walk(stmt)
+    }
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found += [(a.name, "") for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path.name}: relative import"
+            found += [(node.module, a.name) for a in node.names]
+    return found

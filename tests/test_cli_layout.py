@@ -3,11 +3,12 @@ each other (at module or function level), no private names across modules, ``--h
 
 from __future__ import annotations
 
-import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers import module_imports
 
 import yolodbg.cli
 
@@ -16,32 +17,10 @@ MODULES = {("yolodbg.cli" if p.stem == "__init__" else f"yolodbg.cli.{p.stem}"):
 SHARED = {"yolodbg.cli", "yolodbg.cli.options", "yolodbg.cli.group"}
 
 
-def _imports(path: Path) -> list[tuple[str, str]]:
-    """(module, name) of every import outside ``if TYPE_CHECKING:``; name is '' for ``import m``."""
-    tree = ast.parse(path.read_text())
-    typing_only = {
-        id(n)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for stmt in node.body
-        for n in ast.walk(stmt)
-    }
-    found = []
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            found += [(a.name, "") for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, f"{path.name}: relative import"
-            found += [(node.module, a.name) for a in node.names]
-    return found
-
-
 def _cli_deps(path: Path) -> set[str]:
     """The yolodbg.cli modules a file imports (``from yolodbg.cli import scan`` names the module)."""
     deps = set()
-    for module, name in _imports(path):
+    for module, name in module_imports(path):
         target = f"{module}.{name}" if f"{module}.{name}" in MODULES else module
         if target in MODULES:
             deps.add(target)
@@ -67,7 +46,7 @@ def test_options_is_a_leaf_and_commands_import_only_options():
 def test_no_module_imports_a_private_name_from_another():
     checked = 0
     for module, path in MODULES.items():
-        for source, name in _imports(path):
+        for source, name in module_imports(path):
             checked += 1
             if source.startswith("yolodbg") and name != "__version__":
                 assert not name.startswith("_"), f"{module} imports {source}.{name}"
