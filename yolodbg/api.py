@@ -75,7 +75,7 @@ def replay(
     if isinstance(recipe, str):
         rec = get_recipe(recipe)
         if params:
-            rec = type(rec)({**rec.changed(), **params}, label=rec.label)
+            rec = rec.with_params(params)
     else:
         rec = recipe
     b = bundle_mod.from_object(

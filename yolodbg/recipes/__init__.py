@@ -12,19 +12,24 @@ import difflib
 from yolodbg import heads
 from yolodbg.errors import RecipeError
 from yolodbg.recipes import toml_file
-from yolodbg.recipes.base import Param, Recipe, parse_spec
-from yolodbg.recipes.yolo26 import Yolo26
-from yolodbg.recipes.yolov1 import YoloV1
-from yolodbg.recipes.yolov5 import YoloV5
-from yolodbg.recipes.yolov8 import YoloV8
-from yolodbg.recipes.yolox import YoloX, YoloXMain
+from yolodbg.recipes.base import ALIASES, RECIPES, Param, Recipe, parse_spec, register, unregister
 
-RECIPES: dict[str, type[Recipe]] = {
-    cls.name: cls for cls in (YoloV8, Yolo26, YoloX, YoloXMain, YoloV1, YoloV5)
-}
-ALIASES: dict[str, str] = {"yolo11": "yolov8", "v8": "yolov8"}
+# isort: off
+# Importing a recipe module registers its recipes (@register); this order is `yolodbg recipes`' order.
+from yolodbg.recipes import yolov8, yolo26, yolox, yolov1, yolov5  # noqa: F401
+# isort: on
 
-__all__ = ["ALIASES", "RECIPES", "Param", "Recipe", "get_recipe", "list_recipes", "recipe_for_head"]
+__all__ = [
+    "ALIASES",
+    "RECIPES",
+    "Param",
+    "Recipe",
+    "get_recipe",
+    "list_recipes",
+    "recipe_for_head",
+    "register",
+    "unregister",
+]
 
 
 def list_recipes() -> list[str]:

@@ -187,6 +187,10 @@ class Recipe:
             cache[key] = (bundle.outputs, parse(bundle))  # keeps the outputs alive while cached
         return cache[key][1]
 
+    def with_params(self, params: dict[str, Any], *, label: str | None = None) -> Recipe:
+        """A variant: this recipe's changed parameters overridden by ``params`` (checked as ``-r`` values)."""
+        return type(self)({**self.changed(), **params}, label=label or self.label)
+
     def changed(self) -> dict[str, Any]:
         """The parameters that differ from the defaults."""
         return {p.key: self.params[p.key] for p in self.PARAMS if self.params[p.key] != p.default}
@@ -202,6 +206,40 @@ class Recipe:
     def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:  # pragma: no cover - abstract
         """``(input_size, nc)`` of a bundle as this recipe's head reads it (to build targets)."""
         raise NotImplementedError
+
+
+RECIPES: dict[
+    str, type[Recipe]
+] = {}  # name -> class, in registration order (`yolodbg recipes` lists them so)
+ALIASES: dict[str, str] = {}  # other name -> recipe name
+
+
+def register(cls: type[Recipe] | None = None, *, aliases: tuple[str, ...] = ()):
+    """Class decorator: make a recipe known by its ``name`` (and ``aliases``) to ``-r``, ``yolodbg
+    recipes`` and every command. Importing the module that defines the class registers it::
+
+        @register(aliases=("yolo11",))
+        class YoloV8(Recipe):
+            name = "yolov8"
+            ...
+    """
+
+    def add(recipe: type[Recipe]) -> type[Recipe]:
+        for key in (recipe.name, *aliases):
+            if key in RECIPES or key in ALIASES:
+                raise ValueError(f"recipe name {key!r} is registered already")
+        RECIPES[recipe.name] = recipe
+        ALIASES.update(dict.fromkeys(aliases, recipe.name))
+        return recipe
+
+    return add(cls) if cls is not None else add
+
+
+def unregister(name: str) -> None:
+    """Forget a recipe and its aliases (for tests that register a toy recipe)."""
+    RECIPES.pop(name, None)
+    for alias in [a for a, target in ALIASES.items() if target == name]:
+        del ALIASES[alias]
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:

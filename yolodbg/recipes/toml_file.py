@@ -107,6 +107,6 @@ def load(path: str | Path, get_recipe: Callable[[str], Recipe]) -> Recipe:
             if key in specs:  # unknown keys: the recipe names them with the valid ones
                 specs[key].check_toml_type(value)
         texts = {k: _as_text(v) for k, v in params.items()}
-        return type(base)({**base.changed(), **texts}, label=label)
+        return base.with_params(texts, label=label)
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None

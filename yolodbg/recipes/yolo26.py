@@ -17,7 +17,7 @@ from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
 from yolodbg.recipes import class_weights
-from yolodbg.recipes.base import Param
+from yolodbg.recipes.base import Param, register
 from yolodbg.recipes.ultralytics_loss import gt_slots, replay_branch
 from yolodbg.recipes.yolov8 import (
     FORM_PARAMS,
@@ -49,6 +49,7 @@ def branch_weights(epoch: int, epochs: int) -> tuple[float, float]:
     return o2m, max(1.0 - o2m, 0)
 
 
+@register
 class Yolo26(UltralyticsRecipe):
     name = "yolo26"
     reproduces = f"Ultralytics E2ELoss (ultralytics {ULTRALYTICS_VERSION}; YOLO26, end-to-end YOLOv10 heads)"

@@ -32,7 +32,7 @@ from yolodbg.bundle import Bundle
 from yolodbg.errors import BundleError, RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import yolov1 as head
-from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.base import Param, Recipe, register
 from yolodbg.result import LossResult, Positives, TermLedger
 
 TERMS = ("coord", "conf_obj", "conf_noobj", "cls")
@@ -85,6 +85,7 @@ def element_terms(
     return {"coord": coord, "conf_obj": conf_obj, "conf_noobj": noobj, "cls": cls}, conf_t
 
 
+@register
 class YoloV1(Recipe):
     name = "yolov1"
     reproduces = "YOLOv1 paper sum-squared loss (Redmon et al. 2016; λcoord 5, λnoobj 0.5, √w √h)"

@@ -22,7 +22,7 @@ from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import yolov5 as head
 from yolodbg.recipes import yolov5_loss as loss
-from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.base import Param, Recipe, register
 from yolodbg.recipes.yolov5_ledger import assemble
 from yolodbg.result import LossResult
 
@@ -78,6 +78,7 @@ def _balance(text: str | None, nl: int, where: str) -> tuple[float, ...]:
     return values
 
 
+@register
 class YoloV5(Recipe):
     name = "yolov5"
     reproduces = f"YOLOv5 ComputeLoss (ultralytics/yolov5 v7.0, PyPI yolov5 {YOLOV5_VERSION})"

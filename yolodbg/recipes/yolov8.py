@@ -14,7 +14,7 @@ from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
 from yolodbg.recipes import class_weights
-from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.base import Param, Recipe, register
 from yolodbg.recipes.ultralytics_loss import BranchReplay, Gains, TermForms, gt_slots, replay_branch
 from yolodbg.result import LossResult, Positives, TermLedger
 
@@ -152,6 +152,7 @@ class UltralyticsRecipe(Recipe):
         return out.image_size, out.nc
 
 
+@register(aliases=("yolo11", "v8"))
 class YoloV8(UltralyticsRecipe):
     name = "yolov8"
     reproduces = f"Ultralytics v8DetectionLoss (ultralytics {ULTRALYTICS_VERSION}; YOLOv8, YOLO11 and kin)"

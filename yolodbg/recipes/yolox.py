@@ -25,7 +25,7 @@ from yolodbg.bundle import Bundle
 from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import yolox as head
-from yolodbg.recipes.base import Param, Recipe
+from yolodbg.recipes.base import Param, Recipe, register
 from yolodbg.result import LossResult, Positives, TermLedger
 
 YOLOX_RELEASE = "0.3.0"
@@ -219,6 +219,7 @@ def replay(out: head.YoloxOutput, labels: Tensor, p: dict, sp: simota.SimOtaPara
     )
 
 
+@register
 class YoloX(Recipe):
     name = "yolox"
     reproduces = f"YOLOX YOLOXHead.get_losses with SimOTA (yolox {YOLOX_RELEASE}, all tagged releases)"
@@ -309,6 +310,7 @@ class YoloX(Recipe):
         ]
 
 
+@register
 class YoloXMain(YoloX):
     name = "yolox-main"
     reproduces = (
