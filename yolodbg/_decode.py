@@ -335,9 +335,7 @@ def to_original(dets: list[Detections], targets: Targets, clip: bool = True) -> 
         lb = targets.letterboxes[i] if i < len(targets.letterboxes) else None
         b = d.boxes.float()
         if lb is not None:
-            pad = torch.tensor([lb.pad_left, lb.pad_top, lb.pad_left, lb.pad_top], dtype=b.dtype)
-            gain = torch.tensor([lb.scale_x, lb.scale_y, lb.scale_x, lb.scale_y], dtype=b.dtype)
-            b = (b - pad) / gain
+            b = lb.to_original_boxes(b)
         if clip:
             h, w = original_size(targets, i)
             b = torch.stack(
@@ -368,14 +366,5 @@ def original_boxes(targets: Targets) -> torch.Tensor:
         if lb is None:
             continue
         rows = targets.batch_idx == i
-        b = boxes[rows]
-        out[rows] = torch.stack(
-            (
-                (b[:, 0] - lb.pad_left) / lb.scale_x,
-                (b[:, 1] - lb.pad_top) / lb.scale_y,
-                (b[:, 2] - lb.pad_left) / lb.scale_x,
-                (b[:, 3] - lb.pad_top) / lb.scale_y,
-            ),
-            1,
-        )
+        out[rows] = lb.to_original_boxes(boxes[rows])
     return out

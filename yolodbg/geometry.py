@@ -180,12 +180,18 @@ class Letterbox:
         y1 = y * self.scale_y + self.pad_top
         return x1, y1, x1 + w * self.scale_x, y1 + h * self.scale_y
 
+    def to_original_point(self, x: float, y: float) -> tuple[float, float]:
+        """A point in network-input pixels -> original-image pixels (the letterbox undone)."""
+        return (x - self.pad_left) / self.scale_x, (y - self.pad_top) / self.scale_y
+
     def to_original_xyxy(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """An xyxy box in network-input pixels -> xyxy in original-image pixels."""
         x1, y1, x2, y2 = box
-        return (
-            (x1 - self.pad_left) / self.scale_x,
-            (y1 - self.pad_top) / self.scale_y,
-            (x2 - self.pad_left) / self.scale_x,
-            (y2 - self.pad_top) / self.scale_y,
-        )
+        return (*self.to_original_point(x1, y1), *self.to_original_point(x2, y2))
+
+    def to_original_boxes(self, boxes: Tensor) -> Tensor:
+        """``(N, 4)`` xyxy boxes in network-input pixels -> original-image pixels, in ``boxes``' dtype
+        (the same subtraction and division per coordinate as :meth:`to_original_point`)."""
+        pad = torch.tensor([self.pad_left, self.pad_top, self.pad_left, self.pad_top], dtype=boxes.dtype)
+        gain = torch.tensor([self.scale_x, self.scale_y, self.scale_x, self.scale_y], dtype=boxes.dtype)
+        return (boxes - pad) / gain

@@ -40,8 +40,7 @@ class View:
 
     def point(self, x: float, y: float) -> tuple[float, float]:
         if self.letterbox is not None:
-            lb = self.letterbox
-            x, y = (x - lb.pad_left) / lb.scale_x, (y - lb.pad_top) / lb.scale_y
+            x, y = self.letterbox.to_original_point(x, y)
         return x * self.zoom, y * self.zoom
 
     def box(self, xyxy: Sequence[float]) -> tuple[float, float, float, float]:
