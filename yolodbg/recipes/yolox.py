@@ -98,10 +98,10 @@ def yolox_labels(targets: Targets) -> tuple[Tensor, Tensor]:
     return labels, row_of_slot
 
 
-def iou_loss(pred: Tensor, target: Tensor, kind: str = "iou") -> Tensor:
+def iou_sq_or_giou_loss(pred: Tensor, target: Tensor, kind: str = "iou") -> Tensor:
     """``Tensor[P, 4]`` × ``Tensor[P, 4]`` cxcywh -> ``Tensor[P]`` YOLOX ``IOUloss`` (``1 − IoU²`` or ``1 − GIoU``).
 
-    >>> float(iou_loss(torch.tensor([[1.0, 1, 2, 2]]), torch.tensor([[1.0, 2, 2, 2]])))  # IoU 2/6: 1 − 1/9
+    >>> float(iou_sq_or_giou_loss(torch.tensor([[1.0, 1, 2, 2]]), torch.tensor([[1.0, 2, 2, 2]])))  # IoU 2/6: 1 − 1/9
     0.8888888955116272
     """
     p_lt, p_rb = pred[:, :2] - pred[:, 2:] / 2, pred[:, :2] + pred[:, 2:] / 2
@@ -187,7 +187,7 @@ def replay(out: head.YoloxOutput, labels: Tensor, p: dict, sp: simota.SimOtaPara
     cls_targets, reg_targets = torch.cat(cls_t, 0), torch.cat(reg_t, 0)
     obj_targets = torch.cat([t.to(outputs.dtype) for t in obj_t], 0)
     norm = max(num_fg, 1)
-    iou_elem = iou_loss(bbox_preds.view(-1, 4)[fg], reg_targets, p["box"])
+    iou_elem = iou_sq_or_giou_loss(bbox_preds.view(-1, 4)[fg], reg_targets, p["box"])
     obj_elem = F.binary_cross_entropy_with_logits(obj_preds.view(-1, 1), obj_targets, reduction="none")
     cls_elem = F.binary_cross_entropy_with_logits(cls_preds.view(-1, nc)[fg], cls_targets, reduction="none")
     loss_iou, loss_obj, loss_cls = iou_elem.sum() / norm, obj_elem.sum() / norm, cls_elem.sum() / norm
