@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -56,6 +57,63 @@ def _flags(a: assigner.V5Assignment, flat_anchor: Tensor, owner: Tensor, n_total
     return flags
 
 
+@dataclass(frozen=True)
+class _DenseMaps:
+    """The ``(B, N)`` per-anchor maps the levels write into, each level its own slice."""
+
+    obj: Tensor  # float64 objectness contributions
+    gt_of_anchor: Tensor  # long, -1 off the positives
+    target_score: Tensor  # float32 objectness targets
+
+
+@dataclass(frozen=True)
+class _LevelPositives:
+    """One level's positives: their box and class contributions, flat anchor index and cell owner."""
+
+    box: Tensor
+    cls: Tensor
+    flat: Tensor
+    owner: Tensor
+    conflicts: int
+
+
+def _write_level(
+    i: int,
+    m: assigner.LevelMatches,
+    t: loss.LevelTerms,
+    out: head.V5Output,
+    lp: loss.V5LossParams,
+    dense: _DenseMaps,
+    normalizers: dict[str, float],
+) -> _LevelPositives:
+    """One level of ``ComputeLoss.__call__``: its objectness cells into the dense maps, its normalisers
+    (positives, cells, balance) recorded, and its positives' box and class values divided as the framework does."""
+    bs = out.batch_size
+    g_box, g_obj, g_cls = lp.gains
+    h, w = out.level_shapes[i]
+    start, cells = out.level_offsets[i], out.na * h * w
+    name = level_name(i, out.strides[i])
+    n, numel = len(m), t.obj_target.numel()
+    normalizers[f"positives.{name}"] = float(n)
+    normalizers[f"obj_cells.{name}"] = float(numel)
+    normalizers[f"balance.{name}"] = float(lp.balance[i])
+    part = dense.obj[:, start : start + cells]
+    part.copy_(t.obj_bce.detach().reshape(bs, -1))
+    part.mul_(g_obj * lp.balance[i] / numel)
+    dense.target_score[:, start : start + cells] = t.obj_target.reshape(bs, -1)
+    flat = start + (m.slot * h + m.gj) * w + m.gi
+    win = loss.winners(m, t)
+    owner = m.gt[win]
+    dense.gt_of_anchor[m.image, flat] = owner
+    conflicts = int((owner != m.gt).sum())
+    box = t.box_loss.detach().double() * (g_box / n) if n else torch.zeros(0, dtype=torch.float64)
+    if t.cls_bce.numel():
+        cls = t.cls_bce.detach().sum(1, dtype=torch.float64) * (g_cls / (n * t.cls_bce.shape[1]))
+    else:
+        cls = torch.zeros(n, dtype=torch.float64)
+    return _LevelPositives(box, cls, flat, owner, conflicts)
+
+
 def assemble(
     *,
     recipe: YoloV5,
@@ -71,52 +129,29 @@ def assemble(
 ) -> LossResult:
     bs = out.batch_size
     n_total = out.num_anchors
-    g_box, g_obj, g_cls = lp.gains
-    obj_dense = torch.empty(bs, n_total, dtype=torch.float64)
-    gt_of_anchor = torch.full((bs, n_total), -1, dtype=torch.long)
-    target_score = torch.empty(bs, n_total, dtype=torch.float32)
-    box_parts, cls_parts, flat_parts, owner_parts = [], [], [], []
+    dense = _DenseMaps(
+        obj=torch.empty(bs, n_total, dtype=torch.float64),
+        gt_of_anchor=torch.full((bs, n_total), -1, dtype=torch.long),
+        target_score=torch.empty(bs, n_total, dtype=torch.float32),
+    )
     normalizers: dict[str, float] = {}
-    conflicts = 0
-    for i, (m, t, (h, w)) in enumerate(zip(assignment.levels, terms, out.level_shapes, strict=True)):
-        start, cells = out.level_offsets[i], out.na * h * w
-        name = level_name(i, out.strides[i])
-        n, numel = len(m), t.obj_target.numel()
-        normalizers[f"positives.{name}"] = float(n)
-        normalizers[f"obj_cells.{name}"] = float(numel)
-        normalizers[f"balance.{name}"] = float(lp.balance[i])
-        part = obj_dense[:, start : start + cells]
-        part.copy_(t.obj_bce.detach().reshape(bs, -1))
-        part.mul_(g_obj * lp.balance[i] / numel)
-        target_score[:, start : start + cells] = t.obj_target.reshape(bs, -1)
-        flat = start + (m.slot * h + m.gj) * w + m.gi
-        win = loss.winners(m, t)
-        owner = m.gt[win]
-        gt_of_anchor[m.image, flat] = owner
-        conflicts += int((owner != m.gt).sum())
-        box_parts.append(
-            t.box_loss.detach().double() * (g_box / n) if n else torch.zeros(0, dtype=torch.float64)
-        )
-        if t.cls_bce.numel():
-            cls_parts.append(
-                t.cls_bce.detach().sum(1, dtype=torch.float64) * (g_cls / (n * t.cls_bce.shape[1]))
-            )
-        else:
-            cls_parts.append(torch.zeros(n, dtype=torch.float64))
-        flat_parts.append(flat)
-        owner_parts.append(owner)
+    levels = [
+        _write_level(i, m, t, out, lp, dense, normalizers)
+        for i, (m, t, _) in enumerate(zip(assignment.levels, terms, out.level_shapes, strict=True))
+    ]
     for k, v in zip(("box", "obj", "cls"), lp.gains, strict=True):
         normalizers[f"gain.{k}"] = float(v)
     image = torch.cat([m.image for m in assignment.levels])
     gt = torch.cat([m.gt for m in assignment.levels])
-    flat = torch.cat(flat_parts)
+    flat = torch.cat([lv.flat for lv in levels])
+    owner_parts = [lv.owner for lv in levels]
     owner = torch.cat(owner_parts)
     ledger = {
-        "box": TermLedger.sparse(torch.cat(box_parts), image, flat, gt),
+        "box": TermLedger.sparse(torch.cat([lv.box for lv in levels]), image, flat, gt),
         "obj": TermLedger(
-            obj_dense.view(-1), *_dense_index(bs, n_total), gt_of_anchor.view(-1), (bs, n_total)
+            dense.obj.view(-1), *_dense_index(bs, n_total), dense.gt_of_anchor.view(-1), (bs, n_total)
         ),
-        "cls": TermLedger.sparse(torch.cat(cls_parts), image, flat, gt),
+        "cls": TermLedger.sparse(torch.cat([lv.cls for lv in levels]), image, flat, gt),
     }
     positives = Positives(
         image=image,
@@ -132,6 +167,8 @@ def assemble(
             assignment, rows, out.level_shapes, out.anchors_px, out.input_size, owner_parts
         )
     )
+    conflicts = sum(lv.conflicts for lv in levels)
+    gt_of_anchor = dense.gt_of_anchor
     return LossResult(
         recipe=recipe.name,
         params=dict(recipe.params),
@@ -146,7 +183,7 @@ def assemble(
         pred_scores=head.lazy_scores(out),
         fg=gt_of_anchor >= 0,
         gt_of_anchor=gt_of_anchor,
-        target_score=target_score,
+        target_score=dense.target_score,
         gt_reasons=reasons,
         gt_details=LazyMapping(lambda: _gt_details(assignment, out, rows)),
         normalizers=normalizers,
