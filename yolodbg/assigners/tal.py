@@ -89,6 +89,13 @@ def candidates_in_gts(
     return mask
 
 
+def _min_side(params: TalParams, strides: tuple[float, ...]) -> float:
+    """The small-box floor: ``params.min_side``, by default the second level's stride (the only one's)."""
+    if params.min_side is not None:
+        return params.min_side
+    return float(strides[1] if len(strides) > 1 else strides[0])
+
+
 def _empty_assignment(scores: Tensor, gt_bboxes: Tensor, min_side: float) -> TalAssignment:
     """No GT slot in the batch: every anchor is background, every per-GT tensor has M = 0."""
     bs, n_anchors, _ = scores.shape
@@ -165,6 +172,18 @@ def second_topk(mask_pos: Tensor, align_metric: Tensor, topk2: int) -> Tensor:
     return mask_pos & keep
 
 
+def assigned_targets(gt_slot: Tensor, gt_labels: Tensor, gt_bboxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Step F (``get_targets``): label ``(B, N)`` and xyxy box ``(B, N, 4)`` of each anchor's assigned GT.
+
+    Background anchors carry GT 0's values (slot 0), as the framework leaves them; later steps mask them.
+    """
+    bs, n_max = gt_bboxes.shape[:2]
+    batch_off = torch.arange(bs, dtype=torch.long)[:, None] * n_max
+    flat = gt_slot + batch_off
+    labels = gt_labels.long().flatten()[flat].clamp(0)
+    return labels, gt_bboxes.view(-1, 4)[flat]
+
+
 def normalised_scores(
     align_metric: Tensor,
     overlaps: Tensor,
@@ -221,11 +240,9 @@ def assign(
     Only the candidate anchors' rows of pred_bboxes are read (``pred_bboxes[b, a]`` with index
     vectors), so it can be a :class:`~yolodbg.heads.lazy.LazyAnchorTensor` that decodes just those.
     """
-    bs, _, nc = scores.shape
+    nc = scores.shape[2]
     n_max = gt_bboxes.shape[1]
-    min_side = params.min_side
-    if min_side is None:
-        min_side = float(strides[1] if len(strides) > 1 else strides[0])
+    min_side = _min_side(params, strides)
     if n_max == 0:
         return _empty_assignment(scores, gt_bboxes, min_side)
     valid = mask_gt.bool()  # (B, M, 1)
@@ -242,11 +259,7 @@ def assign(
     fg_count, gt_slot = mask_pos.to(torch.int8).max(-2)
     fg = fg_count.bool()
 
-    # F: targets of the assigned GT (background anchors carry GT 0's values, masked below)
-    batch_off = torch.arange(bs, dtype=torch.long)[:, None] * n_max
-    flat = gt_slot + batch_off
-    labels = gt_labels.long().flatten()[flat].clamp(0)
-    target_bboxes = gt_bboxes.view(-1, 4)[flat]
+    labels, target_bboxes = assigned_targets(gt_slot, gt_labels, gt_bboxes)
 
     target_scores, target_weight, sparse = normalised_scores(
         align_metric, overlaps, mask_pos, fg, labels, nc, params.eps
