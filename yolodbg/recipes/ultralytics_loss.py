@@ -200,7 +200,6 @@ def replay_branch(
     forms = TermForms(box=forms) if isinstance(forms, str) else forms
     pred_scores = branch.pred_scores
     dtype = pred_scores.dtype
-    bs = pred_scores.shape[0]
     points, stride_t = make_anchors(out, dtype)
     imgsz = torch.tensor(out.level_shapes[0], dtype=dtype) * out.strides[0]
     gt_labels, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
@@ -237,10 +236,6 @@ def replay_branch(
         "cls": cls_el.sum(-1).double() * gains.cls / s64,
         dist_name: _scatter_fg(fg.shape, fgi, dist_fg) * gains.dfl / s64,
     }
-    iou_px = torch.zeros(bs, pred_px.shape[1], dtype=gt_bboxes.dtype)
-    if fgi[0].numel():
-        px_fg = (pred_fg.detach() * stride_t[fgi[1]]).to(gt_bboxes.dtype)
-        iou_px[fgi] = bbox_iou(px_fg, a.target_bboxes[fgi], "iou", eps=1e-9)
     return BranchReplay(
         items=items,
         per_anchor=per_anchor,
@@ -251,8 +246,20 @@ def replay_branch(
         target_scores_sum=float(s),
         dfl_reach=reach,
         target_dist=target_dist,
-        box_iou_px=iou_px,
+        box_iou_px=_box_iou_px(fg.shape, fgi, pred_fg, stride_t, a.target_bboxes),
     )
+
+
+def _box_iou_px(
+    shape: torch.Size, fgi: tuple[Tensor, Tensor], pred_fg: Tensor, stride_t: Tensor, target_bboxes: Tensor
+) -> Tensor:
+    """``(B, N)`` plain IoU of each positive's predicted box with its GT's, in input pixels (0 on
+    background): a report column, not part of the loss."""
+    iou_px = torch.zeros(shape, dtype=target_bboxes.dtype)
+    if fgi[0].numel():
+        px_fg = (pred_fg.detach() * stride_t[fgi[1]]).to(target_bboxes.dtype)
+        iou_px[fgi] = bbox_iou(px_fg, target_bboxes[fgi], "iou", eps=1e-9)
+    return iou_px
 
 
 def _bce(logits: Tensor, target: Tensor, fg: tuple[Tensor, Tensor] | Tensor | None) -> Tensor:
