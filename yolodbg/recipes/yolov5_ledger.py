@@ -18,7 +18,7 @@ from torch import Tensor
 
 from yolodbg.assigners import yolov5 as assigner
 from yolodbg.heads import yolov5 as head
-from yolodbg.heads.lazy import LazyMapping
+from yolodbg.heads.lazy import LazyAnchorTensor, LazyMapping
 from yolodbg.recipes import yolov5_loss as loss
 from yolodbg.result import LossResult, Positives, TermLedger
 
@@ -141,27 +141,8 @@ def assemble(
     ]
     for k, v in zip(("box", "obj", "cls"), lp.gains, strict=True):
         normalizers[f"gain.{k}"] = float(v)
-    image = torch.cat([m.image for m in assignment.levels])
-    gt = torch.cat([m.gt for m in assignment.levels])
-    flat = torch.cat([lv.flat for lv in levels])
     owner_parts = [lv.owner for lv in levels]
-    owner = torch.cat(owner_parts)
-    ledger = {
-        "box": TermLedger.sparse(torch.cat([lv.box for lv in levels]), image, flat, gt),
-        "obj": TermLedger(
-            dense.obj.view(-1), *_dense_index(bs, n_total), dense.gt_of_anchor.view(-1), (bs, n_total)
-        ),
-        "cls": TermLedger.sparse(torch.cat([lv.cls for lv in levels]), image, flat, gt),
-    }
-    positives = Positives(
-        image=image,
-        anchor=flat,
-        gt=gt,
-        iou=torch.cat([t.plain_iou.detach() for t in terms]).double(),
-        align=torch.cat([m.ratio for m in assignment.levels]).double(),
-        weight=torch.ones(len(gt), dtype=torch.float64),
-        flags=_flags(assignment, flat, owner, n_total),
-    )
+    ledger, positives = _ledger_and_positives(assignment, terms, levels, dense, n_total)
     reasons = LazyMapping(  # report-only: built when a report asks for a reason
         lambda: assigner.reasons(
             assignment, rows, out.level_shapes, out.anchors_px, out.input_size, owner_parts
@@ -189,12 +170,50 @@ def assemble(
         normalizers=normalizers,
         notes=_notes(recipe, out, lp, normalizers, gain_info, conflicts),
         warnings=warnings,
-        inputs={
-            "box logit": head.lazy_raw(out, slice(0, 4), 4),
-            "objectness logit": head.lazy_raw(out, slice(4, 5), 1),
-            "class logit": head.lazy_raw(out, slice(5, None), out.nc),
-        },
+        inputs=_raw_inputs(out),
     )
+
+
+def _ledger_and_positives(
+    assignment: assigner.V5Assignment,
+    terms: list[loss.LevelTerms],
+    levels: list[_LevelPositives],
+    dense: _DenseMaps,
+    n_total: int,
+) -> tuple[dict[str, TermLedger], Positives]:
+    """The ledger (box and class sparse on the positives, objectness dense on every cell) and the
+    positives' table, every level's rows in level order."""
+    bs = dense.obj.shape[0]
+    image = torch.cat([m.image for m in assignment.levels])
+    gt = torch.cat([m.gt for m in assignment.levels])
+    flat = torch.cat([lv.flat for lv in levels])
+    owner = torch.cat([lv.owner for lv in levels])
+    ledger = {
+        "box": TermLedger.sparse(torch.cat([lv.box for lv in levels]), image, flat, gt),
+        "obj": TermLedger(
+            dense.obj.view(-1), *_dense_index(bs, n_total), dense.gt_of_anchor.view(-1), (bs, n_total)
+        ),
+        "cls": TermLedger.sparse(torch.cat([lv.cls for lv in levels]), image, flat, gt),
+    }
+    positives = Positives(
+        image=image,
+        anchor=flat,
+        gt=gt,
+        iou=torch.cat([t.plain_iou.detach() for t in terms]).double(),
+        align=torch.cat([m.ratio for m in assignment.levels]).double(),
+        weight=torch.ones(len(gt), dtype=torch.float64),
+        flags=_flags(assignment, flat, owner, n_total),
+    )
+    return ledger, positives
+
+
+def _raw_inputs(out: head.V5Output) -> dict[str, LazyAnchorTensor]:
+    """The raw logits per anchor, for the non-finite locator."""
+    return {
+        "box logit": head.lazy_raw(out, slice(0, 4), 4),
+        "objectness logit": head.lazy_raw(out, slice(4, 5), 1),
+        "class logit": head.lazy_raw(out, slice(5, None), out.nc),
+    }
 
 
 def _gt_details(a: assigner.V5Assignment, out: head.V5Output, rows: Tensor) -> dict[int, dict]:
