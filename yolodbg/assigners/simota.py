@@ -32,8 +32,6 @@ from torch import Tensor
 
 from yolodbg.result import GtReason
 
-VARIANTS = ("release", "main")
-
 
 @dataclass(frozen=True)
 class SimOtaParams:
@@ -45,7 +43,6 @@ class SimOtaParams:
 
 
 RELEASE = SimOtaParams()
-MAIN = SimOtaParams(variant="main", center_radius=1.5, penalty=1e6)
 
 
 @dataclass(frozen=True)
