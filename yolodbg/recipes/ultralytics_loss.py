@@ -229,13 +229,9 @@ def replay_branch(
     dist_fg, dist_name, reach = _dist_elements(branch, target_dist, fgi, weight[fgi], stride_t, imgsz)
     dist_item = dist_fg.sum() / s
 
-    items = {"box": box_item * gains.box, "cls": cls_item * gains.cls, dist_name: dist_item * gains.dfl}
-    s64 = s.double()
-    per_anchor = {
-        "box": _scatter_fg(fg.shape, fgi, box_fg) * gains.box / s64,
-        "cls": cls_el.sum(-1).double() * gains.cls / s64,
-        dist_name: _scatter_fg(fg.shape, fgi, dist_fg) * gains.dfl / s64,
-    }
+    items, per_anchor = _gained(
+        gains, s, fgi, fg.shape, dist_name, (box_item, box_fg), (cls_item, cls_el), (dist_item, dist_fg)
+    )
     return BranchReplay(
         items=items,
         per_anchor=per_anchor,
@@ -248,6 +244,28 @@ def replay_branch(
         target_dist=target_dist,
         box_iou_px=_box_iou_px(fg.shape, fgi, pred_fg, stride_t, a.target_bboxes),
     )
+
+
+def _gained(
+    gains: Gains,
+    s: Tensor,
+    fgi: tuple[Tensor, Tensor],
+    shape: torch.Size,
+    dist_name: str,
+    box: tuple[Tensor, Tensor],
+    cls: tuple[Tensor, Tensor],
+    dist: tuple[Tensor, Tensor],
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The logged items (each term's sum over S times its gain, float32) and the same values per anchor
+    ``(B, N)`` in float64 for the ledger. ``box``/``cls``/``dist``: (item, its elements)."""
+    items = {"box": box[0] * gains.box, "cls": cls[0] * gains.cls, dist_name: dist[0] * gains.dfl}
+    s64 = s.double()
+    per_anchor = {
+        "box": _scatter_fg(shape, fgi, box[1]) * gains.box / s64,
+        "cls": cls[1].sum(-1).double() * gains.cls / s64,
+        dist_name: _scatter_fg(shape, fgi, dist[1]) * gains.dfl / s64,
+    }
+    return items, per_anchor
 
 
 def _box_iou_px(
