@@ -23,15 +23,17 @@ def t(*values) -> torch.Tensor:
 def test_iou_family_by_hand():
     a, b = t(0, 0, 2, 2), t(1, 1, 3, 3)
     # IoU = 1 / (4 + 4 − 1) = 1/7; enclosing box 3×3 = 9, union 7: GIoU = 1/7 − 2/9
-    assert float(terms.iou_loss(a, b, "iou")) == pytest.approx(1 - 1 / 7, abs=1e-6)
-    assert float(terms.iou_loss(a, b, "giou")) == pytest.approx(1 - (1 / 7 - 2 / 9), abs=1e-6)
+    assert float(terms.one_minus_iou(a, b, "iou")) == pytest.approx(1 - 1 / 7, abs=1e-6)
+    assert float(terms.one_minus_iou(a, b, "giou")) == pytest.approx(1 - (1 / 7 - 2 / 9), abs=1e-6)
     # DIoU: centres (1,1) and (2,2): ρ² = 2, enclosing diagonal c² = 9 + 9 = 18
-    assert float(terms.iou_loss(a, b, "diou")) == pytest.approx(1 - (1 / 7 - 2 / 18), abs=1e-6)
+    assert float(terms.one_minus_iou(a, b, "diou")) == pytest.approx(1 - (1 / 7 - 2 / 18), abs=1e-6)
     # equal aspect ratios: v = 0, so CIoU = DIoU
-    assert float(terms.iou_loss(a, b, "ciou")) == pytest.approx(float(terms.iou_loss(a, b, "diou")), abs=1e-7)
+    assert float(terms.one_minus_iou(a, b, "ciou")) == pytest.approx(
+        float(terms.one_minus_iou(a, b, "diou")), abs=1e-7
+    )
     # the IoU comes from geometry.bbox_iou, untouched
-    assert torch.equal(terms.iou_loss(a, b, "ciou"), 1.0 - bbox_iou(a, b, "ciou"))
-    assert float(terms.iou_loss(a, a, "ciou")) == pytest.approx(0.0, abs=1e-6)
+    assert torch.equal(terms.one_minus_iou(a, b, "ciou"), 1.0 - bbox_iou(a, b, "ciou"))
+    assert float(terms.one_minus_iou(a, a, "ciou")) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_ciou_term_exceeds_diou_term_exactly_when_aspect_ratios_differ():
@@ -40,7 +42,7 @@ def test_ciou_term_exceeds_diou_term_exactly_when_aspect_ratios_differ():
     # IoU 0. GIoU: enclosing [0,0,4,2] = 8, union 4 -> 1 − GIoU = 1 + 4/8 = 1.5
     # DIoU: centres (1, .5), (3.5, 1): ρ² = 6.25 + .25 = 6.5, c² = 16 + 4 = 20 -> 1 + .325 = 1.325
     # CIoU: v = 4/π² (atan(1/2) − atan(2))² = .167838, α = v / (1 − 0 + v) = .143716 -> + αv = .024121
-    giou, diou, ciou = (float(terms.iou_loss(pred, target, k)) for k in ("giou", "diou", "ciou"))
+    giou, diou, ciou = (float(terms.one_minus_iou(pred, target, k)) for k in ("giou", "diou", "ciou"))
     assert giou == pytest.approx(1.5, abs=1e-6)
     assert diou == pytest.approx(1.325, abs=1e-6)
     assert ciou == pytest.approx(1.325 + 0.024121, abs=1e-5)
@@ -48,14 +50,14 @@ def test_ciou_term_exceeds_diou_term_exactly_when_aspect_ratios_differ():
     # concentric nested boxes: the enclosing box is the union, so GIoU = IoU, while CIoU still pays for the
     # aspect ratio: "giou ≥ ciou" is not a law, "ciou ≥ diou" is
     outer, inner = t(0, 0, 4, 4), t(1, 0, 3, 4)
-    assert float(terms.iou_loss(inner, outer, "giou")) == pytest.approx(0.5, abs=1e-6)
-    assert float(terms.iou_loss(inner, outer, "ciou")) > float(terms.iou_loss(inner, outer, "giou"))
+    assert float(terms.one_minus_iou(inner, outer, "giou")) == pytest.approx(0.5, abs=1e-6)
+    assert float(terms.one_minus_iou(inner, outer, "ciou")) > float(terms.one_minus_iou(inner, outer, "giou"))
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(200, 2, generator=g) * 10
     p = torch.cat((xy, xy + torch.rand(200, 2, generator=g) * 5 + 0.1), 1)
     q = torch.cat((xy + 1, xy + 1 + torch.rand(200, 2, generator=g) * 5 + 0.1), 1)
-    assert bool((terms.iou_loss(p, q, "ciou") >= terms.iou_loss(p, q, "diou")).all())
-    assert bool((terms.iou_loss(p, q, "giou") >= terms.iou_loss(p, q, "iou") - 1e-7).all())
+    assert bool((terms.one_minus_iou(p, q, "ciou") >= terms.one_minus_iou(p, q, "diou")).all())
+    assert bool((terms.one_minus_iou(p, q, "giou") >= terms.one_minus_iou(p, q, "iou") - 1e-7).all())
 
 
 def test_siou_by_hand():

@@ -27,7 +27,7 @@ from yolodbg.cli import main
 from yolodbg.errors import BundleError, RecipeError
 from yolodbg.heads import yolox as head
 from yolodbg.recipes import get_recipe, list_recipes, recipe_for_head
-from yolodbg.recipes.yolox import iou_loss, yolox_labels
+from yolodbg.recipes.yolox import iou_sq_or_giou_loss, yolox_labels
 
 LN2 = math.log(2.0)
 
@@ -267,14 +267,14 @@ def test_labels_are_float32_pixels_in_row_order() -> None:
     assert labels[0, 0].tolist() == [1.0, 48.0, 32.0, 24.0, 32.0] and rows.tolist() == [[0], [1]]
 
 
-def test_iou_loss_by_hand() -> None:
+def test_iou_sq_or_giou_loss_by_hand() -> None:
     # unit squares offset by half a side: inter 0.5, union 1.5, IoU 1/3 -> 1 − 1/9; disjoint -> 1
     pred = torch.tensor([[0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 1.0, 1.0]])
     gt = torch.tensor([[1.0, 0.5, 1.0, 1.0], [5.0, 5.0, 1.0, 1.0]])
-    assert iou_loss(pred, gt).tolist() == pytest.approx([1 - 1 / 9, 1.0])
+    assert iou_sq_or_giou_loss(pred, gt).tolist() == pytest.approx([1 - 1 / 9, 1.0])
     # GIoU: the first pair's enclosing box (0..1.5 × 0..1) is their union, so GIoU = IoU -> 1 − 1/3; the disjoint
     # pair is enclosed by 0..5.5 × 0..5.5 = 30.25 with union 2 -> GIoU = 0 − 28.25/30.25
-    assert iou_loss(pred, gt, "giou").tolist() == pytest.approx([1 - 1 / 3, 1 + 28.25 / 30.25])
+    assert iou_sq_or_giou_loss(pred, gt, "giou").tolist() == pytest.approx([1 - 1 / 3, 1 + 28.25 / 30.25])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from yolodbg.anchors import Anchors
 from yolodbg.bundle import ImageInfo
 from yolodbg.geometry import pairwise_iou
 from yolodbg.groundtruth import Targets
-from yolodbg.result import GtReason, LossResult
+from yolodbg.result import GtReason, LossResult, Positives
 
 CONSERVATION_RTOL = 1e-5
 CONSERVATION_ATOL = 1e-6
@@ -176,18 +177,18 @@ def _conservation(result: LossResult, per_gt: dict[str, torch.Tensor]) -> list[s
     return out
 
 
-def _gt_rows(
-    result: LossResult, targets: Targets, per_gt: dict, total: float, detail: bool = True
-) -> list[GtRow]:
-    pos = result.positives
-    m = len(targets)
-    boxes = targets.boxes_xyxy().tolist()
-    local = targets.local_index().tolist()
-    cls_of, image_of = targets.cls.long().tolist(), targets.batch_idx.long().tolist()
-    anchors = result.anchors
-    names = [*result.terms, *result.extra_terms]
-    per_gt_l = {t: per_gt[t].tolist() for t in names}
-    # per-GT counts and means of its positives, all GTs at once (float64 sums)
+@dataclass(frozen=True)
+class _PositiveStats:
+    """Per GT row (lists of length M): counts and means over its positives, all GTs at once (float64 sums)."""
+
+    num_pos: list[int]
+    zero_weight: list[int]
+    mean_iou: list[float | None]
+    mean_align: list[float | None]
+    flag_counts: dict[str, list[int]]
+
+
+def _positive_stats(pos: Positives, m: int) -> _PositiveStats:
     gt = pos.gt
 
     def count(mask: torch.Tensor | None = None) -> list[int]:
@@ -199,31 +200,58 @@ def _gt_rows(
         ns = torch.bincount(idx, minlength=m).tolist() if m else []
         return [s / n if n else None for s, n in zip(sums, ns, strict=True)]
 
-    num_pos = count()
-    zero_weight = count(pos.weight == 0)
-    mean_iou = mean(pos.iou)
-    mean_align = mean(pos.align, torch.isfinite(pos.align))
-    flag_counts = {name: count(flag.bool()) for name, flag in pos.flags.items()}
-    of_gt: dict[int, list[int]] = {}
-    if detail:
-        anchor_l, iou_l, align_l, weight_l = (
-            v.tolist() for v in (pos.anchor, pos.iou, pos.align, pos.weight)
-        )
-        flags_l = {name: flag.tolist() for name, flag in pos.flags.items()}
-        for p, g in enumerate(gt.tolist()):
-            of_gt.setdefault(g, []).append(p)
+    return _PositiveStats(
+        num_pos=count(),
+        zero_weight=count(pos.weight == 0),
+        mean_iou=mean(pos.iou),
+        mean_align=mean(pos.align, torch.isfinite(pos.align)),
+        flag_counts={name: count(flag.bool()) for name, flag in pos.flags.items()},
+    )
+
+
+class _PositiveDocs:
+    """Each positive as a report entry (its anchor, IoU, alignment, weight and raised flags), by GT row;
+    with ``detail`` off every GT lists none."""
+
+    def __init__(self, pos: Positives, anchors: Anchors, detail: bool) -> None:
+        self.anchors = anchors
+        self.of_gt: dict[int, list[int]] = {}
+        if detail:
+            self.anchor_l, self.iou_l, self.align_l, self.weight_l = (
+                v.tolist() for v in (pos.anchor, pos.iou, pos.align, pos.weight)
+            )
+            self.flags_l = {name: flag.tolist() for name, flag in pos.flags.items()}
+            for p, g in enumerate(pos.gt.tolist()):
+                self.of_gt.setdefault(g, []).append(p)
+
+    def of(self, r: int) -> list[dict]:
+        positives = []
+        for p in self.of_gt.get(r, ()):
+            d = self.anchors.describe(self.anchor_l[p])
+            d.update(iou=round(self.iou_l[p], 6), align=_num(self.align_l[p]), weight=_num(self.weight_l[p]))
+            for name, flag in self.flags_l.items():
+                if flag[p]:
+                    d[name] = True
+            positives.append(d)
+        return positives
+
+
+def _gt_rows(
+    result: LossResult, targets: Targets, per_gt: dict, total: float, detail: bool = True
+) -> list[GtRow]:
+    m = len(targets)
+    boxes = targets.boxes_xyxy().tolist()
+    local = targets.local_index().tolist()
+    cls_of, image_of = targets.cls.long().tolist(), targets.batch_idx.long().tolist()
+    names = [*result.terms, *result.extra_terms]
+    per_gt_l = {t: per_gt[t].tolist() for t in names}
+    st = _positive_stats(result.positives, m)
+    docs = _PositiveDocs(result.positives, result.anchors, detail)
     rows = []
     for r in range(m):
         terms = {t: per_gt_l[t][r + 1] for t in names}
         gt_total = math.fsum(terms[t] for t in result.terms)
-        positives = []
-        for p in of_gt.get(r, ()):
-            d = anchors.describe(anchor_l[p])
-            d.update(iou=round(iou_l[p], 6), align=_num(align_l[p]), weight=_num(weight_l[p]))
-            for name, flag in flags_l.items():
-                if flag[p]:
-                    d[name] = True
-            positives.append(d)
+        positives = docs.of(r)
         cls = cls_of[r]
         cat = targets.category_ids[cls] if targets.category_ids and cls < len(targets.category_ids) else None
         rows.append(
@@ -235,15 +263,15 @@ def _gt_rows(
                 cls=cls,
                 category_id=cat,
                 box_xyxy=tuple(round(v, 4) for v in boxes[r]),
-                num_pos=num_pos[r],
-                num_zero_weight=zero_weight[r],
-                mean_iou=mean_iou[r],
-                mean_align=mean_align[r],
+                num_pos=st.num_pos[r],
+                num_zero_weight=st.zero_weight[r],
+                mean_iou=st.mean_iou[r],
+                mean_align=st.mean_align[r],
                 terms=terms,
                 total=gt_total,
                 share=min(max(gt_total / total, 0.0), 1.0) if total > 0 else 0.0,
                 reason=result.gt_reasons.get(r),
-                flags={name: c[r] for name, c in flag_counts.items() if c[r]},
+                flags={name: c[r] for name, c in st.flag_counts.items() if c[r]},
                 positives=positives,
                 details=result.gt_details.get(r, {}),
             )

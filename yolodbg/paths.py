@@ -93,16 +93,6 @@ def regular_file(
     return p
 
 
-def regular_or_folder(
-    path: str | os.PathLike, what: str, fix: str, error: type[InputError] = InputError
-) -> Path:
-    """A folder, or else a regular file as :func:`regular_file` (``--gt`` takes a labels folder or a json)."""
-    p = Path(path)
-    if p.is_dir():
-        return p
-    return regular_file(p, what, fix, error)
-
-
 def _virtual(p: Path) -> str | None:
     """The kernel file system ``p`` lies in (None: a real one; ``/dev/shm`` is a plain tmpfs)."""
     resolved = str(p.resolve(strict=False))

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from yolodbg.evaluate import CocoAccumulator
+from yolodbg.evaluate import CocoAccumulator, CocoSummary
 from yolodbg.scan import CEILING_HOOKS, SIZE_BUCKETS, BundleRecord, GtRecord, reason_reachable
 
 SCHEMA = "yolodbg.scan/1"
@@ -246,11 +246,8 @@ class ScanAggregate:
     def total(self) -> float:
         return math.fsum(self.terms.values())
 
-    def summary(self) -> dict[str, Any]:
-        """The ``yolodbg.scan/1`` document of everything added so far."""
-        total = self.total
-        n = max(self.bundles, 1)
-        coco = self.coco.summary() if self.evaluated else None
+    def _class_docs(self, total: float, coco: CocoSummary | None) -> list[dict[str, Any]]:
+        """Per class: its loss (share of ``total``) and, when evaluated, its AP and AP50."""
         per_class_ap = coco.per_class if coco else {}
         classes = []
         for c in sorted(self.classes):
@@ -258,17 +255,45 @@ class ScanAggregate:
             d["AP"] = per_class_ap.get(c, {}).get("AP") if coco else None
             d["AP50"] = per_class_ap.get(c, {}).get("AP50") if coco else None
             classes.append(d)
+        return classes
+
+    def _size_docs(self, total: float, coco: CocoSummary | None) -> list[dict[str, Any]]:
+        """Per COCO size bucket: its loss and, when evaluated, APs / APm / APl."""
         size_ap = {"small": "APs", "medium": "APm", "large": "APl"}
-        sizes = [
+        return [
             {"bucket": b, **g.doc(total), "AP": coco.stats[size_ap[b]] if coco else None}
             for b, g in self.buckets.items()
         ]
+
+    def _level_docs(self, total: float) -> list[dict[str, Any]]:
+        """Per pyramid level: foreground and background loss, their sum and its share."""
         levels = []
         for lv in sorted(self.levels):
             d = dict(self.levels[lv])
             d["loss"] = math.fsum(d["fg"].values()) + math.fsum(d["bg"].values())
             d["share"] = d["loss"] / total if total > 0 else None
             levels.append(d)
+        return levels
+
+    def _orphans_doc(self) -> dict[str, Any]:
+        """GTs with no positive: how many, why, and the first few listed."""
+        a = self.all
+        return {
+            "count": a.orphans,
+            "rate": a.orphans / a.num_gt if a.num_gt else None,
+            "by_reason": dict(self.reasons.most_common()),
+            "listed": list(self.orphans),
+            "capped": a.orphans > len(self.orphans),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The ``yolodbg.scan/1`` document of everything added so far."""
+        total = self.total
+        n = max(self.bundles, 1)
+        coco = self.coco.summary() if self.evaluated else None
+        classes = self._class_docs(total, coco)
+        sizes = self._size_docs(total, coco)
+        levels = self._level_docs(total)
         hook = CEILING_HOOKS.get(self.recipe_name or "", reason_reachable)
         a = self.all
         bg_total = math.fsum(self.background.values())
@@ -299,13 +324,7 @@ class ScanAggregate:
                 "num_gt": a.num_gt,
                 "hook": hook.__name__,
             },
-            "orphans": {
-                "count": a.orphans,
-                "rate": a.orphans / a.num_gt if a.num_gt else None,
-                "by_reason": dict(self.reasons.most_common()),
-                "listed": list(self.orphans),
-                "capped": a.orphans > len(self.orphans),
-            },
+            "orphans": self._orphans_doc(),
             "detected_rate": a.detected / a.evaluated if a.evaluated else None,
             "classes": classes,
             "sizes": sizes,

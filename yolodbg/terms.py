@@ -39,13 +39,13 @@ SIOU_THETA = 4.0
 # ------------------------------------------------------------------------------------------ box terms
 
 
-def iou_loss(pred: Tensor, target: Tensor, kind: str = "ciou", eps: float = 1e-7) -> Tensor:
+def one_minus_iou(pred: Tensor, target: Tensor, kind: str = "ciou", eps: float = 1e-7) -> Tensor:
     """``1 - {IoU, GIoU, DIoU, CIoU}``: ``Tensor[..., 4]`` x ``Tensor[..., 4]`` xyxy -> ``Tensor[...]``.
 
     The IoU itself is :func:`yolodbg.geometry.bbox_iou` (Ultralytics' arithmetic, eps included).
 
     >>> a = torch.tensor([0.0, 0.0, 2.0, 2.0]); b = torch.tensor([1.0, 1.0, 3.0, 3.0])
-    >>> round(float(iou_loss(a, b, "giou")), 4)  # 1 - (1/7 - (9 - 7)/9)
+    >>> round(float(one_minus_iou(a, b, "giou")), 4)  # 1 - (1/7 - (9 - 7)/9)
     1.0794
     """
     return 1.0 - bbox_iou(pred, target, kind, eps=eps)
@@ -152,7 +152,7 @@ def box_loss(form: str, pred: Tensor, target: Tensor, beta: float = 1.0) -> Tens
     ``beta`` is smooth L1's β (ignored by the others).
     """
     if form in IOU_KINDS:
-        return iou_loss(pred, target, form)
+        return one_minus_iou(pred, target, form)
     if form == "siou":
         return siou_loss(pred, target)
     if form == "eiou":

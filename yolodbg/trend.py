@@ -198,38 +198,31 @@ def trend(
     return build_doc(cps, docs, tracker, seen, window, interrupted)
 
 
-def build_doc(
-    cps: list[Checkpoint],
-    docs: list[dict],
-    tracker: GtTracker,
-    seen: list[int],
-    window: int,
-    interrupted: bool,
-) -> dict[str, Any]:
-    """Series, statuses and GT lists from the per-checkpoint scan documents."""
-    names = list(next((d["terms"] for d in docs if d["bundles"]), {}))
-    rows = []
-    for c, d in zip(cps, docs, strict=True):
-        coco = d.get("coco") or {}
-        rows.append(
-            {
-                "label": c.label,
-                "epoch": c.epoch,
-                "bundles": d["bundles"],
-                "images": d["images"],
-                "terms": d["terms"],
-                "total": d["total"] if d["bundles"] else None,
-                "AP": coco.get("AP"),
-                "AP50": coco.get("AP50"),
-                "orphan_rate": d["orphans"]["rate"],
-                "ceiling": d["recall_ceiling"]["value"],
-                "classes": {
-                    str(r["class"]): {"loss_per_gt": r["loss_per_gt"], "AP": r["AP"], "num_gt": r["num_gt"]}
-                    for r in d["classes"]
-                },
-                "failed": d["failed"],
-            }
-        )
+def _checkpoint_row(c: Checkpoint, d: dict) -> dict[str, Any]:
+    """One checkpoint's row: its terms, total, mAP, orphan rate, recall ceiling and per-class numbers."""
+    coco = d.get("coco") or {}
+    return {
+        "label": c.label,
+        "epoch": c.epoch,
+        "bundles": d["bundles"],
+        "images": d["images"],
+        "terms": d["terms"],
+        "total": d["total"] if d["bundles"] else None,
+        "AP": coco.get("AP"),
+        "AP50": coco.get("AP50"),
+        "orphan_rate": d["orphans"]["rate"],
+        "ceiling": d["recall_ceiling"]["value"],
+        "classes": {
+            str(r["class"]): {"loss_per_gt": r["loss_per_gt"], "AP": r["AP"], "num_gt": r["num_gt"]}
+            for r in d["classes"]
+        },
+        "failed": d["failed"],
+    }
+
+
+def _series(rows: list[dict[str, Any]], names: list[str], window: int) -> dict[str, dict[str, Any]]:
+    """Each followed value over the checkpoints with its status: terms and total (lower is better),
+    AP and AP50 (higher), and per class its loss per GT and AP; mAP series only when evaluated."""
     series: dict[str, dict[str, Any]] = {}
     for name in [*names, "total"]:
         vals = [r["terms"].get(name) if name != "total" else r["total"] for r in rows]
@@ -245,6 +238,21 @@ def build_doc(
         aps = [r["classes"].get(c, {}).get("AP") for r in rows]
         if any(v is not None for v in aps):
             series[f"class {c} AP"] = {"values": aps, "status": status(aps, True, window)}
+    return series
+
+
+def build_doc(
+    cps: list[Checkpoint],
+    docs: list[dict],
+    tracker: GtTracker,
+    seen: list[int],
+    window: int,
+    interrupted: bool,
+) -> dict[str, Any]:
+    """Series, statuses and GT lists from the per-checkpoint scan documents."""
+    names = list(next((d["terms"] for d in docs if d["bundles"]), {}))
+    rows = [_checkpoint_row(c, d) for c, d in zip(cps, docs, strict=True)]
+    series = _series(rows, names, window)
     flags = [f"{k}: {v['status']}" for k, v in series.items() if v["status"] in ("plateau", "diverging")]
     orphaned = tracker.always_orphaned(seen) if seen else []
     high = tracker.always_high_loss(seen) if seen else []

@@ -32,8 +32,6 @@ from torch import Tensor
 
 from yolodbg.result import GtReason
 
-VARIANTS = ("release", "main")
-
 
 @dataclass(frozen=True)
 class SimOtaParams:
@@ -45,7 +43,6 @@ class SimOtaParams:
 
 
 RELEASE = SimOtaParams()
-MAIN = SimOtaParams(variant="main", center_radius=1.5, penalty=1e6)
 
 
 @dataclass(frozen=True)
@@ -195,6 +192,75 @@ def assign_image(
     )
 
 
+def _slot_details(a: ImageSimOta, slot: int, rows: Tensor) -> dict[str, Any]:
+    """One GT's SimOTA numbers: its dynamic k and where it came from, its prior, selection, and
+    what the conflict step took from it (``lost_to``: the global row that took most) or gave it."""
+    lost = a.selected[slot] & ~a.matching[slot]
+    takers = a.matching[:, lost].sum(1)
+    kept = a.matching[slot]
+    other = int(rows[int(takers.argmax())]) if bool(lost.any()) else None
+    return {
+        "dynamic_k": int(a.dynamic_k[slot]),
+        "topk_iou_sum": round(float(a.topk_iou_sum[slot]), 6),
+        "num_candidates": int(a.candidates.sum()),
+        "num_prior": int(a.in_prior[slot].sum()),
+        "num_selected": int(a.selected[slot].sum()),
+        "num_kept": int(kept.sum()),
+        "num_lost": int(lost.sum()),
+        "lost_to": other,
+        "num_gained": int((kept & ~a.selected[slot]).sum()),
+    }
+
+
+def _k_story(d: dict[str, Any], params: SimOtaParams, region: str) -> str:
+    """How SimOTA's dynamic k came out for a GT, and how many positives it kept."""
+    story = (
+        f"k = {d['dynamic_k']} (⌊{math.floor(d['topk_iou_sum'] * 1e4) / 1e4:.4f}⌋, the sum of its "
+        f"{min(params.candidate_k, d['num_candidates'])} best IoUs over the image's {d['num_candidates']} "
+        f"candidates); {d['num_prior']} candidates in {region}; kept {d['num_kept']}"
+    )
+    if d["num_gained"]:
+        story += (
+            f" ({d['num_gained']} not among its k: anchors that several other GTs selected go to the "
+            "cheapest of all GTs)"
+        )
+    return story
+
+
+def _counted_reason(
+    d: dict[str, Any],
+    story: str,
+    outside: int,
+    row_positive: bool,
+    num_gt: int,
+    params: SimOtaParams,
+    region: str,
+) -> GtReason:
+    """The reason of a GT the loss sees: a zero row used, a lost conflict, no prior, positives outside
+    the prior, or (the ordinary case) its dynamic k."""
+    if not row_positive:
+        return GtReason(
+            "zero_row_used",
+            f"its label row sums to ≤ 0, yet YOLOX uses it as one of the {num_gt} leading rows "
+            f"(and drops a later real GT); {story}",
+        )
+    other = d["lost_to"]
+    if other is not None:
+        return GtReason(
+            "lost_conflict",
+            f"{story}, lost {d['num_lost']} to GT row {other} (lower cost there)",
+            other_gt=other,
+        )
+    if d["num_prior"] == 0:
+        return GtReason(
+            "no_prior",
+            f"no anchor centre inside {region}: its positives carry the {params.penalty:g} penalty; {story}",
+        )
+    if outside:
+        return GtReason("outside_prior", f"{story}, {outside} of them outside {region} (k > anchors inside)")
+    return GtReason("dynamic_k", story)
+
+
 def gt_reasons(
     images: list[ImageSimOta | None],
     row_of_slot: Tensor,
@@ -226,54 +292,10 @@ def gt_reasons(
                 )
                 continue
             assert a is not None
-            lost = a.selected[slot] & ~a.matching[slot]
-            takers = a.matching[:, lost].sum(1)
-            kept = a.matching[slot]
-            other = int(row_of_slot[b, int(takers.argmax())]) if bool(lost.any()) else None
-            d = {
-                "dynamic_k": int(a.dynamic_k[slot]),
-                "topk_iou_sum": round(float(a.topk_iou_sum[slot]), 6),
-                "num_candidates": int(a.candidates.sum()),
-                "num_prior": int(a.in_prior[slot].sum()),
-                "num_selected": int(a.selected[slot].sum()),
-                "num_kept": int(kept.sum()),
-                "num_lost": int(lost.sum()),
-                "lost_to": other,
-                "num_gained": int((kept & ~a.selected[slot]).sum()),
-            }
-            details[row] = d
-            story = (
-                f"k = {d['dynamic_k']} (⌊{math.floor(d['topk_iou_sum'] * 1e4) / 1e4:.4f}⌋, the sum of its "
-                f"{min(params.candidate_k, d['num_candidates'])} best IoUs over the image's {d['num_candidates']} "
-                f"candidates); {d['num_prior']} candidates in {region}; kept {d['num_kept']}"
+            d = details[row] = _slot_details(a, slot, row_of_slot[b])
+            story = _k_story(d, params, region)
+            outside = int((a.matching[slot] & ~a.in_prior[slot]).sum())
+            reasons[row] = _counted_reason(
+                d, story, outside, bool(row_positive[b, slot]), int(num_gt[b]), params, region
             )
-            if d["num_gained"]:
-                story += (
-                    f" ({d['num_gained']} not among its k: anchors that several other GTs selected go to the "
-                    "cheapest of all GTs)"
-                )
-            outside = int((kept & ~a.in_prior[slot]).sum())
-            if not bool(row_positive[b, slot]):
-                reasons[row] = GtReason(
-                    "zero_row_used",
-                    f"its label row sums to ≤ 0, yet YOLOX uses it as one of the {int(num_gt[b])} leading rows "
-                    f"(and drops a later real GT); {story}",
-                )
-            elif other is not None:
-                reasons[row] = GtReason(
-                    "lost_conflict",
-                    f"{story}, lost {d['num_lost']} to GT row {other} (lower cost there)",
-                    other_gt=other,
-                )
-            elif d["num_prior"] == 0:
-                reasons[row] = GtReason(
-                    "no_prior",
-                    f"no anchor centre inside {region}: its positives carry the {params.penalty:g} penalty; {story}",
-                )
-            elif outside:
-                reasons[row] = GtReason(
-                    "outside_prior", f"{story}, {outside} of them outside {region} (k > anchors inside)"
-                )
-            else:
-                reasons[row] = GtReason("dynamic_k", story)
     return reasons, details

@@ -89,6 +89,138 @@ def candidates_in_gts(
     return mask
 
 
+def _min_side(params: TalParams, strides: tuple[float, ...]) -> float:
+    """The small-box floor: ``params.min_side``, by default the second level's stride (the only one's)."""
+    if params.min_side is not None:
+        return params.min_side
+    return float(strides[1] if len(strides) > 1 else strides[0])
+
+
+def _empty_assignment(scores: Tensor, gt_bboxes: Tensor, min_side: float) -> TalAssignment:
+    """No GT slot in the batch: every anchor is background, every per-GT tensor has M = 0."""
+    bs, n_anchors, _ = scores.shape
+    empty = torch.zeros(bs, 0, n_anchors, dtype=torch.bool)
+    return TalAssignment(
+        fg=torch.zeros(bs, n_anchors, dtype=torch.bool),
+        gt_slot=torch.zeros(bs, n_anchors, dtype=torch.long),
+        target_bboxes=torch.zeros(bs, n_anchors, 4, dtype=gt_bboxes.dtype),
+        target_scores=torch.zeros_like(scores),
+        target_weight=torch.zeros(bs, n_anchors, dtype=scores.dtype),
+        candidates=empty,
+        overlaps=empty.to(gt_bboxes.dtype),
+        align_metric=empty.to(scores.dtype),
+        selected=empty,
+        mask_pos=empty,
+        min_side=min_side,
+    )
+
+
+def alignment_metric(
+    scores: Tensor,
+    pred_bboxes: Tensor,
+    gt_labels: Tensor,
+    gt_bboxes: Tensor,
+    pair_mask: Tensor,
+    params: TalParams,
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """Step B (``get_box_metrics``): CIoU overlaps and ``t`` on candidate pairs of valid GTs only.
+
+    Returns ``(overlaps, align_metric)`` as dense ``(B, M, N)`` (0 off the pairs) and the pair indices.
+    """
+    bs, n_max, n_anchors = pair_mask.shape
+    b_idx, g_idx, a_idx = pair_mask.nonzero(as_tuple=True)
+    pair_scores = scores[b_idx, a_idx, gt_labels[b_idx, g_idx, 0].long()]
+    pair_overlaps = bbox_iou(gt_bboxes[b_idx, g_idx], pred_bboxes[b_idx, a_idx], "ciou").clamp(0)
+    pair_align = pair_scores.pow(params.alpha) * pair_overlaps.pow(params.beta)
+    overlaps = torch.zeros(bs, n_max, n_anchors, dtype=pair_overlaps.dtype)
+    align_metric = torch.zeros(bs, n_max, n_anchors, dtype=pair_align.dtype)
+    overlaps[b_idx, g_idx, a_idx] = pair_overlaps
+    align_metric[b_idx, g_idx, a_idx] = pair_align
+    return overlaps, align_metric, (b_idx, g_idx, a_idx)
+
+
+def select_topk(align_metric: Tensor, in_gts: Tensor, valid: Tensor, topk: int) -> Tensor:
+    """Step C (``select_topk_candidates``): each GT's ``topk`` anchors of largest t, kept if candidates.
+
+    The top-k runs over all anchors; padded GTs select nothing (their indices are sent to anchor 0
+    and an anchor counted twice is dropped, as the framework does).
+    """
+    topk_idx = torch.topk(align_metric, topk, dim=-1, largest=True).indices
+    topk_idx = topk_idx.masked_fill(~valid.expand(-1, -1, topk), 0)
+    count = torch.zeros(align_metric.shape, dtype=torch.int8)
+    count.scatter_add_(-1, topk_idx, torch.ones_like(topk_idx, dtype=torch.int8))
+    count = count.masked_fill(count > 1, 0)
+    return count.bool() & in_gts & valid
+
+
+def resolve_conflicts(selected: Tensor, overlaps: Tensor) -> Tensor:
+    """Step D (``select_highest_overlaps``): an anchor claimed by several GTs goes to the GT of
+    largest CIoU (over all GTs, not only the claimants)."""
+    n_max = selected.shape[1]
+    claimed = selected.sum(-2)
+    multi = (claimed > 1).unsqueeze(1).expand(-1, n_max, -1)
+    best_gt = overlaps.max(1).indices
+    is_best = torch.zeros_like(selected).scatter_(1, best_gt.unsqueeze(1), True)
+    return torch.where(multi, is_best, selected)
+
+
+def second_topk(mask_pos: Tensor, align_metric: Tensor, topk2: int) -> Tensor:
+    """Step E (the ``topk2`` filter of end-to-end heads): keep each GT's ``topk2`` best positives."""
+    metric_pos = align_metric * mask_pos
+    keep_idx = torch.topk(metric_pos, topk2, dim=-1, largest=True).indices
+    keep = torch.zeros_like(mask_pos).scatter_(-1, keep_idx, True)
+    return mask_pos & keep
+
+
+def assigned_targets(gt_slot: Tensor, gt_labels: Tensor, gt_bboxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Step F (``get_targets``): label ``(B, N)`` and xyxy box ``(B, N, 4)`` of each anchor's assigned GT.
+
+    Background anchors carry GT 0's values (slot 0), as the framework leaves them; later steps mask them.
+    """
+    bs, n_max = gt_bboxes.shape[:2]
+    batch_off = torch.arange(bs, dtype=torch.long)[:, None] * n_max
+    flat = gt_slot + batch_off
+    labels = gt_labels.long().flatten()[flat].clamp(0)
+    return labels, gt_bboxes.view(-1, 4)[flat]
+
+
+def normalised_scores(
+    align_metric: Tensor,
+    overlaps: Tensor,
+    mask_pos: Tensor,
+    fg: Tensor,
+    labels: Tensor,
+    nc: int,
+    eps: float,
+) -> tuple[Tensor, Tensor, bool]:
+    """Step G (the normalisation at the end of ``forward``): ``t̂ = t · max_pos(u) / (max_pos(t) + eps)``
+    per GT over its final positives, placed on the assigned label.
+
+    Returns ``(target_scores (B, N, nc), target_weight (B, N), sparse)``.
+    """
+    bs, n_anchors = fg.shape
+    align_pos = align_metric * mask_pos
+    max_align = align_pos.amax(dim=-1, keepdim=True)
+    overlaps_pos = overlaps * mask_pos
+    max_overlap = overlaps_pos.amax(dim=-1, keepdim=True)
+    norm = (align_pos * max_overlap / (max_align + eps)).amax(-2).unsqueeze(-1)
+    sparse = bool(torch.isfinite(norm).all())
+    if sparse:
+        # one_hot · norm without the dense product: norm ≥ 0, so every entry but the label's is +0,
+        # and a row's sum over classes is its one value exactly
+        b_fg, a_fg = fg.nonzero(as_tuple=True)
+        target_scores = torch.zeros(bs, n_anchors, nc, dtype=norm.dtype)
+        target_scores[b_fg, a_fg, labels[b_fg, a_fg]] = norm[b_fg, a_fg, 0]
+        target_weight = torch.zeros(bs, n_anchors, dtype=norm.dtype)
+        target_weight[b_fg, a_fg] = norm[b_fg, a_fg, 0]
+    else:  # 0 · NaN is NaN: keep the framework's dense product so non-finite values spread as there
+        one_hot = torch.zeros(bs, n_anchors, nc, dtype=torch.int8)
+        one_hot.scatter_(2, labels.unsqueeze(-1), 1)
+        target_scores = (one_hot * fg[:, :, None]) * norm
+        target_weight = target_scores.sum(-1)
+    return target_scores, target_weight, sparse
+
+
 def assign(
     scores: Tensor,
     pred_bboxes: Tensor,
@@ -108,92 +240,30 @@ def assign(
     Only the candidate anchors' rows of pred_bboxes are read (``pred_bboxes[b, a]`` with index
     vectors), so it can be a :class:`~yolodbg.heads.lazy.LazyAnchorTensor` that decodes just those.
     """
-    bs, n_anchors, nc = scores.shape
+    nc = scores.shape[2]
     n_max = gt_bboxes.shape[1]
-    min_side = params.min_side
-    if min_side is None:
-        min_side = float(strides[1] if len(strides) > 1 else strides[0])
+    min_side = _min_side(params, strides)
     if n_max == 0:
-        empty = torch.zeros(bs, 0, n_anchors, dtype=torch.bool)
-        return TalAssignment(
-            fg=torch.zeros(bs, n_anchors, dtype=torch.bool),
-            gt_slot=torch.zeros(bs, n_anchors, dtype=torch.long),
-            target_bboxes=torch.zeros(bs, n_anchors, 4, dtype=gt_bboxes.dtype),
-            target_scores=torch.zeros_like(scores),
-            target_weight=torch.zeros(bs, n_anchors, dtype=scores.dtype),
-            candidates=empty,
-            overlaps=empty.to(gt_bboxes.dtype),
-            align_metric=empty.to(scores.dtype),
-            selected=empty,
-            mask_pos=empty,
-            min_side=min_side,
-        )
+        return _empty_assignment(scores, gt_bboxes, min_side)
     valid = mask_gt.bool()  # (B, M, 1)
     in_gts = candidates_in_gts(points, gt_bboxes, mask_gt, min_side, grid=grid)
-
-    # B: metric on candidate pairs of valid GTs only
-    pair_mask = in_gts & valid
-    b_idx, g_idx, a_idx = pair_mask.nonzero(as_tuple=True)
-    pair_scores = scores[b_idx, a_idx, gt_labels[b_idx, g_idx, 0].long()]
-    pair_overlaps = bbox_iou(gt_bboxes[b_idx, g_idx], pred_bboxes[b_idx, a_idx], "ciou").clamp(0)
-    pair_align = pair_scores.pow(params.alpha) * pair_overlaps.pow(params.beta)
-    overlaps = torch.zeros(bs, n_max, n_anchors, dtype=pair_overlaps.dtype)
-    align_metric = torch.zeros(bs, n_max, n_anchors, dtype=pair_align.dtype)
-    overlaps[b_idx, g_idx, a_idx] = pair_overlaps
-    align_metric[b_idx, g_idx, a_idx] = pair_align
-
-    # C: top-k per GT over all anchors; padded GTs select nothing
-    topk_idx = torch.topk(align_metric, params.topk, dim=-1, largest=True).indices
-    topk_idx = topk_idx.masked_fill(~valid.expand(-1, -1, params.topk), 0)
-    count = torch.zeros(align_metric.shape, dtype=torch.int8)
-    count.scatter_add_(-1, topk_idx, torch.ones_like(topk_idx, dtype=torch.int8))
-    count = count.masked_fill(count > 1, 0)
-    selected = count.bool() & in_gts & valid
-
-    # D: anchors claimed by several GTs go to the GT of largest overlap (over all GTs)
-    claimed = selected.sum(-2)
-    multi = (claimed > 1).unsqueeze(1).expand(-1, n_max, -1)
-    best_gt = overlaps.max(1).indices
-    is_best = torch.zeros_like(selected).scatter_(1, best_gt.unsqueeze(1), True)
-    mask_pos = torch.where(multi, is_best, selected)
-
-    # E: optional second top-k among each GT's positives
+    overlaps, align_metric, pairs = alignment_metric(
+        scores, pred_bboxes, gt_labels, gt_bboxes, in_gts & valid, params
+    )
+    selected = select_topk(align_metric, in_gts, valid, params.topk)
+    mask_pos = resolve_conflicts(selected, overlaps)
     topk2 = params.topk2 or params.topk
     if topk2 != params.topk:
-        metric_pos = align_metric * mask_pos
-        keep_idx = torch.topk(metric_pos, topk2, dim=-1, largest=True).indices
-        keep = torch.zeros_like(mask_pos).scatter_(-1, keep_idx, True)
-        mask_pos = mask_pos & keep
+        mask_pos = second_topk(mask_pos, align_metric, topk2)
 
     fg_count, gt_slot = mask_pos.to(torch.int8).max(-2)
     fg = fg_count.bool()
 
-    # F: targets of the assigned GT (background anchors carry GT 0's values, masked below)
-    batch_off = torch.arange(bs, dtype=torch.long)[:, None] * n_max
-    flat = gt_slot + batch_off
-    labels = gt_labels.long().flatten()[flat].clamp(0)
-    target_bboxes = gt_bboxes.view(-1, 4)[flat]
+    labels, target_bboxes = assigned_targets(gt_slot, gt_labels, gt_bboxes)
 
-    # G: normalise per GT over its final positives
-    align_pos = align_metric * mask_pos
-    max_align = align_pos.amax(dim=-1, keepdim=True)
-    overlaps_pos = overlaps * mask_pos
-    max_overlap = overlaps_pos.amax(dim=-1, keepdim=True)
-    norm = (align_pos * max_overlap / (max_align + params.eps)).amax(-2).unsqueeze(-1)
-    sparse = bool(torch.isfinite(norm).all())
-    if sparse:
-        # one_hot · norm without the dense product: norm ≥ 0, so every entry but the label's is +0,
-        # and a row's sum over classes is its one value exactly
-        b_fg, a_fg = fg.nonzero(as_tuple=True)
-        target_scores = torch.zeros(bs, n_anchors, nc, dtype=norm.dtype)
-        target_scores[b_fg, a_fg, labels[b_fg, a_fg]] = norm[b_fg, a_fg, 0]
-        target_weight = torch.zeros(bs, n_anchors, dtype=norm.dtype)
-        target_weight[b_fg, a_fg] = norm[b_fg, a_fg, 0]
-    else:  # 0 · NaN is NaN: keep the framework's dense product so non-finite values spread as there
-        one_hot = torch.zeros(bs, n_anchors, nc, dtype=torch.int8)
-        one_hot.scatter_(2, labels.unsqueeze(-1), 1)
-        target_scores = (one_hot * fg[:, :, None]) * norm
-        target_weight = target_scores.sum(-1)
+    target_scores, target_weight, sparse = normalised_scores(
+        align_metric, overlaps, mask_pos, fg, labels, nc, params.eps
+    )
     return TalAssignment(
         fg=fg,
         gt_slot=gt_slot,
@@ -207,5 +277,5 @@ def assign(
         mask_pos=mask_pos,
         min_side=min_side,
         sparse=sparse,
-        pairs=(b_idx, g_idx, a_idx),
+        pairs=pairs,
     )

@@ -16,10 +16,107 @@ Codes (stable, used in JSON and snapshots):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from yolodbg.assigners.tal import TalAssignment
 from yolodbg.result import GtReason
+
+
+@dataclass(frozen=True)
+class _SlotCounts:
+    """Per (image, slot) counts, as nested lists ``[b][g]``, of what each step kept for the GT."""
+
+    cand: list[list[int]]  # step A: candidate anchors
+    sel: list[list[int]]  # step C: selected (top-k and candidate)
+    pos: list[list[int]]  # final positives
+    any_metric: list[list[int]]  # candidates of t > 0
+    weight_pos: list[list[int]]  # positives of t > 0
+    lost: list[list[int]]  # selected but not positive (step D or E took them)
+
+
+def _slot_counts(a: TalAssignment, bs: int, n_max: int) -> _SlotCounts:
+    """Counts from the sparse candidate pairs and foreground anchors: positives and selections lie on
+    candidate pairs (or, for positives, one slot per foreground anchor)."""
+    b_i, g_i, a_i = a.pairs if a.pairs is not None else a.candidates.nonzero(as_tuple=True)
+    key = b_i * n_max + g_i
+    b_fg, a_fg = a.fg.nonzero(as_tuple=True)
+    s_fg = a.gt_slot[b_fg, a_fg]
+    fg_key = b_fg * n_max + s_fg
+
+    def per_slot(k: torch.Tensor) -> list[list[int]]:
+        return torch.bincount(k, minlength=bs * n_max).view(bs, n_max).tolist()
+
+    selected = a.selected[b_i, g_i, a_i]
+    return _SlotCounts(
+        cand=per_slot(key),
+        sel=per_slot(key[selected]),
+        pos=per_slot(fg_key),
+        any_metric=per_slot(key[a.align_metric[b_i, g_i, a_i] > 0]),
+        weight_pos=per_slot(fg_key[a.align_metric[b_fg, s_fg, a_fg] > 0]),
+        lost=per_slot(key[selected & ~a.mask_pos[b_i, g_i, a_i]]),
+    )
+
+
+def _conflict_reason(
+    a: TalAssignment, b: int, g: int, rows: list[list[int]], lost: int, sel: int, pos: int
+) -> GtReason:
+    """Selected anchors it lost: to the GT that took most of them (step D), else to the second top-k (E)."""
+    lost_mask = a.selected[b, g] & ~a.mask_pos[b, g]
+    takers = a.mask_pos[b, :, lost_mask].float().sum(-1)  # per other slot: how many it took
+    takers[g] = 0
+    if float(takers.max()) > 0:
+        j = int(takers.argmax())
+        other = rows[b][j]
+        return GtReason(
+            "lost_conflict",
+            f"{lost} of its {sel} selected anchors went to GT row {other} (larger CIoU)",
+            other_gt=other,
+        )
+    return GtReason("topk2_filtered", f"the second top-k kept {pos} of its {sel} selected anchors")
+
+
+def _slot_reason(
+    a: TalAssignment,
+    c: _SlotCounts,
+    b: int,
+    g: int,
+    rows: list[list[int]],
+    side: tuple[float, float],
+    gt_bboxes: torch.Tensor,
+    points: torch.Tensor,
+    topk: int,
+) -> GtReason | None:
+    """The first step, in assignment order, that left this valid GT with fewer than ``topk`` positives."""
+    w, h = side
+    pos, cand, sel = c.pos[b][g], c.cand[b][g], c.sel[b][g]
+    if pos >= topk:
+        return None
+    if cand == 0:
+        return GtReason(
+            "no_anchor_inside",
+            f"{w:.1f}×{h:.1f} px box holds no anchor centre"
+            + (f" even floored to {a.min_side:g} px" if a.min_side > 0 else "")
+            + " on any level",
+        )
+    if not c.any_metric[b][g] or (pos > 0 and not c.weight_pos[b][g]):
+        return GtReason(
+            "zero_metric",
+            f"{cand} anchors inside, but score^α·CIoU^β is 0 for all of them (no overlap or score "
+            "underflow); its positives carry zero weight",
+        )
+    if c.lost[b][g]:
+        return _conflict_reason(a, b, g, rows, c.lost[b][g], sel, pos)
+    if not _any_centre_inside(points, gt_bboxes[b, g]):
+        return GtReason(
+            "floor_only",
+            f"{w:.1f}×{h:.1f} px box holds no anchor centre; its {pos} positives come from the "
+            f"{a.min_side:g} px small-box floor",
+        )
+    if cand < topk:
+        return GtReason("few_candidates", f"only {cand} anchor centres inside the box (top-k is {topk})")
+    return None
 
 
 def tal_reasons(
@@ -35,24 +132,7 @@ def tal_reasons(
     bs, n_max = row_of_slot.shape
     if n_max == 0:
         return reasons
-    # per (image, slot) counts from the sparse candidate pairs and foreground anchors: positives and
-    # selections lie on candidate pairs (or, for positives, one slot per foreground anchor)
-    b_i, g_i, a_i = a.pairs if a.pairs is not None else a.candidates.nonzero(as_tuple=True)
-    key = b_i * n_max + g_i
-    b_fg, a_fg = a.fg.nonzero(as_tuple=True)
-    s_fg = a.gt_slot[b_fg, a_fg]
-    fg_key = b_fg * n_max + s_fg
-
-    def per_slot(k: torch.Tensor) -> list[list[int]]:
-        return torch.bincount(k, minlength=bs * n_max).view(bs, n_max).tolist()
-
-    selected = a.selected[b_i, g_i, a_i]
-    n_cand = per_slot(key)
-    n_sel = per_slot(key[selected])
-    n_pos = per_slot(fg_key)
-    any_metric = per_slot(key[a.align_metric[b_i, g_i, a_i] > 0])
-    weight_pos = per_slot(fg_key[a.align_metric[b_fg, s_fg, a_fg] > 0])
-    n_lost = per_slot(key[selected & ~a.mask_pos[b_i, g_i, a_i]])
+    counts = _slot_counts(a, bs, n_max)
     rows, valid = row_of_slot.tolist(), mask_gt[..., 0].bool().tolist()
     sides = (gt_bboxes[..., 2:] - gt_bboxes[..., :2]).tolist()  # float32 differences, as the box holds them
     for b in range(bs):
@@ -60,59 +140,15 @@ def tal_reasons(
             row = rows[b][g]
             if row < 0:
                 continue
-            w, h = sides[b][g]
             if not valid[b][g]:
                 reasons[row] = GtReason(
                     "treated_as_padding",
                     "its pixel coordinates sum to ≤ 0, so the loss takes it for a padding row and ignores it",
                 )
                 continue
-            pos, cand, sel = n_pos[b][g], n_cand[b][g], n_sel[b][g]
-            if pos >= topk:
-                continue
-            if cand == 0:
-                reasons[row] = GtReason(
-                    "no_anchor_inside",
-                    f"{w:.1f}×{h:.1f} px box holds no anchor centre"
-                    + (f" even floored to {a.min_side:g} px" if a.min_side > 0 else "")
-                    + " on any level",
-                )
-                continue
-            if not any_metric[b][g] or (pos > 0 and not weight_pos[b][g]):
-                reasons[row] = GtReason(
-                    "zero_metric",
-                    f"{cand} anchors inside, but score^α·CIoU^β is 0 for all of them (no overlap or score "
-                    "underflow); its positives carry zero weight",
-                )
-                continue
-            if n_lost[b][g]:
-                lost = a.selected[b, g] & ~a.mask_pos[b, g]
-                takers = a.mask_pos[b, :, lost].float().sum(-1)  # per other slot: how many it took
-                takers[g] = 0
-                if float(takers.max()) > 0:
-                    j = int(takers.argmax())
-                    other = rows[b][j]
-                    reasons[row] = GtReason(
-                        "lost_conflict",
-                        f"{n_lost[b][g]} of its {sel} selected anchors went to GT row {other} (larger CIoU)",
-                        other_gt=other,
-                    )
-                    continue
-                reasons[row] = GtReason(
-                    "topk2_filtered", f"the second top-k kept {pos} of its {sel} selected anchors"
-                )
-                continue
-            if not _any_centre_inside(points, gt_bboxes[b, g]):
-                reasons[row] = GtReason(
-                    "floor_only",
-                    f"{w:.1f}×{h:.1f} px box holds no anchor centre; its {pos} positives come from the "
-                    f"{a.min_side:g} px small-box floor",
-                )
-                continue
-            if cand < topk:
-                reasons[row] = GtReason(
-                    "few_candidates", f"only {cand} anchor centres inside the box (top-k is {topk})"
-                )
+            reason = _slot_reason(a, counts, b, g, rows, sides[b][g], gt_bboxes, points, topk)
+            if reason is not None:
+                reasons[row] = reason
     return reasons
 
 

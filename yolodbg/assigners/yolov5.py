@@ -177,6 +177,56 @@ def _pair_stats(
     return n_pairs, n_short, short_level
 
 
+def _anchor_ratio_reason(
+    a: V5Assignment, ratio: float, best_at: Tensor, anchors_px: Tensor, pw: float, ph: float
+) -> GtReason:
+    """No positive: its shape is more than ``anchor_t`` off every anchor (``build_targets``' ratio test)."""
+    lvl, slot = (int(v) for v in best_at)
+    aw, ah = (float(v) for v in anchors_px[lvl, slot])
+    how = "has a zero side, so it is infinitely far from" if ratio == float("inf") else f"is ×{ratio:.2f} off"
+    return GtReason(
+        "anchor_ratio",
+        f"its {pw:.1f}×{ph:.1f} px shape {how} the closest anchor ({aw:g}×{ah:g} px, level {lvl}); "
+        f"anchor_t is {a.anchor_t:g}, so no anchor on any level takes it",
+    )
+
+
+def _lost_conflict_reason(a: V5Assignment, r: int, count: int, owner: list[Tensor]) -> GtReason:
+    """Positives, but every objectness cell of them holds another GT's IoU (the later write wins)."""
+    takers = torch.cat([o[lv.gt == r] for lv, o in zip(a.levels, owner, strict=True)])
+    other = int(torch.mode(takers).values)
+    return GtReason(
+        "lost_conflict",
+        f"all {count} of its positive cells hold the objectness target (IoU) of GT row {other}, "
+        "whose positive wrote the same cell later (CPU write order)",
+        other_gt=other,
+    )
+
+
+def _single_anchor_reason(
+    a: V5Assignment, r: int, count: int, anchors_px: Tensor, pw: float, ph: float
+) -> GtReason:
+    """Only one (level, anchor) pair passes the ratio test."""
+    i = next(i for i, lv in enumerate(a.levels) if bool((lv.gt == r).any()))
+    slot = int(a.levels[i].slot[a.levels[i].gt == r][0])
+    aw, ah = (float(v) for v in anchors_px[i, slot])
+    return GtReason(
+        "single_anchor",
+        f"only anchor {aw:g}×{ah:g} px (level {i}) is within ×{a.anchor_t:g} of its {pw:.1f}×{ph:.1f} px "
+        f"shape, so it has {count} positive(s)",
+    )
+
+
+def _few_cells_reason(rows: Tensor, r: int, lvl: int, level_shapes: tuple[tuple[int, int], ...]) -> GtReason:
+    """A matched anchor got fewer than 3 cells: its centre is near a border or on a half-cell line."""
+    h, w = level_shapes[lvl]
+    gx, gy = float(rows[r, 2]) * w, float(rows[r, 3]) * h
+    return GtReason(
+        "few_cells",
+        f"fewer than 3 cells for a matched anchor on level {lvl}: " + _neighbour_note(gx, gy, w, h),
+    )
+
+
 def reasons(
     a: V5Assignment,
     rows: Tensor,
@@ -207,43 +257,11 @@ def reasons(
         pw, ph = float(rows[r, 4]) * iw, float(rows[r, 5]) * ih
         if int(count[r]) == 0:
             best, best_at = best_anchor(a, rows) if best is None else (best, best_at)
-            lvl, slot = (int(v) for v in best_at[r])
-            aw, ah = (float(v) for v in anchors_px[lvl, slot])
-            ratio = float(best[r])
-            how = (
-                "has a zero side, so it is infinitely far from"
-                if ratio == float("inf")
-                else f"is ×{ratio:.2f} off"
-            )
-            out[r] = GtReason(
-                "anchor_ratio",
-                f"its {pw:.1f}×{ph:.1f} px shape {how} the closest anchor ({aw:g}×{ah:g} px, level {lvl}); "
-                f"anchor_t is {a.anchor_t:g}, so no anchor on any level takes it",
-            )
+            out[r] = _anchor_ratio_reason(a, float(best[r]), best_at[r], anchors_px, pw, ph)
         elif int(kept[r]) == 0:
-            takers = torch.cat([o[lv.gt == r] for lv, o in zip(a.levels, owner, strict=True)])
-            other = int(torch.mode(takers).values)
-            out[r] = GtReason(
-                "lost_conflict",
-                f"all {int(count[r])} of its positive cells hold the objectness target (IoU) of GT row {other}, "
-                "whose positive wrote the same cell later (CPU write order)",
-                other_gt=other,
-            )
+            out[r] = _lost_conflict_reason(a, r, int(count[r]), owner)
         elif int(n_pairs[r]) == 1:
-            i = next(i for i, lv in enumerate(a.levels) if bool((lv.gt == r).any()))
-            slot = int(a.levels[i].slot[a.levels[i].gt == r][0])
-            aw, ah = (float(v) for v in anchors_px[i, slot])
-            out[r] = GtReason(
-                "single_anchor",
-                f"only anchor {aw:g}×{ah:g} px (level {i}) is within ×{a.anchor_t:g} of its {pw:.1f}×{ph:.1f} px "
-                f"shape, so it has {int(count[r])} positive(s)",
-            )
+            out[r] = _single_anchor_reason(a, r, int(count[r]), anchors_px, pw, ph)
         else:
-            lvl = int(short_level[r])
-            h, w = level_shapes[lvl]
-            gx, gy = float(rows[r, 2]) * w, float(rows[r, 3]) * h
-            out[r] = GtReason(
-                "few_cells",
-                f"fewer than 3 cells for a matched anchor on level {lvl}: " + _neighbour_note(gx, gy, w, h),
-            )
+            out[r] = _few_cells_reason(rows, r, int(short_level[r]), level_shapes)
     return out

@@ -12,6 +12,7 @@ normaliser S, gains); the default forms (CIoU, BCE) never leave the framework's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,93 @@ def gt_slots(targets: Targets, imgsz: Tensor) -> tuple[Tensor, Tensor, Tensor, T
     return labels, boxes, mask_gt, row_of_slot
 
 
+def _lazy_pred_boxes(
+    branch: Branch, points: Tensor, stride_t: Tensor, px_dtype: torch.dtype
+) -> tuple[LazyAnchorTensor, Callable[[Tensor, Tensor], Tensor]]:
+    """The predicted boxes (``bbox_decode``), decoded only where read.
+
+    Returns the ``(B, N, 4)`` xyxy input-pixel boxes as a lazy tensor (the assigner reads its
+    candidates, the report a few background anchors) and the decoder of grid-unit rows (the
+    positives' boxes for the loss). The framework decodes every anchor, with the same per-row arithmetic.
+    """
+
+    def grid_rows(b: Tensor, a: Tensor) -> Tensor:
+        return dist_to_xyxy(decode_rows(branch, b, a), points[a])
+
+    def px_rows(b: Tensor, a: Tensor) -> Tensor:
+        return (grid_rows(b, a).detach() * stride_t[a]).to(px_dtype)
+
+    def px_full() -> Tensor:
+        return (dist_to_xyxy(decode_distances(branch), points).detach() * stride_t).to(px_dtype)
+
+    shape = (branch.pred_scores.shape[0], branch.pred_scores.shape[1], 4)
+    return LazyAnchorTensor(shape, None, px_full, rows=px_rows), grid_rows
+
+
+def _cls_elements(
+    forms: TermForms,
+    pred_scores: Tensor,
+    target_scores: Tensor,
+    fgi: tuple[Tensor, Tensor] | None,
+    class_weights: Tensor | None,
+) -> Tensor:
+    """The class term per element ``(B, N, nc)`` (``bce(pred_scores, target_scores)``, weighted by class).
+
+    ``fgi``: the foreground indices when the targets are +0 everywhere else (the BCE shortcut), else None.
+    """
+    if forms.cls == "bce":  # the framework's own op
+        cls_el = _bce(pred_scores, target_scores, fgi)
+    else:
+        cls_el = terms.cls_loss(forms.cls, pred_scores, target_scores, forms.cls_gamma, forms.cls_alpha)
+    if class_weights is not None:  # bce_loss *= class_weights.view(1, 1, -1)
+        cls_el = cls_el * class_weights.to(cls_el.dtype).view(1, 1, -1)
+    return cls_el
+
+
+def _box_elements(forms: TermForms, pred_fg: Tensor, target_fg: Tensor, weight_fg: Tensor) -> Tensor:
+    """The box term of each positive (``BboxLoss``: ``(1 - IoU) * weight``), grid units."""
+    if forms.box in IOU_KINDS:  # the framework's own arithmetic
+        iou_fg = bbox_iou(pred_fg, target_fg, forms.box)
+        return (1.0 - iou_fg) * weight_fg
+    # grid units of each anchor's level, like the framework's CIoU
+    return terms.box_loss(forms.box, pred_fg, target_fg, forms.box_beta) * weight_fg
+
+
+def _dist_elements(
+    branch: Branch,
+    target_dist: Tensor,
+    fgi: tuple[Tensor, Tensor],
+    weight_fg: Tensor,
+    stride_t: Tensor,
+    imgsz: Tensor,
+) -> tuple[Tensor, str, float]:
+    """The distance term of each positive (``BboxLoss``): DFL when ``reg_max > 1``, else L1.
+
+    Returns ``(values, "dfl" | "l1", reach)``: DFL targets are clamped to the reach
+    ``reg_max - 1 - 0.01`` (grid units); the L1 form (no distribution) runs on distances
+    normalised by the input size and has no reach.
+    """
+    pred_distri = branch.pred_dist
+    if branch.reg_max > 1:
+        reach = branch.reg_max - 1 - 0.01
+        tgt = target_dist[fgi].clamp(0, reach)
+        logp = F.log_softmax(pred_distri[fgi].view(-1, branch.reg_max), dim=1)
+        tl = tgt.long()
+        tr = tl + 1
+        wl = tr - tgt
+        wr = 1 - wl
+        side = (
+            logp.gather(1, tl.view(-1, 1)).view(tl.shape) * wl
+            + logp.gather(1, tr.view(-1, 1)).view(tl.shape) * wr
+        )
+        return -side.mean(-1) * weight_fg, "dfl", reach
+    h, w = imgsz[0], imgsz[1]
+    scale = torch.stack((w, h, w, h))
+    tgt_n = target_dist[fgi] * stride_t[fgi[1]] / scale
+    pred_n = pred_distri[fgi] * stride_t[fgi[1]] / scale
+    return F.l1_loss(pred_n, tgt_n, reduction="none").mean(-1) * weight_fg, "l1", float("inf")
+
+
 def replay_branch(
     out: UltralyticsOutput,
     branch: Branch,
@@ -110,27 +198,14 @@ def replay_branch(
     see :mod:`yolodbg.recipes.class_weights`), multiplied in before the sum as the framework does.
     """
     forms = TermForms(box=forms) if isinstance(forms, str) else forms
-    pred_distri, pred_scores = branch.pred_dist, branch.pred_scores
+    pred_scores = branch.pred_scores
     dtype = pred_scores.dtype
-    bs = pred_scores.shape[0]
     points, stride_t = make_anchors(out, dtype)
     imgsz = torch.tensor(out.level_shapes[0], dtype=dtype) * out.strides[0]
     gt_labels, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
 
     scores = pred_scores.detach().sigmoid()
-
-    # Predicted boxes, decoded only where read (the assigner's candidates, the positives, the report's
-    # few background anchors): the framework decodes every anchor, with the same per-row arithmetic.
-    def grid_rows(b: Tensor, a: Tensor) -> Tensor:
-        return dist_to_xyxy(decode_rows(branch, b, a), points[a])
-
-    def px_rows(b: Tensor, a: Tensor) -> Tensor:
-        return (grid_rows(b, a).detach() * stride_t[a]).to(gt_bboxes.dtype)
-
-    def px_full() -> Tensor:
-        return (dist_to_xyxy(decode_distances(branch), points).detach() * stride_t).to(gt_bboxes.dtype)
-
-    pred_px = LazyAnchorTensor((bs, pred_scores.shape[1], 4), None, px_full, rows=px_rows)
+    pred_px, grid_rows = _lazy_pred_boxes(branch, points, stride_t, gt_bboxes.dtype)
     grid = anchor_axes(out, dtype)
     a = assign(scores, pred_px, points * stride_t, gt_labels, gt_bboxes, mask_gt, out.strides, tal, grid)
 
@@ -139,62 +214,24 @@ def replay_branch(
     fg = a.fg
     fgi = fg.nonzero(as_tuple=True)  # indexing by these = by the mask (same rows, same order), one nonzero
 
-    if forms.cls == "bce":  # the framework's own op
-        cls_el = _bce(pred_scores, target_scores.to(dtype), fgi if a.sparse else None)
-    else:
-        cls_el = terms.cls_loss(
-            forms.cls, pred_scores, target_scores.to(dtype), forms.cls_gamma, forms.cls_alpha
-        )
-    if class_weights is not None:  # bce_loss *= class_weights.view(1, 1, -1)
-        cls_el = cls_el * class_weights.to(cls_el.dtype).view(1, 1, -1)
+    cls_el = _cls_elements(
+        forms, pred_scores, target_scores.to(dtype), fgi if a.sparse else None, class_weights
+    )
     cls_item = cls_el.sum() / s
 
     weight = a.target_weight  # target_scores.sum(-1): (B, N), zero off the foreground
     target_grid = a.target_bboxes / stride_t
     pred_fg = grid_rows(*fgi)
-    if forms.box in IOU_KINDS:  # the framework's own arithmetic
-        iou_fg = bbox_iou(pred_fg, target_grid[fgi], forms.box)
-        box_fg = (1.0 - iou_fg) * weight[fgi]
-    else:  # grid units of each anchor's level, like the framework's CIoU
-        box_fg = terms.box_loss(forms.box, pred_fg, target_grid[fgi], forms.box_beta) * weight[fgi]
+    box_fg = _box_elements(forms, pred_fg, target_grid[fgi], weight[fgi])
     box_item = box_fg.sum() / s
 
     target_dist = torch.cat((points - target_grid[..., :2], target_grid[..., 2:] - points), -1)
-    if branch.reg_max > 1:
-        reach = branch.reg_max - 1 - 0.01
-        tgt = target_dist[fgi].clamp(0, reach)
-        logp = F.log_softmax(pred_distri[fgi].view(-1, branch.reg_max), dim=1)
-        tl = tgt.long()
-        tr = tl + 1
-        wl = tr - tgt
-        wr = 1 - wl
-        side = (
-            logp.gather(1, tl.view(-1, 1)).view(tl.shape) * wl
-            + logp.gather(1, tr.view(-1, 1)).view(tl.shape) * wr
-        )
-        dist_fg = -side.mean(-1) * weight[fgi]
-        dist_name = "dfl"
-    else:
-        reach = float("inf")
-        h, w = imgsz[0], imgsz[1]
-        scale = torch.stack((w, h, w, h))
-        tgt_n = target_dist[fgi] * stride_t[fgi[1]] / scale
-        pred_n = pred_distri[fgi] * stride_t[fgi[1]] / scale
-        dist_fg = F.l1_loss(pred_n, tgt_n, reduction="none").mean(-1) * weight[fgi]
-        dist_name = "l1"
+    dist_fg, dist_name, reach = _dist_elements(branch, target_dist, fgi, weight[fgi], stride_t, imgsz)
     dist_item = dist_fg.sum() / s
 
-    items = {"box": box_item * gains.box, "cls": cls_item * gains.cls, dist_name: dist_item * gains.dfl}
-    s64 = s.double()
-    per_anchor = {
-        "box": _scatter_fg(fg.shape, fgi, box_fg) * gains.box / s64,
-        "cls": cls_el.sum(-1).double() * gains.cls / s64,
-        dist_name: _scatter_fg(fg.shape, fgi, dist_fg) * gains.dfl / s64,
-    }
-    iou_px = torch.zeros(bs, pred_px.shape[1], dtype=gt_bboxes.dtype)
-    if fgi[0].numel():
-        px_fg = (pred_fg.detach() * stride_t[fgi[1]]).to(gt_bboxes.dtype)
-        iou_px[fgi] = bbox_iou(px_fg, a.target_bboxes[fgi], "iou", eps=1e-9)
+    items, per_anchor = _gained(
+        gains, s, fgi, fg.shape, dist_name, (box_item, box_fg), (cls_item, cls_el), (dist_item, dist_fg)
+    )
     return BranchReplay(
         items=items,
         per_anchor=per_anchor,
@@ -205,8 +242,42 @@ def replay_branch(
         target_scores_sum=float(s),
         dfl_reach=reach,
         target_dist=target_dist,
-        box_iou_px=iou_px,
+        box_iou_px=_box_iou_px(fg.shape, fgi, pred_fg, stride_t, a.target_bboxes),
     )
+
+
+def _gained(
+    gains: Gains,
+    s: Tensor,
+    fgi: tuple[Tensor, Tensor],
+    shape: torch.Size,
+    dist_name: str,
+    box: tuple[Tensor, Tensor],
+    cls: tuple[Tensor, Tensor],
+    dist: tuple[Tensor, Tensor],
+) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """The logged items (each term's sum over S times its gain, float32) and the same values per anchor
+    ``(B, N)`` in float64 for the ledger. ``box``/``cls``/``dist``: (item, its elements)."""
+    items = {"box": box[0] * gains.box, "cls": cls[0] * gains.cls, dist_name: dist[0] * gains.dfl}
+    s64 = s.double()
+    per_anchor = {
+        "box": _scatter_fg(shape, fgi, box[1]) * gains.box / s64,
+        "cls": cls[1].sum(-1).double() * gains.cls / s64,
+        dist_name: _scatter_fg(shape, fgi, dist[1]) * gains.dfl / s64,
+    }
+    return items, per_anchor
+
+
+def _box_iou_px(
+    shape: torch.Size, fgi: tuple[Tensor, Tensor], pred_fg: Tensor, stride_t: Tensor, target_bboxes: Tensor
+) -> Tensor:
+    """``(B, N)`` plain IoU of each positive's predicted box with its GT's, in input pixels (0 on
+    background): a report column, not part of the loss."""
+    iou_px = torch.zeros(shape, dtype=target_bboxes.dtype)
+    if fgi[0].numel():
+        px_fg = (pred_fg.detach() * stride_t[fgi[1]]).to(target_bboxes.dtype)
+        iou_px[fgi] = bbox_iou(px_fg, target_bboxes[fgi], "iou", eps=1e-9)
+    return iou_px
 
 
 def _bce(logits: Tensor, target: Tensor, fg: tuple[Tensor, Tensor] | Tensor | None) -> Tensor:

@@ -18,7 +18,7 @@ from yolodbg.groundtruth import Targets
 from yolodbg.heads import ultralytics as head
 from yolodbg.recipes import class_weights
 from yolodbg.recipes.base import Param, register
-from yolodbg.recipes.ultralytics_loss import gt_slots, replay_branch
+from yolodbg.recipes.ultralytics_loss import BranchReplay, gt_slots, replay_branch
 from yolodbg.recipes.yolov8 import (
     FORM_PARAMS,
     GAIN_PARAMS,
@@ -103,6 +103,33 @@ class Yolo26(UltralyticsRecipe):
             topk, p["assigner.alpha"], p["assigner.beta"], p["assigner.eps"], topk2, p["assigner.min_side"]
         )
 
+    def _notes(
+        self, o2m: BranchReplay, o2o: BranchReplay, w_m: float, w_o: float, bs: int, cw_notes: tuple[str, ...]
+    ) -> list[str]:
+        """How the two branches make the objective, and which positives the report lists."""
+        dist = next(k for k in o2o.items if k in ("dfl", "l1"))
+        return [
+            f"terms are the one-to-one branch's items, as the trainer logs them; o2m.* are the one-to-many items "
+            f"(not logged by Ultralytics). objective = ({w_m:.6g} · o2m + {w_o:.6g} · o2o) × batch size {bs} "
+            f"(epoch {self.params['epoch']} of {self.params['epochs']})",
+            f"positives listed per GT are the one-to-many ones (top-{self.params['o2m.topk']}); details.o2o_anchor "
+            f"is the one-to-one match. box/cls/{dist} are divided by S_o2o = {o2o.target_scores_sum:.6g}, "
+            f"o2m.* by S_o2m = {o2m.target_scores_sum:.6g}",
+            *form_notes(self.params),
+            *cw_notes,
+        ]
+
+    def _inputs(self, raw: head.UltralyticsOutput, o2m: BranchReplay, o2o: BranchReplay) -> dict:
+        """The raw logits of both branches, for the non-finite locator."""
+        return {
+            **nan_inputs(
+                raw.branches["one2many"], o2m, self.forms, "one2many box logit", "one2many class logit"
+            ),
+            **nan_inputs(
+                raw.branches["one2one"], o2o, self.forms, "one2one box logit", "one2one class logit"
+            ),
+        }
+
     def run(self, bundle: Bundle, targets: Targets) -> LossResult:
         raw = self.parse(bundle)
         warnings = list(targets.warnings) + size_warning(raw)
@@ -133,7 +160,6 @@ class Yolo26(UltralyticsRecipe):
         details, reasons = _one_to_one_details(main, one, o2o, out, targets)
         reasons = {**reasons, **main["gt_reasons"]}  # the one-to-many reason explains more when both exist
         main = {k: v for k, v in main.items() if k not in ("ledger", "gt_reasons")}
-        dist = next(k for k in o2o.items if k in ("dfl", "l1"))
         return LossResult(
             recipe=self.name,
             params=dict(self.params),
@@ -158,25 +184,9 @@ class Yolo26(UltralyticsRecipe):
                 "o2m.target_scores_sum": o2m.target_scores_sum,
                 "o2o.target_scores_sum": o2o.target_scores_sum,
             },
-            notes=[
-                f"terms are the one-to-one branch's items, as the trainer logs them; o2m.* are the one-to-many items "
-                f"(not logged by Ultralytics). objective = ({w_m:.6g} · o2m + {w_o:.6g} · o2o) × batch size {bs} "
-                f"(epoch {self.params['epoch']} of {self.params['epochs']})",
-                f"positives listed per GT are the one-to-many ones (top-{self.params['o2m.topk']}); details.o2o_anchor "
-                f"is the one-to-one match. box/cls/{dist} are divided by S_o2o = {o2o.target_scores_sum:.6g}, "
-                f"o2m.* by S_o2m = {o2m.target_scores_sum:.6g}",
-                *form_notes(self.params),
-                *cw.notes,
-            ],
+            notes=self._notes(o2m, o2o, w_m, w_o, bs, cw.notes),
             warnings=warnings,
-            inputs={
-                **nan_inputs(
-                    raw.branches["one2many"], o2m, self.forms, "one2many box logit", "one2many class logit"
-                ),
-                **nan_inputs(
-                    raw.branches["one2one"], o2o, self.forms, "one2one box logit", "one2one class logit"
-                ),
-            },
+            inputs=self._inputs(raw, o2m, o2o),
             **main,
         )
 

@@ -186,28 +186,8 @@ class YoloV1(Recipe):
 
         won = a.won.nonzero().flatten()
         img, anc = targets.batch_idx[won], a.anchor[won]
-        ledger = {
-            t: TermLedger.sparse(elems[t].detach().double() / divisor, img, anc, won)
-            for t in ("coord", "conf_obj", "cls")
-        }
-        ledger["conf_noobj"] = TermLedger.dense(
-            elems["conf_noobj"].detach().double() / divisor, torch.full((bs, out.num_anchors), -1)
-        )
-        iou = a.responsible_iou[won].double()
-        box_won = out.boxes[img, a.row[won], a.col[won], a.slot[won]]
-        positives = Positives(
-            image=img,
-            anchor=anc,
-            gt=won,
-            iou=iou,
-            align=iou,
-            weight=torch.ones(len(won), dtype=torch.float64),
-            flags={
-                "zero_iou": iou <= 0,
-                "rmse_fallback": a.rmse_fallback[won],
-                "negative_wh": (box_won[:, 2:] < 0).any(-1),
-            },
-        )
+        ledger = _ledger(elems, divisor, won, img, anc, (bs, out.num_anchors))
+        positives = _positives(out, a, won, img, anc)
         target_score = torch.zeros(bs, out.num_anchors)
         target_score[img, anc] = conf_t.detach().float()
         warnings += _input_warnings(out, a, targets, won, p["wh_sqrt"])
@@ -230,13 +210,56 @@ class YoloV1(Recipe):
             normalizers={"divisor": float(divisor)},
             notes=_notes(out, p, divisor),
             warnings=warnings,
-            inputs={
-                "box output (x, y, w, h, conf)": head.flatten_predictors(
-                    out.raw[..., : out.nb * 5].reshape(bs, *out.grid, out.nb, 5)
-                ),
-                "class score": head.per_cell_to_anchors(out.cls, out.nb),
-            },
+            inputs=_raw_inputs(out),
         )
+
+
+def _ledger(
+    elems: dict[str, Tensor], divisor: int, won: Tensor, img: Tensor, anc: Tensor, shape: tuple[int, int]
+) -> dict[str, TermLedger]:
+    """Coordinate, object-confidence and class values on the responsible predictors of the GTs that
+    won their cell; the no-object confidence dense on every predictor (background's)."""
+    ledger = {
+        t: TermLedger.sparse(elems[t].detach().double() / divisor, img, anc, won)
+        for t in ("coord", "conf_obj", "cls")
+    }
+    ledger["conf_noobj"] = TermLedger.dense(
+        elems["conf_noobj"].detach().double() / divisor, torch.full(shape, -1)
+    )
+    return ledger
+
+
+def _positives(
+    out: head.Yolov1Output, a: assigner.Yolov1Assignment, won: Tensor, img: Tensor, anc: Tensor
+) -> Positives:
+    """One positive per winning GT (its responsible predictor), flagged when its IoU is 0, the
+    responsible choice fell back to RMSE, or the predicted box has a negative side."""
+    iou = a.responsible_iou[won].double()
+    box_won = out.boxes[img, a.row[won], a.col[won], a.slot[won]]
+    return Positives(
+        image=img,
+        anchor=anc,
+        gt=won,
+        iou=iou,
+        align=iou,
+        weight=torch.ones(len(won), dtype=torch.float64),
+        flags={
+            "zero_iou": iou <= 0,
+            "rmse_fallback": a.rmse_fallback[won],
+            "negative_wh": (box_won[:, 2:] < 0).any(-1),
+        },
+    )
+
+
+def _raw_inputs(out: head.Yolov1Output) -> dict[str, Tensor]:
+    """The raw outputs per predictor, for the non-finite locator."""
+    bs = out.batch_size
+    return {
+        "box output (x, y, w, h, conf)": head.flatten_predictors(
+            out.raw[..., : out.nb * 5].reshape(bs, *out.grid, out.nb, 5)
+        ),
+        "class score": head.per_cell_to_anchors(out.cls, out.nb),
+    }
 
 
 def _class_confidence(out: head.Yolov1Output) -> Tensor:

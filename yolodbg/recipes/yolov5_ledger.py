@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from yolodbg.assigners import yolov5 as assigner
 from yolodbg.heads import yolov5 as head
-from yolodbg.heads.lazy import LazyMapping
+from yolodbg.heads.lazy import LazyAnchorTensor, LazyMapping
 from yolodbg.recipes import yolov5_loss as loss
 from yolodbg.result import LossResult, Positives, TermLedger
 
@@ -56,6 +57,63 @@ def _flags(a: assigner.V5Assignment, flat_anchor: Tensor, owner: Tensor, n_total
     return flags
 
 
+@dataclass(frozen=True)
+class _DenseMaps:
+    """The ``(B, N)`` per-anchor maps the levels write into, each level its own slice."""
+
+    obj: Tensor  # float64 objectness contributions
+    gt_of_anchor: Tensor  # long, -1 off the positives
+    target_score: Tensor  # float32 objectness targets
+
+
+@dataclass(frozen=True)
+class _LevelPositives:
+    """One level's positives: their box and class contributions, flat anchor index and cell owner."""
+
+    box: Tensor
+    cls: Tensor
+    flat: Tensor
+    owner: Tensor
+    conflicts: int
+
+
+def _write_level(
+    i: int,
+    m: assigner.LevelMatches,
+    t: loss.LevelTerms,
+    out: head.V5Output,
+    lp: loss.V5LossParams,
+    dense: _DenseMaps,
+    normalizers: dict[str, float],
+) -> _LevelPositives:
+    """One level of ``ComputeLoss.__call__``: its objectness cells into the dense maps, its normalisers
+    (positives, cells, balance) recorded, and its positives' box and class values divided as the framework does."""
+    bs = out.batch_size
+    g_box, g_obj, g_cls = lp.gains
+    h, w = out.level_shapes[i]
+    start, cells = out.level_offsets[i], out.na * h * w
+    name = level_name(i, out.strides[i])
+    n, numel = len(m), t.obj_target.numel()
+    normalizers[f"positives.{name}"] = float(n)
+    normalizers[f"obj_cells.{name}"] = float(numel)
+    normalizers[f"balance.{name}"] = float(lp.balance[i])
+    part = dense.obj[:, start : start + cells]
+    part.copy_(t.obj_bce.detach().reshape(bs, -1))
+    part.mul_(g_obj * lp.balance[i] / numel)
+    dense.target_score[:, start : start + cells] = t.obj_target.reshape(bs, -1)
+    flat = start + (m.slot * h + m.gj) * w + m.gi
+    win = loss.winners(m, t)
+    owner = m.gt[win]
+    dense.gt_of_anchor[m.image, flat] = owner
+    conflicts = int((owner != m.gt).sum())
+    box = t.box_loss.detach().double() * (g_box / n) if n else torch.zeros(0, dtype=torch.float64)
+    if t.cls_bce.numel():
+        cls = t.cls_bce.detach().sum(1, dtype=torch.float64) * (g_cls / (n * t.cls_bce.shape[1]))
+    else:
+        cls = torch.zeros(n, dtype=torch.float64)
+    return _LevelPositives(box, cls, flat, owner, conflicts)
+
+
 def assemble(
     *,
     recipe: YoloV5,
@@ -71,67 +129,27 @@ def assemble(
 ) -> LossResult:
     bs = out.batch_size
     n_total = out.num_anchors
-    g_box, g_obj, g_cls = lp.gains
-    obj_dense = torch.empty(bs, n_total, dtype=torch.float64)
-    gt_of_anchor = torch.full((bs, n_total), -1, dtype=torch.long)
-    target_score = torch.empty(bs, n_total, dtype=torch.float32)
-    box_parts, cls_parts, flat_parts, owner_parts = [], [], [], []
+    dense = _DenseMaps(
+        obj=torch.empty(bs, n_total, dtype=torch.float64),
+        gt_of_anchor=torch.full((bs, n_total), -1, dtype=torch.long),
+        target_score=torch.empty(bs, n_total, dtype=torch.float32),
+    )
     normalizers: dict[str, float] = {}
-    conflicts = 0
-    for i, (m, t, (h, w)) in enumerate(zip(assignment.levels, terms, out.level_shapes, strict=True)):
-        start, cells = out.level_offsets[i], out.na * h * w
-        name = level_name(i, out.strides[i])
-        n, numel = len(m), t.obj_target.numel()
-        normalizers[f"positives.{name}"] = float(n)
-        normalizers[f"obj_cells.{name}"] = float(numel)
-        normalizers[f"balance.{name}"] = float(lp.balance[i])
-        part = obj_dense[:, start : start + cells]
-        part.copy_(t.obj_bce.detach().reshape(bs, -1))
-        part.mul_(g_obj * lp.balance[i] / numel)
-        target_score[:, start : start + cells] = t.obj_target.reshape(bs, -1)
-        flat = start + (m.slot * h + m.gj) * w + m.gi
-        win = loss.winners(m, t)
-        owner = m.gt[win]
-        gt_of_anchor[m.image, flat] = owner
-        conflicts += int((owner != m.gt).sum())
-        box_parts.append(
-            t.box_loss.detach().double() * (g_box / n) if n else torch.zeros(0, dtype=torch.float64)
-        )
-        if t.cls_bce.numel():
-            cls_parts.append(
-                t.cls_bce.detach().sum(1, dtype=torch.float64) * (g_cls / (n * t.cls_bce.shape[1]))
-            )
-        else:
-            cls_parts.append(torch.zeros(n, dtype=torch.float64))
-        flat_parts.append(flat)
-        owner_parts.append(owner)
+    levels = [
+        _write_level(i, m, t, out, lp, dense, normalizers)
+        for i, (m, t, _) in enumerate(zip(assignment.levels, terms, out.level_shapes, strict=True))
+    ]
     for k, v in zip(("box", "obj", "cls"), lp.gains, strict=True):
         normalizers[f"gain.{k}"] = float(v)
-    image = torch.cat([m.image for m in assignment.levels])
-    gt = torch.cat([m.gt for m in assignment.levels])
-    flat = torch.cat(flat_parts)
-    owner = torch.cat(owner_parts)
-    ledger = {
-        "box": TermLedger.sparse(torch.cat(box_parts), image, flat, gt),
-        "obj": TermLedger(
-            obj_dense.view(-1), *_dense_index(bs, n_total), gt_of_anchor.view(-1), (bs, n_total)
-        ),
-        "cls": TermLedger.sparse(torch.cat(cls_parts), image, flat, gt),
-    }
-    positives = Positives(
-        image=image,
-        anchor=flat,
-        gt=gt,
-        iou=torch.cat([t.plain_iou.detach() for t in terms]).double(),
-        align=torch.cat([m.ratio for m in assignment.levels]).double(),
-        weight=torch.ones(len(gt), dtype=torch.float64),
-        flags=_flags(assignment, flat, owner, n_total),
-    )
+    owner_parts = [lv.owner for lv in levels]
+    ledger, positives = _ledger_and_positives(assignment, terms, levels, dense, n_total)
     reasons = LazyMapping(  # report-only: built when a report asks for a reason
         lambda: assigner.reasons(
             assignment, rows, out.level_shapes, out.anchors_px, out.input_size, owner_parts
         )
     )
+    conflicts = sum(lv.conflicts for lv in levels)
+    gt_of_anchor = dense.gt_of_anchor
     return LossResult(
         recipe=recipe.name,
         params=dict(recipe.params),
@@ -146,18 +164,56 @@ def assemble(
         pred_scores=head.lazy_scores(out),
         fg=gt_of_anchor >= 0,
         gt_of_anchor=gt_of_anchor,
-        target_score=target_score,
+        target_score=dense.target_score,
         gt_reasons=reasons,
         gt_details=LazyMapping(lambda: _gt_details(assignment, out, rows)),
         normalizers=normalizers,
         notes=_notes(recipe, out, lp, normalizers, gain_info, conflicts),
         warnings=warnings,
-        inputs={
-            "box logit": head.lazy_raw(out, slice(0, 4), 4),
-            "objectness logit": head.lazy_raw(out, slice(4, 5), 1),
-            "class logit": head.lazy_raw(out, slice(5, None), out.nc),
-        },
+        inputs=_raw_inputs(out),
     )
+
+
+def _ledger_and_positives(
+    assignment: assigner.V5Assignment,
+    terms: list[loss.LevelTerms],
+    levels: list[_LevelPositives],
+    dense: _DenseMaps,
+    n_total: int,
+) -> tuple[dict[str, TermLedger], Positives]:
+    """The ledger (box and class sparse on the positives, objectness dense on every cell) and the
+    positives' table, every level's rows in level order."""
+    bs = dense.obj.shape[0]
+    image = torch.cat([m.image for m in assignment.levels])
+    gt = torch.cat([m.gt for m in assignment.levels])
+    flat = torch.cat([lv.flat for lv in levels])
+    owner = torch.cat([lv.owner for lv in levels])
+    ledger = {
+        "box": TermLedger.sparse(torch.cat([lv.box for lv in levels]), image, flat, gt),
+        "obj": TermLedger(
+            dense.obj.view(-1), *_dense_index(bs, n_total), dense.gt_of_anchor.view(-1), (bs, n_total)
+        ),
+        "cls": TermLedger.sparse(torch.cat([lv.cls for lv in levels]), image, flat, gt),
+    }
+    positives = Positives(
+        image=image,
+        anchor=flat,
+        gt=gt,
+        iou=torch.cat([t.plain_iou.detach() for t in terms]).double(),
+        align=torch.cat([m.ratio for m in assignment.levels]).double(),
+        weight=torch.ones(len(gt), dtype=torch.float64),
+        flags=_flags(assignment, flat, owner, n_total),
+    )
+    return ledger, positives
+
+
+def _raw_inputs(out: head.V5Output) -> dict[str, LazyAnchorTensor]:
+    """The raw logits per anchor, for the non-finite locator."""
+    return {
+        "box logit": head.lazy_raw(out, slice(0, 4), 4),
+        "objectness logit": head.lazy_raw(out, slice(4, 5), 1),
+        "class logit": head.lazy_raw(out, slice(5, None), out.nc),
+    }
 
 
 def _gt_details(a: assigner.V5Assignment, out: head.V5Output, rows: Tensor) -> dict[int, dict]:

@@ -98,10 +98,10 @@ def yolox_labels(targets: Targets) -> tuple[Tensor, Tensor]:
     return labels, row_of_slot
 
 
-def iou_loss(pred: Tensor, target: Tensor, kind: str = "iou") -> Tensor:
+def iou_sq_or_giou_loss(pred: Tensor, target: Tensor, kind: str = "iou") -> Tensor:
     """``Tensor[P, 4]`` × ``Tensor[P, 4]`` cxcywh -> ``Tensor[P]`` YOLOX ``IOUloss`` (``1 − IoU²`` or ``1 − GIoU``).
 
-    >>> float(iou_loss(torch.tensor([[1.0, 1, 2, 2]]), torch.tensor([[1.0, 2, 2, 2]])))  # IoU 2/6: 1 − 1/9
+    >>> float(iou_sq_or_giou_loss(torch.tensor([[1.0, 1, 2, 2]]), torch.tensor([[1.0, 2, 2, 2]])))  # IoU 2/6: 1 − 1/9
     0.8888888955116272
     """
     p_lt, p_rb = pred[:, :2] - pred[:, 2:] / 2, pred[:, :2] + pred[:, 2:] / 2
@@ -131,6 +131,78 @@ def l1_target(gt: Tensor, stride: Tensor, x_shift: Tensor, y_shift: Tensor) -> T
     )
 
 
+@dataclass
+class _BatchTargets:
+    """``get_losses``' per-image target lists (concatenated after the loop) and the per-anchor extras
+    the report shows (assigned slot, IoU, cost and prior of each positive; ``(B, N)`` each)."""
+
+    cls: list[Tensor]
+    reg: list[Tensor]
+    l1: list[Tensor]
+    obj: list[Tensor]
+    fg: list[Tensor]
+    gt_slot: Tensor
+    pred_iou: Tensor
+    cost: Tensor
+    in_prior: Tensor
+
+    @classmethod
+    def empty(cls, bs: int, n: int) -> _BatchTargets:
+        return cls(
+            [], [], [], [], [],
+            gt_slot=torch.full((bs, n), -1, dtype=torch.long),
+            pred_iou=torch.zeros(bs, n),
+            cost=torch.full((bs, n), float("nan")),
+            in_prior=torch.zeros(bs, n, dtype=torch.bool),
+        )  # fmt: skip
+
+    def add_image_without_gt(self, outputs: Tensor, n: int, nc: int) -> None:
+        """An image of no GT: empty class/box targets, every anchor an objectness negative."""
+        self.cls.append(outputs.new_zeros((0, nc)))
+        self.reg.append(outputs.new_zeros((0, 4)))
+        self.l1.append(outputs.new_zeros((0, 4)))
+        self.obj.append(outputs.new_zeros((n, 1)))
+        self.fg.append(outputs.new_zeros(n).bool())
+
+    def add_image(
+        self, b: int, a: simota.ImageSimOta, gt: Tensor, gt_cls: Tensor, out: head.YoloxOutput, use_l1: bool
+    ) -> None:
+        """An assigned image: targets of its positives (class one-hot · IoU, box, L1) and their extras."""
+        matched = a.matched_gt
+        self.cls.append(F.one_hot(gt_cls[matched].to(torch.int64), out.nc) * a.pred_iou.unsqueeze(-1))
+        self.reg.append(gt[matched])
+        self.obj.append(a.fg.unsqueeze(-1))
+        self.fg.append(a.fg)
+        if use_l1:
+            self.l1.append(
+                l1_target(gt[matched], out.expanded_strides[a.fg], out.x_shifts[a.fg], out.y_shifts[a.fg])
+            )
+        cols = a.matching.any(0)
+        self.gt_slot[b, a.fg] = matched
+        self.pred_iou[b, a.fg] = a.pred_iou
+        self.cost[b, a.fg] = a.cost[:, cols].gather(0, matched[None])[0]
+        self.in_prior[b, a.fg] = a.in_prior[:, cols].gather(0, matched[None])[0]
+
+
+def _assign_image(
+    out: head.YoloxOutput, b: int, g: int, gt: Tensor, gt_cls: Tensor, sp: simota.SimOtaParams
+) -> simota.ImageSimOta:
+    """SimOTA on image ``b`` (``get_assignments``); a batch YOLOX itself fails on is a RecipeError."""
+    outputs = out.outputs
+    bbox_preds, obj_preds, cls_preds = outputs[:, :, :4], outputs[:, :, 4].unsqueeze(-1), outputs[:, :, 5:]
+    try:
+        return simota.assign_image(
+            gt, gt_cls, bbox_preds[b], cls_preds[b], obj_preds[b], out.x_shifts, out.y_shifts,
+            out.expanded_strides, out.nc, sp,
+        )  # fmt: skip
+    except ValueError:
+        raise RecipeError(
+            f"image {b}: none of its {g} GTs has an anchor centre inside its box or centre region (boxes "
+            f"outside the {out.input_size[0]}x{out.input_size[1]} input?); YOLOX itself fails on such a batch "
+            "(topk on an empty candidate set) — fix or drop these labels"
+        ) from None
+
+
 def replay(out: head.YoloxOutput, labels: Tensor, p: dict, sp: simota.SimOtaParams) -> YoloxReplay:
     """Replay ``get_losses`` on a parsed output and YOLOX labels, in YOLOX's order of operations."""
     outputs, nc = out.outputs, out.nc
@@ -138,61 +210,30 @@ def replay(out: head.YoloxOutput, labels: Tensor, p: dict, sp: simota.SimOtaPara
     bs, n = outputs.shape[:2]
     nlabel = (labels.sum(dim=2) > 0).sum(dim=1)
     images: list[simota.ImageSimOta | None] = []
-    cls_t, reg_t, l1_t, obj_t, fg_masks = [], [], [], [], []
-    gt_slot = torch.full((bs, n), -1, dtype=torch.long)
-    pred_iou = torch.zeros(bs, n)
-    cost = torch.full((bs, n), float("nan"))
-    in_prior = torch.zeros(bs, n, dtype=torch.bool)
+    t = _BatchTargets.empty(bs, n)
     num_fg, num_gts = 0.0, 0
     for b in range(bs):
         g = int(nlabel[b])
         num_gts += g
         if g == 0:
             images.append(None)
-            cls_t.append(outputs.new_zeros((0, nc)))
-            reg_t.append(outputs.new_zeros((0, 4)))
-            l1_t.append(outputs.new_zeros((0, 4)))
-            obj_t.append(outputs.new_zeros((n, 1)))
-            fg_masks.append(outputs.new_zeros(n).bool())
+            t.add_image_without_gt(outputs, n, nc)
             continue
         gt, gt_cls = labels[b, :g, 1:5], labels[b, :g, 0]
-        try:
-            a = simota.assign_image(
-                gt, gt_cls, bbox_preds[b], cls_preds[b], obj_preds[b], out.x_shifts, out.y_shifts,
-                out.expanded_strides, nc, sp,
-            )  # fmt: skip
-        except ValueError:
-            raise RecipeError(
-                f"image {b}: none of its {g} GTs has an anchor centre inside its box or centre region (boxes "
-                f"outside the {out.input_size[0]}x{out.input_size[1]} input?); YOLOX itself fails on such a batch "
-                "(topk on an empty candidate set) — fix or drop these labels"
-            ) from None
+        a = _assign_image(out, b, g, gt, gt_cls, sp)
         images.append(a)
         num_fg += int(a.fg.sum())
-        matched = a.matched_gt
-        cls_t.append(F.one_hot(gt_cls[matched].to(torch.int64), nc) * a.pred_iou.unsqueeze(-1))
-        reg_t.append(gt[matched])
-        obj_t.append(a.fg.unsqueeze(-1))
-        fg_masks.append(a.fg)
-        if p["use_l1"]:
-            l1_t.append(
-                l1_target(gt[matched], out.expanded_strides[a.fg], out.x_shifts[a.fg], out.y_shifts[a.fg])
-            )
-        cols = a.matching.any(0)
-        gt_slot[b, a.fg] = matched
-        pred_iou[b, a.fg] = a.pred_iou
-        cost[b, a.fg] = a.cost[:, cols].gather(0, matched[None])[0]
-        in_prior[b, a.fg] = a.in_prior[:, cols].gather(0, matched[None])[0]
-    fg = torch.cat(fg_masks, 0)
-    cls_targets, reg_targets = torch.cat(cls_t, 0), torch.cat(reg_t, 0)
-    obj_targets = torch.cat([t.to(outputs.dtype) for t in obj_t], 0)
+        t.add_image(b, a, gt, gt_cls, out, p["use_l1"])
+    fg = torch.cat(t.fg, 0)
+    cls_targets, reg_targets = torch.cat(t.cls, 0), torch.cat(t.reg, 0)
+    obj_targets = torch.cat([o.to(outputs.dtype) for o in t.obj], 0)
     norm = max(num_fg, 1)
-    iou_elem = iou_loss(bbox_preds.view(-1, 4)[fg], reg_targets, p["box"])
+    iou_elem = iou_sq_or_giou_loss(bbox_preds.view(-1, 4)[fg], reg_targets, p["box"])
     obj_elem = F.binary_cross_entropy_with_logits(obj_preds.view(-1, 1), obj_targets, reduction="none")
     cls_elem = F.binary_cross_entropy_with_logits(cls_preds.view(-1, nc)[fg], cls_targets, reduction="none")
     loss_iou, loss_obj, loss_cls = iou_elem.sum() / norm, obj_elem.sum() / norm, cls_elem.sum() / norm
     if p["use_l1"]:
-        l1_elem = F.l1_loss(out.raw_reg.reshape(-1, 4)[fg], torch.cat(l1_t, 0), reduction="none")
+        l1_elem = F.l1_loss(out.raw_reg.reshape(-1, 4)[fg], torch.cat(t.l1, 0), reduction="none")
         loss_l1 = l1_elem.sum() / norm
     else:
         l1_elem, loss_l1 = torch.zeros(iou_elem.shape[0], 4), torch.zeros(())
@@ -204,10 +245,10 @@ def replay(out: head.YoloxOutput, labels: Tensor, p: dict, sp: simota.SimOtaPara
         total=total,
         images=images,
         fg=fg.view(bs, n),
-        gt_slot=gt_slot,
-        pred_iou=pred_iou,
-        cost=cost,
-        in_prior=in_prior,
+        gt_slot=t.gt_slot,
+        pred_iou=t.pred_iou,
+        cost=t.cost,
+        in_prior=t.in_prior,
         fg_terms={
             "iou": iou_elem.double() * gain / n64,
             "cls": cls_elem.double().sum(-1) / n64,

@@ -113,11 +113,9 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt, width: int) -> list[str]:
 Icon = Callable[[ImageDraw.ImageDraw, int, int, int], int]  # (draw, x, y, size) -> width used
 
 
-def legend(width: int, title: str, vmax: float, coords: str, fnt, lw: int) -> Image.Image:
-    """The legend strip under an overlay: title, the colour ramp and what each mark means."""
-    size = fnt.size if hasattr(fnt, "size") else 11
-    gap, pad = size, max(6, size // 2)
-    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+def _legend_items(width: int, vmax: float, coords: str, lw: int) -> list[tuple[Icon | None, str]]:
+    """What the legend explains, each with the icon drawn before its text: the colour ramp, the
+    positive-anchor dots, the background-anchor and ignored-GT dashed boxes, the labels."""
 
     def ramp_icon(draw, x, y, s):
         bar = min(160, width // 3)
@@ -140,7 +138,7 @@ def legend(width: int, title: str, vmax: float, coords: str, fnt, lw: int) -> Im
 
         return icon
 
-    items: list[tuple[Icon | None, str]] = [
+    return [
         (
             ramp_icon,
             f"GT box colour = share of the batch loss, 0 … {vmax:.1%} (the costliest GT of the batch)",
@@ -153,6 +151,18 @@ def legend(width: int, title: str, vmax: float, coords: str, fnt, lw: int) -> Im
         (dashed_icon(((150, 150, 150), None)), "ignored GT (iscrowd)"),
         (None, f"#k = GT index in its image · coordinates: {coords}"),
     ]
+
+
+def _legend_rows(
+    items: list[tuple[Icon | None, str]],
+    scratch: ImageDraw.ImageDraw,
+    fnt,
+    size: int,
+    width: int,
+    pad: int,
+    gap: int,
+) -> list[list[tuple[Icon | None, list[str]]]]:
+    """The items laid out in rows that fit ``width``, each item's text wrapped beside its icon."""
     rows: list[list[tuple[Icon | None, list[str]]]] = [[]]
     used = 0
     for icon, text in items:
@@ -164,6 +174,15 @@ def legend(width: int, title: str, vmax: float, coords: str, fnt, lw: int) -> Im
             used = 0
         rows[-1].append((icon, lines))
         used += (gap if used else 0) + need
+    return rows
+
+
+def legend(width: int, title: str, vmax: float, coords: str, fnt, lw: int) -> Image.Image:
+    """The legend strip under an overlay: title, the colour ramp and what each mark means."""
+    size = fnt.size if hasattr(fnt, "size") else 11
+    gap, pad = size, max(6, size // 2)
+    scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows = _legend_rows(_legend_items(width, vmax, coords, lw), scratch, fnt, size, width, pad, gap)
     title_lines = _wrap(scratch, title, fnt, width - 2 * pad)
     line_h = int(size * 1.35)
     height = pad * 2 + line_h * len(title_lines) + sum(line_h * max(len(t) for _, t in r) for r in rows) + 4

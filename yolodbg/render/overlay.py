@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +159,94 @@ def _base(ex: Explanation, image: int, roots: Sequence[Path]) -> tuple[Image.Ima
     return canvas, View(None, zoom, size), None
 
 
+Label = tuple[int, tuple, str, tuple, bool]  # (priority, box, text, colour, below)
+
+
+def _draw_ignored(ex: Explanation, image: int, draw: ImageDraw.ImageDraw, view: View, lw: int) -> list[Label]:
+    """Ignored GTs (iscrowd) as grey dashed boxes; returns their labels."""
+    labels: list[Label] = []
+    for ig in ex.targets.ignored:
+        if ig.image_index == image:
+            box = view.box(ig.box_xyxy)
+            dr.dashed_box(draw, box, (IGNORED_COLOUR, None), lw, dash=lw * 2)
+            labels.append((2, box, ig.reason, IGNORED_COLOUR, True))
+    return labels
+
+
+def _draw_negatives(
+    ex: Explanation,
+    image: int,
+    draw: ImageDraw.ImageDraw,
+    view: View,
+    lw: int,
+    top: int,
+    name: Callable[[int], str],
+) -> list[Label]:
+    """The ``top`` costliest background anchors' predicted boxes, dashed; returns their labels."""
+    labels: list[Label] = []
+    total = ex.breakdown.total
+    for rank, neg in enumerate(image_negatives(ex, image, top), 1):
+        box = _clip(view.box(neg["box"]), view.size, lw)
+        if box is None:  # predicted outside the image
+            continue
+        dr.dashed_box(draw, box, ((255, 255, 255), (0, 0, 0)), lw, dash=lw * 4)
+        share = neg["cost"] / total if total > 0 else 0.0
+        text = f"bg{rank} {name(neg['cls'])} {neg['score']:.2f} · {pct(share)}"
+        labels.append((1, box, text, (255, 255, 255), True))
+    return labels
+
+
+def _draw_gts(
+    ex: Explanation,
+    image: int,
+    draw: ImageDraw.ImageDraw,
+    view: View,
+    lw: int,
+    vmax: float,
+    name: Callable[[int], str],
+) -> list[Label]:
+    """GT boxes coloured by their share of the loss, over dots on their positive anchors (all dots
+    first, then the boxes cheapest first so the costliest ends on top); returns their labels."""
+    labels: list[Label] = []
+    gts = sorted((g for g in ex.breakdown.gts if g.image_index == image), key=lambda g: g.share)
+    points = ex.result.anchors.points
+    for g in gts:
+        colour = dr.ramp(g.share / vmax)
+        for p in g.positives:
+            x, y = view.point(*points[p["anchor"]].tolist())
+            r = lw * (1.5 + 0.75 * p["level"])
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour, outline=(0, 0, 0), width=max(1, lw // 2))
+    for g in gts:  # the most expensive box ends on top
+        colour = dr.ramp(g.share / vmax)
+        box = view.box(g.box_xyxy)
+        dr.outlined_box(draw, box, colour, lw)
+        text = f"#{g.gt_index} {name(g.cls)} {pct(g.share)}" + (" · 0 pos" if g.num_pos == 0 else "")
+        labels.append((0, box, text, colour, False))
+    return labels
+
+
+def _place_labels(draw: ImageDraw.ImageDraw, labels: list[Label], font, lw: int) -> None:
+    """Labels avoid each other and small GT boxes: GTs first (costliest first), then background, then ignored."""
+    placed = [
+        box for prio, box, *_ in labels if prio == 0 and max(box[2] - box[0], box[3] - box[1]) < 4 * lw * 6
+    ]
+    order = sorted(range(len(labels)), key=lambda k: (labels[k][0], -k))
+    for k in order:
+        _, box, text, colour, below = labels[k]
+        dr.tag(draw, box, text, colour, font, placed, below=below)
+
+
+def _title(ex: Explanation, image: int, path: Path | None) -> str:
+    """The legend's title: the image, its file, its loss and share, its GTs and positives."""
+    total = ex.breakdown.total
+    info = ex.bundle.images[image] if image < len(ex.bundle.images) else None
+    row = ex.breakdown.images[image]
+    title = f"image {info.label if info else image}" + (f" · {path.name}" if path is not None else "")
+    title += f" · loss {row.total:.4g} ({pct(row.total / total)} of the batch)" if total > 0 else ""
+    title += f" · {row.num_gt} GTs · {row.num_pos} positive anchors"
+    return title
+
+
 def render_overlay(
     ex: Explanation,
     image: int,
@@ -174,51 +262,13 @@ def render_overlay(
     font = dr.font(max(12, round(max(w, h) / 48)))
     draw = ImageDraw.Draw(canvas)
     vmax = max((g.share for g in ex.breakdown.gts), default=0.0) or 1.0
-    total = ex.breakdown.total
     name = lambda c: names[c] if names is not None and c < len(names) else f"cls {c}"  # noqa: E731
-    labels: list[tuple[int, tuple, str, tuple, bool]] = []  # (priority, box, text, colour, below)
-    for ig in ex.targets.ignored:
-        if ig.image_index == image:
-            box = view.box(ig.box_xyxy)
-            dr.dashed_box(draw, box, (IGNORED_COLOUR, None), lw, dash=lw * 2)
-            labels.append((2, box, ig.reason, IGNORED_COLOUR, True))
-    for rank, neg in enumerate(image_negatives(ex, image, top), 1):
-        box = _clip(view.box(neg["box"]), view.size, lw)
-        if box is None:  # predicted outside the image
-            continue
-        dr.dashed_box(draw, box, ((255, 255, 255), (0, 0, 0)), lw, dash=lw * 4)
-        share = neg["cost"] / total if total > 0 else 0.0
-        text = f"bg{rank} {name(neg['cls'])} {neg['score']:.2f} · {pct(share)}"
-        labels.append((1, box, text, (255, 255, 255), True))
-    gts = sorted((g for g in ex.breakdown.gts if g.image_index == image), key=lambda g: g.share)
-    points = ex.result.anchors.points
-    for g in gts:
-        colour = dr.ramp(g.share / vmax)
-        for p in g.positives:
-            x, y = view.point(*points[p["anchor"]].tolist())
-            r = lw * (1.5 + 0.75 * p["level"])
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=colour, outline=(0, 0, 0), width=max(1, lw // 2))
-    for g in gts:  # the most expensive box ends on top
-        colour = dr.ramp(g.share / vmax)
-        box = view.box(g.box_xyxy)
-        dr.outlined_box(draw, box, colour, lw)
-        text = f"#{g.gt_index} {name(g.cls)} {pct(g.share)}" + (" · 0 pos" if g.num_pos == 0 else "")
-        labels.append((0, box, text, colour, False))
-    # labels avoid each other and small GT boxes: GTs first (costliest first), then background, then ignored
-    placed = [
-        box for prio, box, *_ in labels if prio == 0 and max(box[2] - box[0], box[3] - box[1]) < 4 * lw * 6
-    ]
-    order = sorted(range(len(labels)), key=lambda k: (labels[k][0], -k))
-    for k in order:
-        _, box, text, colour, below = labels[k]
-        dr.tag(draw, box, text, colour, font, placed, below=below)
-    info = ex.bundle.images[image] if image < len(ex.bundle.images) else None
-    row = ex.breakdown.images[image]
-    title = f"image {info.label if info else image}" + (f" · {path.name}" if path is not None else "")
-    title += f" · loss {row.total:.4g} ({pct(row.total / total)} of the batch)" if total > 0 else ""
-    title += f" · {row.num_gt} GTs · {row.num_pos} positive anchors"
+    labels = _draw_ignored(ex, image, draw, view, lw)
+    labels += _draw_negatives(ex, image, draw, view, lw, top, name)
+    labels += _draw_gts(ex, image, draw, view, lw, vmax, name)
+    _place_labels(draw, labels, font, lw)
     coords = "original-image pixels" if view.letterbox is not None else "network-input pixels"
-    legend = dr.legend(w, title, vmax, coords, font, lw)
+    legend = dr.legend(w, _title(ex, image, path), vmax, coords, font, lw)
     out = Image.new("RGB", (w, h + legend.height), (255, 255, 255))
     out.paste(canvas, (0, 0))
     out.paste(legend, (0, h))
