@@ -14,8 +14,8 @@ import torch
 from helpers import ultra_output
 
 from yolodbg import bundle, groundtruth
-from yolodbg._decode import Detections, PostProcess, decode, nms, nms_image, to_original
-from yolodbg.evaluate import CocoAccumulator, evaluate_bundle
+from yolodbg.evaluate.coco import CocoAccumulator, evaluate_bundle
+from yolodbg.evaluate.decode import Detections, PostProcess, decode, nms, nms_image, to_original
 from yolodbg.geometry import Letterbox
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "yolov8n_val.pt"
@@ -83,7 +83,7 @@ NMS_CASES = ["many_classes", "clusters", "cross_offset", "one_class", "nan", "ti
 def test_class_aware_nms_compares_within_classes_only_where_that_is_exact(case, monkeypatch):
     """``nms(..., labels=)`` keeps what the all-pairs walk keeps; the within-class path runs where
     classes provably cannot touch, and steps aside (None) where they can."""
-    from yolodbg import _decode
+    from yolodbg.evaluate import decode as _decode
 
     g = torch.Generator().manual_seed(NMS_CASES.index(case))
     n, nc = 400, 1 if case == "one_class" else 30
@@ -122,7 +122,7 @@ def test_class_aware_nms_compares_within_classes_only_where_that_is_exact(case, 
 
 def test_count_above_compares_as_torch_does():
     """numpy's count equals torch's on the threshold's own float32 rounding and its neighbours."""
-    from yolodbg._decode import _count_above
+    from yolodbg.evaluate.decode import _count_above
 
     t32 = np.float32(0.001)
     edge = [t32, np.nextafter(t32, np.float32(0)), np.nextafter(t32, np.float32(1)), 0.001, 0.5, 0.0]
@@ -152,7 +152,7 @@ def test_nms_image_is_class_aware_and_multilabel():
 @pytest.mark.parametrize("seed", range(8))
 def test_best_rows_first_nms_equals_the_full_validator_nms(seed):
     """The best-rows NMS (in chunks) keeps exactly what nms_image keeps on all rows, in either layout."""
-    from yolodbg import _decode
+    from yolodbg.evaluate import decode as _decode
     from yolodbg.geometry import cxcywh_to_xyxy
 
     g = torch.Generator().manual_seed(seed)
@@ -245,7 +245,7 @@ def _compare(ours: list[Detections], ref: list[torch.Tensor]) -> None:
 @pytest.mark.parity
 @pytest.mark.parametrize("nc", [3, 80])
 def test_decode_matches_ultralytics_nms_synthetic(nc, monkeypatch):
-    from yolodbg import _decode
+    from yolodbg.evaluate import decode as _decode
 
     size = (96, 128) if nc == 3 else (256, 256)
     out = ultra_output(bs=2 if nc == 3 else 1, size=size, nc=nc, seed=5, scale=2.0)
@@ -281,8 +281,8 @@ def test_decode_on_the_replay_sigmoid_equals_the_head_decode(bs, size, nc, threa
     """Detections from the replay's (B, N, nc) sigmoid equal those of the head's own sigmoid, bit for bit."""
     from helpers import batch
 
-    from yolodbg._decode import _same_sigmoid
     from yolodbg.api import replay
+    from yolodbg.evaluate.decode import _same_sigmoid
 
     out = ultra_output(bs=bs, size=size, nc=nc, seed=nc, scale=3.0)
     rows = [[i % bs, i % nc, 0.2 + 0.05 * i, 0.3 + 0.04 * i, 0.1 + 0.02 * i, 0.15] for i in range(6)]
@@ -319,7 +319,7 @@ def test_end_to_end_selection_matches_ultralytics():
     from ultralytics.nn.modules.head import Detect
     from ultralytics.utils.nms import non_max_suppression
 
-    from yolodbg._decode import _topk_e2e
+    from yolodbg.evaluate.decode import _topk_e2e
 
     g = torch.Generator().manual_seed(1)
     boxes = torch.rand(2, 50, 4, generator=g) * 100
@@ -643,7 +643,7 @@ def test_bundle_matches_equal_cocoeval_evaluate_entry_by_entry(tmp_path, seed):
 def test_round_like_python_on_halves_and_noise():
     import random
 
-    from yolodbg.evaluate import round_like_python
+    from yolodbg.evaluate.coco import round_like_python
 
     rng = random.Random(1)
     values = [k / 2000 for k in range(-3000, 3000)]  # exact and near halves at 3 decimals

@@ -17,8 +17,16 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _parents(name: str, modules: dict[str, Path]) -> set[str]:
+    """The packages Python runs first when it imports ``name`` (``a.b.c`` runs ``a.b``'s ``__init__``),
+    below the top-level package, which every module imports anyway."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(2, len(parts))} & set(modules)
+
+
 def _graph() -> dict[str, set[str]]:
-    """Module -> the yolodbg modules it imports (``from pkg import mod`` names the module itself)."""
+    """Module -> the yolodbg modules it imports (``from pkg import mod`` names the module itself), and the
+    packages whose ``__init__`` that import runs."""
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
@@ -27,6 +35,7 @@ def _graph() -> dict[str, set[str]]:
             target = f"{module}.{imported}" if f"{module}.{imported}" in modules else module
             if target in modules and target != name:
                 deps.add(target)
+                deps.update(_parents(target, modules) - _parents(name, modules) - {name})
         graph[name] = deps
     return graph
 

@@ -94,7 +94,7 @@ def test_decode_and_nms_equal_yolov5_val(seed: int) -> None:
     import torch
 
     from yolodbg import bundle
-    from yolodbg._decode import decode
+    from yolodbg.evaluate.decode import decode
     from yolodbg.recipes.yolov5 import YoloV5
 
     g = torch.Generator().manual_seed(seed)

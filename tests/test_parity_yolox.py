@@ -123,8 +123,8 @@ def test_decode_nms_and_json_equal_yolox_eval(seed: int) -> None:
     from yolox.evaluators.coco_evaluator import COCOEvaluator
 
     from yolodbg import bundle, groundtruth
-    from yolodbg._decode import PostProcess, decode, postprocess_for, to_original
-    from yolodbg.evaluate import _image_dets
+    from yolodbg.evaluate.coco import _image_dets
+    from yolodbg.evaluate.decode import PostProcess, decode, postprocess_for, to_original
 
     g = torch.Generator().manual_seed(seed)
     nc, bs = (3, 80, 1, 5, 3)[seed], 2

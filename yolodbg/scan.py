@@ -1,7 +1,7 @@
 """``yolodbg scan``: the loss of a whole dataset, one bundle at a time.
 
 Map: every bundle goes through :func:`yolodbg.explain.explain` (and, with evaluation on,
-:func:`yolodbg.evaluate.evaluate`) and is reduced at once into a small :class:`BundleRecord`:
+:func:`yolodbg.evaluate.coco.evaluate_bundle`) and is reduced at once into a small :class:`BundleRecord`:
 one :class:`GtRecord` per GT, one row per image, per-level sums, the background offenders
 that look like missing labels, and COCOeval's slim match records. Reduce: a
 :class:`~yolodbg.scan_aggregate.ScanAggregate` adds records up; bundles are never kept.
@@ -180,7 +180,7 @@ class BundleRecord:
     warnings: list[str]
     violations: list[str]
     epoch: float | None = None
-    coco: Any = None  # yolodbg.evaluate.BundleEval
+    coco: Any = None  # yolodbg.evaluate.coco.BundleEval
     nonfinite: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # what must agree between bundles: see model_of
@@ -233,7 +233,7 @@ def _levels(bd: Breakdown) -> list[dict[str, Any]]:
 
 def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
     """Reduce an explanation (and its optional COCO evaluation) into a :class:`BundleRecord`."""
-    from yolodbg._decode import original_boxes
+    from yolodbg.evaluate.decode import original_boxes
 
     bd, res, targets = ex.breakdown, ex.breakdown.result, ex.targets
     src = ex.bundle.source

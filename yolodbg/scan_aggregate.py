@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from yolodbg.evaluate import CocoAccumulator, CocoSummary
+from yolodbg.evaluate.coco import CocoAccumulator, CocoSummary
 from yolodbg.scan import CEILING_HOOKS, SIZE_BUCKETS, BundleRecord, GtRecord, reason_reachable
 
 SCHEMA = "yolodbg.scan/1"

@@ -156,7 +156,7 @@ def _process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     import torch
 
     from yolodbg import bundle as bundle_mod
-    from yolodbg.evaluate import evaluate
+    from yolodbg.evaluate.coco import evaluate
     from yolodbg.explain import explain
     from yolodbg.recipes import get_recipe
     from yolodbg.scan import record_of

@@ -63,7 +63,7 @@ class HeadFamily:
     default_recipe: str
     # loader whose letterbox maps --gt boxes of images without scale/pad (a geometry.LETTERBOX_MODES value)
     letterbox: str
-    # validator defaults for mAP (a yolodbg._decode.PostProcess); None = the generic defaults
+    # validator defaults for mAP (a yolodbg.evaluate.decode.PostProcess); None = the generic defaults
     postprocess: Any = None
     # (H, W) of every strided feature level of a raw output, None if malformed; None = no strided levels
     level_shapes: Callable[[Any], tuple[tuple[int, int], ...] | None] | None = None

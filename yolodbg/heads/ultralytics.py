@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from yolodbg._decode import Detections, PostProcess, nms_best_rows, same_sigmoid, topk_e2e
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.evaluate.decode import Detections, PostProcess, nms_best_rows, same_sigmoid, topk_e2e
 from yolodbg.heads.registry import HeadFamily, Recognition, register
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
@@ -270,7 +270,7 @@ def inference(bundle: Any, parsed: Any = None, probs: Tensor | None = None) -> t
 
     ``parsed``: the bundle's :class:`~yolodbg.heads.ultralytics.UltralyticsOutput` if already at hand;
     ``probs``: the replay's sigmoid of the main branch (B, N, nc), used (transposed) when
-    :func:`yolodbg._decode.same_sigmoid` proves it equal to the head's.
+    :func:`yolodbg.evaluate.decode.same_sigmoid` proves it equal to the head's.
     """
     out = parsed or parse_bundle(bundle)
     name = "one2one" if out.end2end else "main"

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from yolodbg._decode import PostProcess
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.evaluate.decode import PostProcess
 from yolodbg.heads.registry import HeadFamily, Recognition, register
 
 PAPER_GRID, PAPER_BOXES, PAPER_CLASSES = 7, 2, 20

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from yolodbg._decode import Detections, PostProcess, nms
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
+from yolodbg.evaluate.decode import Detections, PostProcess, nms
 from yolodbg.geometry import cxcywh_to_xyxy
 from yolodbg.heads.lazy import LazyAnchorTensor
 from yolodbg.heads.registry import HeadFamily, Recognition, register

@@ -97,7 +97,7 @@ class CocoAccumulator:
         self.num_dets = 0
 
     def add(self, be: Any) -> None:
-        """Add a :class:`yolodbg.evaluate.BundleEval`."""
+        """Add a :class:`yolodbg.evaluate.coco.BundleEval`."""
         if self.cat_ids is None:
             self.cat_ids, self.class_of_cat = be.cat_ids, dict(be.class_of_cat)
         elif be.cat_ids != self.cat_ids:

@@ -8,10 +8,10 @@ truth. What ``COCOeval.accumulate`` later reads (scores, matches and ignore flag
 area range and image) is kept in a slim form (:class:`BundleEval`), together with a
 "detected" flag per GT (matched at IoU 0.5 by COCOeval, area "all", 100 detections).
 
-Across bundles (:class:`yolodbg._cocopool.CocoAccumulator`): the slim records are laid out in
+Across bundles (:class:`yolodbg.evaluate.cocopool.CocoAccumulator`): the slim records are laid out in
 COCOeval's own order (class, area range, image id) and pycocotools' ``accumulate`` and
 ``summarize`` run on them, so the numbers equal one COCOeval over all images at once.
-Decoding itself lives in :mod:`yolodbg._decode`.
+Decoding itself lives in :mod:`yolodbg.evaluate.decode`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from yolodbg._cocopool import STAT_NAMES as STAT_NAMES
-from yolodbg._cocopool import CocoAccumulator as CocoAccumulator
-from yolodbg._cocopool import CocoSummary as CocoSummary
-from yolodbg._cocopool import ImageMatches
-from yolodbg._decode import (
+from yolodbg.evaluate.cocopool import STAT_NAMES as STAT_NAMES
+from yolodbg.evaluate.cocopool import CocoAccumulator as CocoAccumulator
+from yolodbg.evaluate.cocopool import CocoSummary as CocoSummary
+from yolodbg.evaluate.cocopool import ImageMatches
+from yolodbg.evaluate.decode import (
     Detections,
     PostProcess,
     decode,
@@ -38,9 +38,11 @@ from yolodbg._decode import (
     postprocess_for,
     to_original,
 )
-from yolodbg.bundle import Bundle
 from yolodbg.geometry import pairwise_iou
-from yolodbg.groundtruth import Targets
+
+if TYPE_CHECKING:
+    from yolodbg.bundle import Bundle
+    from yolodbg.groundtruth import Targets
 
 MATCH_IOU = 0.5  # "detected": matched by COCOeval at this IoU (its first threshold)
 

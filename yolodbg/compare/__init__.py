@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from yolodbg._compare_hints import MagnitudeHint, magnitude_hints, why_rows
 from yolodbg.breakdown import GtRow
 from yolodbg.bundle import Bundle
+from yolodbg.compare.hints import MagnitudeHint, magnitude_hints, why_rows
 from yolodbg.errors import InputError
 from yolodbg.explain import Explanation, explain
 from yolodbg.recipes.base import Recipe
