@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from yolodbg import bundle
-from yolodbg._atomic import atomic_write
+from yolodbg.atomic import atomic_write
 from yolodbg.cli import main
 from yolodbg.errors import BundleError, InputError
 

@@ -68,7 +68,7 @@ def test_letterbox_geometry(orig_hw, mode, resized, scale, pad):
 
 
 def test_image_hw_reads_the_header_and_the_exif_turn(tmp_path):
-    from yolodbg._letterbox import image_hw
+    from yolodbg.image_letterbox import image_hw
 
     img = Image.fromarray(np.zeros((30, 50, 3), np.uint8))
     img.save(tmp_path / "plain.jpg")

@@ -73,3 +73,29 @@ def test_the_import_graph_has_no_cycle():
 def test_the_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _package(module: str, modules: dict[str, Path]) -> str:
+    return module if modules.get(module, Path()).name == "__init__.py" else module.rpartition(".")[0]
+
+
+def test_no_module_imports_a_private_name_from_another_package():
+    """``from yolodbg.x import _y`` or ``import yolodbg._x`` only inside x's own package: what starts
+    with an underscore may change without notice, so other packages must not lean on it."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    offences, checked = [], 0
+    for name, path in modules.items():
+        for module, imported in module_imports(path):
+            if not module.startswith("yolodbg"):
+                continue
+            checked += 1
+            source = f"{module}.{imported}" if f"{module}.{imported}" in modules else module
+            private = [
+                p
+                for p in f"{module}.{imported}".split(".")[1:]
+                if p.startswith("_") and not p.startswith("__")
+            ]
+            if private and _package(source, modules) != _package(name, modules):
+                offences.append(f"{name} imports {module}.{imported}")
+    assert checked > 200
+    assert offences == []

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from yolodbg import bundle_options, heads
-from yolodbg._atomic import atomic_write
+from yolodbg.atomic import atomic_write
 from yolodbg.errors import BundleError
 from yolodbg.geometry import LETTERBOX_MODES, Letterbox
 

@@ -23,7 +23,9 @@ import torch
 from torch import Tensor
 
 from yolodbg import bundle as bundle_mod
-from yolodbg._letterbox import (
+from yolodbg.errors import InputError
+from yolodbg.geometry import Letterbox
+from yolodbg.image_letterbox import (
     LETTERBOX_MODES,
     image_hw,
     letterbox_geometry,
@@ -32,8 +34,6 @@ from yolodbg._letterbox import (
     rect_batches,
     to_input,
 )
-from yolodbg.errors import InputError
-from yolodbg.geometry import Letterbox
 
 __all__ = [
     "INSTALL_HINT",
@@ -342,7 +342,7 @@ def capture_model(
 
     ``rect``: the batches the trainer's validation builds (``rect=True``): images in file-path
     order, then sorted by aspect ratio, each batch letterboxed into its own shape
-    (:func:`~yolodbg._letterbox.rect_batches`); else every image goes into ``imgsz`` x ``imgsz``
+    (:func:`~yolodbg.image_letterbox.rect_batches`); else every image goes into ``imgsz`` x ``imgsz``
     in the given order (``yolo val``'s default).
     """
     from yolodbg.groundtruth import from_coco
@@ -414,7 +414,7 @@ def plan_rect(
 ) -> tuple[list[tuple[Path, str, int | None]], list[tuple[int, int]]]:
     """The images in the order of Ultralytics' rect validation dataset, and each batch's input (h, w).
 
-    Its dataset lists the files sorted by path, then :func:`~yolodbg._letterbox.rect_batches` sorts
+    Its dataset lists the files sorted by path, then :func:`~yolodbg.image_letterbox.rect_batches` sorts
     them by aspect ratio; the trainer passes ``max(model stride, 32)`` as the stride.
     """
     sources = sorted(sources, key=lambda src: str(src[0]))

@@ -9,7 +9,7 @@ above any real file, so a mistaken path cannot exhaust the memory.
 Every file yolodbg writes goes through :func:`writable_file` (or :func:`writable_folder`)
 before the expensive work, so a path that cannot be written fails in a second, not after the
 replay: a folder, a missing or read-only folder, ``/proc``. How the file is then written
-(in place for devices, atomically for regular files) is :mod:`yolodbg._atomic`'s business.
+(in place for devices, atomically for regular files) is :mod:`yolodbg.atomic`'s business.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from yolodbg import bundle as bundle_mod
 from yolodbg import snapshot as snap
-from yolodbg._atomic import atomic_write
+from yolodbg.atomic import atomic_write
 from yolodbg.recipes import get_recipe
 from yolodbg.recipes.base import Recipe
 

@@ -15,7 +15,7 @@ class ErrorExitGroup(click.Group):
     """Turns yolodbg's own errors into one line and an exit code (tracebacks only with --debug).
 
     Ctrl-C in any command is one line too, exit code 130; output files are written atomically
-    (:mod:`yolodbg._atomic`), so an interrupted command leaves no partial file behind.
+    (:mod:`yolodbg.atomic`), so an interrupted command leaves no partial file behind.
     """
 
     def invoke(self, ctx: click.Context):

@@ -52,10 +52,10 @@ def _job(gt, recipe_spec, spec: BundleSpec, evaluate: bool):
 
 class _Rows:
     """``--rows FILE.jsonl``: one line per GT, streamed to a temp file, moved into place at the end
-    (written through for a device such as /dev/null; see :class:`yolodbg._atomic.StreamedFile`)."""
+    (written through for a device such as /dev/null; see :class:`yolodbg.atomic.StreamedFile`)."""
 
     def __init__(self, target: Path | None) -> None:
-        from yolodbg._atomic import StreamedFile
+        from yolodbg.atomic import StreamedFile
 
         self.out = StreamedFile(target) if target is not None else None
 

@@ -46,7 +46,7 @@ def snapshot(preds, gt, recipe_specs, output, update, bundle_spec):
       yolodbg snapshot batch.pt -o tests/loss.snap.json --update     # accept new numbers
     """
     from yolodbg import snapshot as snap
-    from yolodbg._atomic import atomic_write
+    from yolodbg.atomic import atomic_write
     from yolodbg.errors import InputError
     from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe, recipe_for_head

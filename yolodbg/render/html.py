@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from yolodbg import __version__
-from yolodbg._atomic import atomic_write
+from yolodbg.atomic import atomic_write
 from yolodbg.explain import Explanation
 from yolodbg.render._draw import ramp
 from yolodbg.render.console import level_label

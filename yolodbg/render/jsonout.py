@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from yolodbg import __version__
-from yolodbg._atomic import atomic_write
+from yolodbg.atomic import atomic_write
 from yolodbg.breakdown import GtRow, ImageRow, Negative
 from yolodbg.bundle import ImageInfo
 from yolodbg.explain import Explanation

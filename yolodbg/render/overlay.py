@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from yolodbg._atomic import atomic_write
+from yolodbg.atomic import atomic_write
 from yolodbg.explain import Explanation
 from yolodbg.geometry import Letterbox
 from yolodbg.render import _draw as dr

@@ -64,7 +64,7 @@ def plot_trend(doc: dict[str, Any], path: str | Path) -> Path:
     """Draw the trend document's series into a PNG at ``path`` (written atomically)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from yolodbg._atomic import atomic_write
+    from yolodbg.atomic import atomic_write
 
     series = list(doc["series"].items())[:MAX_PANELS]
     labels = [c["label"] for c in doc["checkpoints"]]
