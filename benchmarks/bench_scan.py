@@ -13,7 +13,7 @@ and processed in full, and the reference reads the same files). Then it prints:
 2. the reference: Ultralytics ``v8DetectionLoss`` on the same files (torch.load + loss, no
    backward), twice: as a plain script runs it (a fresh process, glibc's default allocator), and in
    this process, which tunes glibc's allocator as ``yolodbg scan`` does
-   (``scan_run.allocator.tune()``: freed heap pages are kept for the next bundle instead of being
+   (``scan.run.allocator.tune()``: freed heap pages are kept for the next bundle instead of being
    faulted in again), so that the framework gets yolodbg's allocator too; once, also the
    validator's decode and NMS — skipped without ultralytics;
    then the ratios scan / reference. The issue's target: scan ≥ the framework's loss;
@@ -78,7 +78,7 @@ def make_bundles(folder: Path, n: int, distinct: int, bs: int, imgsz: int, nc: i
 
 
 def scan_rate(paths: list[Path], workers: int, evaluate: bool = True) -> float:
-    from yolodbg.scan_run import ScanJob, scan
+    from yolodbg.scan.run import ScanJob, scan
 
     t = time.perf_counter()
     agg = scan(paths, ScanJob(evaluate=evaluate), workers=workers)
@@ -161,7 +161,7 @@ def peak_rss_child(paths: list[Path]) -> tuple[float, float, float]:
     code = (  # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec
         "import json, sys, torch\n"
         "torch.set_num_threads(1)\n"
-        "from yolodbg.scan_run import ScanJob, allocator, scan\n"
+        "from yolodbg.scan.run import ScanJob, allocator, scan\n"
         "allocator.tune()\n"
         "def mb(key):\n"
         "    return int([ln for ln in open('/proc/self/status') if ln.startswith(key)][0].split()[1]) / 1024\n"
@@ -192,7 +192,7 @@ def main() -> None:
         "timings swing by tens of percent from minute to minute)",
     )
     a = ap.parse_args()
-    from yolodbg.scan_run import allocator
+    from yolodbg.scan.run import allocator
 
     allocator.tune()  # as `yolodbg scan` does
     with tempfile.TemporaryDirectory(prefix="bench_scan_") as tmp:

@@ -304,7 +304,7 @@ def test_claims_are_refused_exactly_beyond_the_bound(shape, file_size):
 
 
 def test_workers_are_capped_by_cpus_and_bundles():
-    from yolodbg.scan_run import auto_workers, available_cpus
+    from yolodbg.scan.run import auto_workers, available_cpus
 
     cpus = available_cpus()
     assert auto_workers(48, 1) == 1
@@ -315,7 +315,7 @@ def test_workers_are_capped_by_cpus_and_bundles():
 
 
 def test_huge_workers_on_one_bundle_start_no_pool(runner, tmp_path, preds, monkeypatch):
-    import yolodbg.scan_run as scan_run
+    import yolodbg.scan.run as scan_run
 
     def no_pool(*_a, **_k):
         raise AssertionError("a process pool was started for one bundle")
@@ -661,7 +661,7 @@ def test_a_coco_json_larger_than_the_memory_is_refused(runner, tmp_path, preds, 
 
 
 def test_ray_tasks_in_flight_are_capped_by_cluster_cpus_and_bundles(monkeypatch):
-    import yolodbg.scan_ray as scan_ray
+    import yolodbg.scan.ray_pool as scan_ray
     from yolodbg.cli.scan import executor
 
     class FakePool:

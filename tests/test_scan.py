@@ -19,8 +19,8 @@ from yolodbg import bundle
 from yolodbg.cli import main
 from yolodbg.explain import explain
 from yolodbg.recipes import get_recipe
-from yolodbg.scan import reason_reachable, size_bucket, tal_reachable
-from yolodbg.scan_run import ScanJob, expand, scan
+from yolodbg.scan.records import reason_reachable, size_bucket, tal_reachable
+from yolodbg.scan.run import ScanJob, expand, scan
 
 ROWS = [  # image, class, cx, cy, w, h (normalised input)
     [0, 0, 0.5, 0.5, 0.3, 0.3],
@@ -272,7 +272,7 @@ def test_gt_from_a_coco_json_maps_ann_ids_and_evaluates(tmp_path, coco_file):
 
 
 def test_auto_workers_one_per_core_at_most_one_per_bundle():
-    from yolodbg.scan_run import auto_workers
+    from yolodbg.scan.run import auto_workers
 
     assert auto_workers(3, 1) == 1  # asked for: capped at the bundles
     assert auto_workers(100000, 100000) <= (os.cpu_count() or 1)  # ... and at the CPU cores
@@ -294,7 +294,7 @@ class _FakeLibc:
 
 
 def test_untuned_heap_is_trimmed_every_few_bundles():
-    from yolodbg.scan_run import TRIM_EVERY, _Allocator
+    from yolodbg.scan.run import TRIM_EVERY, _Allocator
 
     alloc = _Allocator()
     alloc._libc = fake = _FakeLibc()
@@ -304,7 +304,7 @@ def test_untuned_heap_is_trimmed_every_few_bundles():
 
 
 def test_tuned_heap_keeps_its_pages_and_pool_workers_never_trim():
-    from yolodbg.scan_run import MMAP_THRESHOLD, TRIM_EVERY, TRIM_THRESHOLD, _Allocator
+    from yolodbg.scan.run import MMAP_THRESHOLD, TRIM_EVERY, TRIM_THRESHOLD, _Allocator
 
     alloc = _Allocator()
     alloc._libc = fake = _FakeLibc()
@@ -322,6 +322,6 @@ def test_tuned_heap_keeps_its_pages_and_pool_workers_never_trim():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_tuning_takes_on_the_real_allocator():
-    code = "from yolodbg.scan_run import allocator; allocator.tune(); print(allocator.tuned)"
+    code = "from yolodbg.scan.run import allocator; allocator.tune(); print(allocator.tuned)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from test_scan import _write
 
-from yolodbg import scan_ray
 from yolodbg.cli import main
 from yolodbg.errors import InputError
-from yolodbg.scan_ray import RayPool
-from yolodbg.scan_run import Failed, ScanJob, scan
+from yolodbg.scan import ray_pool as scan_ray
+from yolodbg.scan.ray_pool import RayPool
+from yolodbg.scan.run import Failed, ScanJob, scan
 
 
 class _RayError(Exception):
@@ -111,7 +111,7 @@ def test_ray_map_gives_the_local_report_in_file_order_with_bounded_flight(tmp_pa
 
 
 def test_trend_on_ray_equals_trend_here(tmp_path):
-    from yolodbg.trend import trend
+    from yolodbg.scan.trend import trend
 
     for epoch in (1, 2, 3):
         _write(tmp_path / f"ep{epoch}", n=2, bs=2, epoch=epoch, name=f"e{epoch}_")

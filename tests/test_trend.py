@@ -11,8 +11,8 @@ from PIL import Image
 
 from yolodbg import bundle
 from yolodbg.cli import main
-from yolodbg.scan_run import ScanJob
-from yolodbg.trend import checkpoints, status, trend
+from yolodbg.scan.run import ScanJob
+from yolodbg.scan.trend import checkpoints, status, trend
 
 ROWS = [  # image, class, cx, cy, w, h
     [0, 0, 0.5, 0.5, 0.4, 0.4],

@@ -29,7 +29,7 @@ RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes
 
 def _job(gt, recipe_spec, spec: BundleSpec, evaluate: bool):
     from yolodbg.recipes import get_recipe
-    from yolodbg.scan_run import ScanJob
+    from yolodbg.scan.run import ScanJob
 
     if recipe_spec:
         get_recipe(recipe_spec)  # a bad -r fails here, once, not in every bundle
@@ -112,12 +112,12 @@ def _scan_options(f):
 @contextmanager
 def executor(ray_address: str | None, workers: int, n_bundles: int):
     """(workers, RayPool or None): connects to Ray first, so a failure opens no output file."""
-    from yolodbg.scan_run import auto_workers
+    from yolodbg.scan.run import auto_workers
 
     if ray_address is None:
         yield auto_workers(workers, n_bundles), None
         return
-    from yolodbg.scan_ray import RayPool
+    from yolodbg.scan.ray_pool import RayPool
 
     with RayPool(ray_address) as pool:
         cpus = (
@@ -169,8 +169,8 @@ def scan(
     from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
-    from yolodbg.scan_run import allocator, expand_all
-    from yolodbg.scan_run import scan as run_scan
+    from yolodbg.scan.run import allocator, expand_all
+    from yolodbg.scan.run import scan as run_scan
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, bundle_spec, evaluate)
@@ -259,9 +259,9 @@ def trend(
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.render.trend_plot import plot_trend
-    from yolodbg.scan_run import allocator
-    from yolodbg.trend import checkpoints
-    from yolodbg.trend import trend as run_trend
+    from yolodbg.scan.run import allocator
+    from yolodbg.scan.trend import checkpoints
+    from yolodbg.scan.trend import trend as run_trend
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, bundle_spec, evaluate)

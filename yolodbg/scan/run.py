@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 from yolodbg.errors import InputError
 
 if TYPE_CHECKING:  # this module stays light: spawned workers import it before ignoring Ctrl-C
-    from yolodbg.scan import BundleRecord
-    from yolodbg.scan_aggregate import ScanAggregate
-    from yolodbg.scan_ray import RayPool
+    from yolodbg.scan.aggregate import ScanAggregate
+    from yolodbg.scan.ray_pool import RayPool
+    from yolodbg.scan.records import BundleRecord
 
 NEGATIVES_PER_BUNDLE = 20  # background anchors ranked per bundle to find missing-label offenders
 BUNDLE_THREADS = 1  # torch threads per bundle everywhere: the same summation order for every --workers
@@ -159,7 +159,7 @@ def _process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     from yolodbg.evaluate.coco import evaluate
     from yolodbg.explain import explain
     from yolodbg.recipes import get_recipe
-    from yolodbg.scan import record_of
+    from yolodbg.scan.records import record_of
 
     try:
         with torch.no_grad():
@@ -353,7 +353,7 @@ def scan(
     ray: RayPool | None = None,
 ) -> ScanAggregate:
     """Scan bundles into a :class:`ScanAggregate` (``interrupted`` is set when Ctrl-C stopped it)."""
-    from yolodbg.scan_aggregate import ScanAggregate
+    from yolodbg.scan.aggregate import ScanAggregate
 
     agg = ScanAggregate(top)
 

@@ -4,8 +4,8 @@ Map: every bundle goes through :func:`yolodbg.explain.explain` (and, with evalua
 :func:`yolodbg.evaluate.coco.evaluate_bundle`) and is reduced at once into a small :class:`BundleRecord`:
 one :class:`GtRecord` per GT, one row per image, per-level sums, the background offenders
 that look like missing labels, and COCOeval's slim match records. Reduce: a
-:class:`~yolodbg.scan_aggregate.ScanAggregate` adds records up; bundles are never kept.
-:mod:`yolodbg.scan_run` drives it over files, in this process or in ``--workers`` processes.
+:class:`~yolodbg.scan.aggregate.ScanAggregate` adds records up; bundles are never kept.
+:mod:`yolodbg.scan.run` drives it over files, in this process or in ``--workers`` processes.
 
 Sizes are COCO's buckets of the GT box area in ORIGINAL-image pixels (the Targets'
 letterboxes map input pixels back; without a letterbox, input pixels are used):

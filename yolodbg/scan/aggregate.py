@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yolodbg.evaluate.coco import CocoAccumulator, CocoSummary
-from yolodbg.scan import CEILING_HOOKS, SIZE_BUCKETS, BundleRecord, GtRecord, reason_reachable
+from yolodbg.scan.records import CEILING_HOOKS, SIZE_BUCKETS, BundleRecord, GtRecord, reason_reachable
 
 SCHEMA = "yolodbg.scan/1"
 MAX_LISTED = 200  # orphans listed in the report (all of them are counted; --rows has every GT)

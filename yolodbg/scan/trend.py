@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolodbg.errors import InputError
-from yolodbg.scan import GtRecord
-from yolodbg.scan_aggregate import ModelGuard, ScanAggregate
-from yolodbg.scan_run import Failed, ScanJob, drive, expand
+from yolodbg.scan.aggregate import ModelGuard, ScanAggregate
+from yolodbg.scan.records import GtRecord
+from yolodbg.scan.run import Failed, ScanJob, drive, expand
 
 if TYPE_CHECKING:
-    from yolodbg.scan_ray import RayPool
+    from yolodbg.scan.ray_pool import RayPool
 
 SCHEMA = "yolodbg.trend/1"
 PLATEAU_REL = 0.01

@@ -1,6 +1,6 @@
 """``--ray``: the per-bundle map of ``scan``/``trend`` on a Ray cluster (an optional extra).
 
-The map is :func:`yolodbg.scan_run.process` as it runs locally, the reduce stays in this
+The map is :func:`yolodbg.scan.run.process` as it runs locally, the reduce stays in this
 process, and records come back in file order with a bounded number of bundles in flight, so
 a Ray scan prints the same report as a local one. Every node needs yolodbg installed and
 must see the bundle and ground-truth paths (a shared filesystem; use absolute paths when the
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from yolodbg.errors import InputError
 
 if TYPE_CHECKING:
-    from yolodbg.scan import BundleRecord
-    from yolodbg.scan_run import Failed, ScanJob
+    from yolodbg.scan.records import BundleRecord
+    from yolodbg.scan.run import Failed, ScanJob
 
 INSTALL_HINT = "pip install 'yolodbg[ray]' (or pip install ray)"
 
@@ -30,7 +30,7 @@ _worker_ready = False
 def _remote_process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     """Runs on a Ray worker: set the process up once (as a local pool worker), then the usual map."""
     global _worker_ready
-    from yolodbg.scan_run import BUNDLE_THREADS, process, setup_worker
+    from yolodbg.scan.run import BUNDLE_THREADS, process, setup_worker
 
     if not _worker_ready:
         setup_worker(BUNDLE_THREADS)  # one CPU per task (Ray's default OMP_NUM_THREADS too), as every scan
@@ -83,7 +83,7 @@ class RayPool:
 
     def records(self, paths: Sequence[str | os.PathLike], job: ScanJob, workers: int) -> Iterator[Any]:
         """Yield one record per path, in file order, with at most ``2 × workers`` tasks in flight."""
-        from yolodbg.scan_run import Failed
+        from yolodbg.scan.run import Failed
 
         ray = self.ray
         job_ref = ray.put(job)  # shipped once, not with every task
