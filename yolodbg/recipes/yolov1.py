@@ -29,7 +29,7 @@ from torch import Tensor
 
 from yolodbg.assigners import yolov1 as assigner
 from yolodbg.bundle import Bundle
-from yolodbg.errors import BundleError, RecipeError
+from yolodbg.errors import RecipeError
 from yolodbg.groundtruth import Targets
 from yolodbg.heads import yolov1 as head
 from yolodbg.recipes.base import Param, Recipe, register
@@ -147,20 +147,7 @@ class YoloV1(Recipe):
                 f"recipe {self.name} replays a YOLOv1 (B, S, S, nb*5 + C) head, but {bundle.source} holds a "
                 f"{bundle.head} head; pick a recipe for that head (yolodbg recipes)"
             )
-        per_cell = bundle.meta.get("boxes_per_cell")
-        if per_cell is not None and (not isinstance(per_cell, int) or per_cell < 1):
-            raise BundleError(
-                f"{bundle.source}: meta.boxes_per_cell is {per_cell!r}; expected a positive integer"
-            )
-        return head.parse(
-            bundle.outputs,
-            input_size=bundle.input_size,
-            strides=bundle.strides,
-            nc=bundle.nc,
-            category_ids=bundle.category_ids,
-            boxes_per_cell=per_cell,
-            where=bundle.source,
-        )
+        return head.parse_bundle(bundle)
 
     def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
         out = self.parse(bundle)
