@@ -25,8 +25,8 @@ def main() -> None:
     from ultralytics.nn.tasks import DetectionModel
 
     from yolodbg import bundle
-    from yolodbg._letterbox import letterbox_image, read_bgr, to_input
     from yolodbg.capture import capture_model
+    from yolodbg.image_letterbox import letterbox_image, read_bgr, to_input
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
