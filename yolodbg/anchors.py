@@ -82,3 +82,13 @@ def _grid(
         tuple(level_shapes),
         tuple(strides),
     )
+
+
+def level_map_shapes(maps: object) -> tuple[tuple[int, int], ...] | None:
+    """``(H, W)`` of every level of per-level ``(B, C, H, W)`` maps; None unless ``maps`` is a non-empty
+    list or tuple of 4-D tensors (how head families recognise that form and read its grid)."""
+    if not isinstance(maps, (list, tuple)) or not maps:
+        return None
+    if not all(isinstance(t, Tensor) and t.ndim == 4 for t in maps):
+        return None
+    return tuple((int(t.shape[2]), int(t.shape[3])) for t in maps)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from yolodbg.anchors import Anchors
+from yolodbg.anchors import Anchors, level_map_shapes
 from yolodbg.errors import BundleError
 from yolodbg.evaluate.decode import Detections, PostProcess, nms_best_rows, same_sigmoid, topk_e2e
 from yolodbg.heads.registry import HeadFamily, Recognition, register
@@ -325,11 +325,7 @@ def recognise(outputs: Any) -> Recognition | None:
         {"boxes", "scores"} <= outputs.keys() or {"one2many", "one2one"} <= outputs.keys()
     ):
         return Recognition()
-    if (
-        isinstance(outputs, (list, tuple))
-        and outputs
-        and all(isinstance(t, Tensor) and t.ndim == 4 for t in outputs)
-    ):
+    if level_map_shapes(outputs) is not None:
         return Recognition(False, "a list of per-level (B, C, H, W) tensors", "the older Ultralytics output")
     return None
 
@@ -342,15 +338,7 @@ def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
         feats = out.get("feats") if isinstance(out, dict) else None
     else:
         feats = out
-    if not isinstance(feats, (list, tuple)) or not feats:
-        return None
-    shapes = []
-    for f in feats:
-        if isinstance(f, Tensor) and f.ndim == 4:
-            shapes.append((int(f.shape[2]), int(f.shape[3])))
-        else:
-            return None
-    return tuple(shapes)
+    return level_map_shapes(feats)
 
 
 def _recipe_for_outputs(outputs: Any) -> str | None:

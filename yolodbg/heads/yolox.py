@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from yolodbg.anchors import Anchors
+from yolodbg.anchors import Anchors, level_map_shapes
 from yolodbg.errors import BundleError
 from yolodbg.evaluate.decode import Detections, PostProcess, batched_nms
 from yolodbg.heads.lazy import LazyAnchorTensor
@@ -266,22 +266,14 @@ def detections(
 
 def recognise(outputs: Any) -> Recognition | None:
     """Per-level ``(B, 5 + nc, H, W)`` maps are YOLOX's, or the older Ultralytics output."""
-    if (
-        isinstance(outputs, (list, tuple))
-        and outputs
-        and all(isinstance(t, Tensor) and t.ndim == 4 for t in outputs)
-    ):
+    if level_map_shapes(outputs) is not None:
         return Recognition(False, "a list of per-level (B, C, H, W) tensors", "raw YOLOX outputs")
     return None
 
 
 def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
     """``(H, W)`` of every level of per-level ``(B, C, H, W)`` maps, or None if malformed."""
-    if not isinstance(outputs, (list, tuple)) or not outputs:
-        return None
-    if not all(isinstance(t, Tensor) and t.ndim == 4 for t in outputs):
-        return None
-    return tuple((int(t.shape[2]), int(t.shape[3])) for t in outputs)
+    return level_map_shapes(outputs)
 
 
 FAMILY = register(
