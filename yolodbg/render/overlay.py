@@ -1,11 +1,13 @@
 """Overlay images (``explain --plot``): where one image's loss comes from, drawn on the image.
 
 Per image: the original image (or a blank canvas of the network input), every GT box coloured
-by its share of the batch loss and tagged ``#k class share`` (``k`` = its index in the image, as in
+by its share of the batch loss and labelled ``#k class share`` (``k`` = its index in the image, as in
 the GT table), the positive anchor points of each GT in the GT's colour (bigger dot = coarser
 level), the image's most expensive background anchors as dashed boxes (their predicted boxes),
-ignored GTs (``iscrowd``) dotted grey, and a legend. Boxes are drawn in original-image pixels
-through the letterbox when it is known, else in network-input pixels.
+ignored GTs (``iscrowd``) dotted grey, and a legend (the marks, the classes of the image's GTs,
+any label shortened for room). Every label touches its box, stays inside the picture and covers
+no other label when there is room (:mod:`yolodbg.render.labels`). Boxes are drawn in
+original-image pixels through the letterbox when it is known, else in network-input pixels.
 """
 
 from __future__ import annotations
