@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from yolodbg.cli.options import debug_option, gt_option
+from yolodbg.cli.options import debug_option, gt_option, say_wrote
 from yolodbg.option_values import MAX_PIXELS
 
 
@@ -91,3 +91,4 @@ def capture(model, images_dir, gt, imgsz, batch, letterbox, rect, nc, out):
     )
     for path in paths:
         click.echo(str(path))
+    say_wrote(out, f" ({len(paths)} bundle{'s' * (len(paths) != 1)})")

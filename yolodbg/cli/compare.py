@@ -14,6 +14,7 @@ from yolodbg.cli.options import (
     gt_option,
     json_option,
     recipe_option,
+    say_wrote,
     top_option,
 )
 
@@ -82,6 +83,7 @@ def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
         cmp = compare_recipes(bundles[0], recipes, gt)
     if json_out:
         jsonout.write(render.compare_doc(cmp), json_out)
+        say_wrote(json_out)
     if json_out != "-":
         render.render_compare(Console(), cmp, top)
     if cmp.violations:

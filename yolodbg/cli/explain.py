@@ -14,6 +14,7 @@ from yolodbg.cli.options import (
     gt_option,
     json_option,
     recipe_option,
+    say_wrote,
     top_option,
 )
 
@@ -85,6 +86,7 @@ def explain(preds, gt, recipe_spec, image, top, json_out, bundle_spec, **picture
     focus = _resolve_image(b, image) if image is not None else None
     if json_out:
         jsonout.write(jsonout.explain_doc(ex, focus), json_out)
+        say_wrote(json_out)
     err = Console(stderr=True)
     if json_out != "-":
         render.render_explain(Console(), ex, top, focus)
@@ -114,7 +116,7 @@ def _pictures(ex, gt, focus, err, plot_dir, html_out, images_dir) -> None:
         paths = overlay.write_overlays(ex, plot_dir, roots=roots, names=names, images=images)
         err.print(f"wrote {len(paths)} overlay{'s' * (len(paths) != 1)} to {plot_dir}", highlight=False)
     if html_out is not None:
-        err.print(f"wrote {html.write_html(ex, html_out, roots=roots, names=names)}", highlight=False)
+        say_wrote(html.write_html(ex, html_out, roots=roots, names=names))
 
 
 def _resolve_image(b, key: str) -> int:

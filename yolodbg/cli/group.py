@@ -76,6 +76,12 @@ def main(ctx: click.Context) -> None:
       yolodbg explain batch.pt -r yolov8:assigner.topk=13 --json report.json
       yolodbg recipes yolov8
 
-    Exit codes: 0 ok · 1 a check failed (e.g. conservation) · 2 bad input or usage.
+    \b
+    Exit codes:
+      0    ok
+      1    a check failed (conservation, non-finite loss, logged loss, drift)
+      2    bad input or usage (one line: the file, the field and the fix)
+      3    internal error (a bug: rerun with --debug and report the traceback)
+      130  interrupted (Ctrl-C)
     """
     ctx.ensure_object(dict)

@@ -68,6 +68,13 @@ def json_option(what: str):
     return click.option("--json", "json_out", metavar="FILE|-", help=f"Write {what} ('-' = stdout only).")
 
 
+def say_wrote(target, detail: str = "") -> None:
+    """``wrote FILE`` on stderr once a file output is in place (nothing for ``-``, which is stdout): every
+    command says where its files went the same way, and stdout stays free for the report or the JSON."""
+    if target is not None and str(target) != "-":
+        click.echo(f"wrote {target}{detail}", err=True)
+
+
 def top_option(help_text: str):
     """``--top N``: how many rows a table lists (default 15)."""
     return click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help=help_text)

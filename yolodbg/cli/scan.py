@@ -20,6 +20,7 @@ from yolodbg.cli.options import (
     gt_option,
     json_option,
     recipe_option,
+    say_wrote,
     top_option,
 )
 
@@ -193,10 +194,13 @@ def scan(
             ok = True
         finally:
             sink.close(keep=ok)
+    if ok:
+        say_wrote(rows)
     doc = agg.summary()
     doc["versions"] = jsonout.versions()
     if json_out:
         jsonout.write(doc, json_out)
+        say_wrote(json_out)
     if json_out != "-":
         render.render_scan(Console(), doc)
     if agg.interrupted:
@@ -282,12 +286,12 @@ def trend(
     doc["versions"] = jsonout.versions()
     if plot is not None:
         plot_trend(doc, plot)
+        say_wrote(plot)
     if json_out:
         jsonout.write(doc, json_out)
+        say_wrote(json_out)
     if json_out != "-":
         render.render_trend(Console(), doc)
-        if plot is not None:
-            Console().print(f"wrote {plot}")
     if doc["interrupted"]:
         err.print("interrupted: the later checkpoints are partial or missing", style="bold yellow")
     failed = [f for c in doc["checkpoints"] for f in c["failed"]]

@@ -14,6 +14,7 @@ from yolodbg.cli.options import (
     gt_option,
     json_option,
     recipe_option,
+    say_wrote,
 )
 from yolodbg.option_values import FiniteFloat
 
@@ -64,7 +65,7 @@ def snapshot(preds, gt, recipe_specs, output, update, bundle_spec):
         output, lambda f: f.write(text), exclusive=not update, exists_fix="pass --update to overwrite it"
     )
     n = sum(len(r["gts"]) for r in doc["recipes"])
-    click.echo(f"wrote {output}: {len(recipes)} recipe(s), {b.batch_size} images, {n} GT rows")
+    say_wrote(output, f" ({len(recipes)} recipe(s), {b.batch_size} images, {n} GT rows)")
 
 
 @click.command()
@@ -107,7 +108,8 @@ def check(
     """Recompute a snapshot's numbers and fail (exit 1) if any drifted.
 
     Exit codes: 0 within tolerance · 1 drift (terms that moved, GTs whose positives
-    changed, recipe parameters that changed) · 2 inputs missing or changed.
+    changed, recipe parameters that changed) · 2 inputs missing or changed · 3 internal
+    error (a bug) · 130 interrupted (Ctrl-C).
 
     \b
     Examples:
@@ -157,6 +159,7 @@ def check(
             "atol": atol,
         }
         write_text(dumps(report, sort_keys=True), json_out)
+        say_wrote(json_out)
     out = sys.stderr if json_out == "-" else sys.stdout
     if fmt == "github":
         for line in lines:

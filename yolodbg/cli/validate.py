@@ -33,7 +33,8 @@ def validate(files, expect):
       yolodbg validate --expect yolodbg.explain/1 out/*.json
 
     Exit codes: 0 every file valid · 1 a file breaks its contract (each problem is printed
-    as FILE: FIELD: what is wrong) · 2 a file is unreadable, not JSON or of an unknown schema.
+    as FILE: FIELD: what is wrong) · 2 a file is unreadable, not JSON or of an unknown schema
+    · 3 internal error (a bug) · 130 interrupted (Ctrl-C).
     """
     from yolodbg.validate import SCHEMA_FILES
 

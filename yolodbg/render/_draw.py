@@ -1,4 +1,4 @@
-"""Pillow drawing helpers of the overlays: colour ramp, outlined and dashed boxes, tags, legend."""
+"""Pillow drawing helpers of the overlays: colour ramp, outlined and dashed boxes, labels, legend."""
 
 from __future__ import annotations
 
@@ -64,38 +64,21 @@ def dashed_box(
             draw.line((p, q), fill=colour, width=lw)
 
 
-def _free(rect: tuple[float, float, float, float], placed: list, size: tuple[int, int]) -> bool:
-    x1, y1, x2, y2 = rect
-    if x1 < 0 or y1 < 0 or x2 > size[0] or y2 > size[1]:
-        return False
-    return all(x2 <= a1 or x1 >= a2 or y2 <= b1 or y1 >= b2 for a1, b1, a2, b2 in placed)
+LABEL_PAD = 2  # px between a label's text and the edge of its filled rectangle
 
 
-def tag(
-    draw: ImageDraw.ImageDraw,
-    box: Sequence[float],
-    text: str,
-    colour: RGB,
-    fnt,
-    placed: list,
-    below: bool = False,
-) -> None:
-    """A filled label with ``text`` at the left corner of ``box``: above it (or below, when ``below``),
-    moved away from the box in steps of its height while it would cover a label in ``placed``."""
-    size = draw.im.size
+def label_size(draw: ImageDraw.ImageDraw, text: str, fnt) -> tuple[int, int]:
+    """(width, height) of the filled label that :func:`label` draws for ``text``."""
     left, top, right, bottom = draw.textbbox((0, 0), text, font=fnt)
-    pad = 2
-    tw, th = right - left + 2 * pad, bottom - top + 2 * pad
-    x = min(max(box[0], 0), max(size[0] - tw, 0))
-    above = [(x, box[1] - th - k * th) for k in range(4)]
-    under = [(x, box[3] + 1 + k * th) for k in range(4)]
-    inside = [(x, max(box[1], 0) + k * th) for k in range(4)]
-    candidates = [*(under + above if below else above + under), *inside]
-    fallback = next((c for c in candidates if _free((*c, c[0] + tw, c[1] + th), [], size)), (x, 0))
-    x, y = next((c for c in candidates if _free((*c, c[0] + tw, c[1] + th), placed, size)), fallback)
-    placed.append((x, y, x + tw, y + th))
-    draw.rectangle((x, y, x + tw - 1, y + th - 1), fill=colour)
-    draw.text((x + pad - left, y + pad - top), text, fill=ink_for(colour), font=fnt)
+    return right - left + 2 * LABEL_PAD, bottom - top + 2 * LABEL_PAD
+
+
+def label(draw: ImageDraw.ImageDraw, rect: Sequence[float], text: str, colour: RGB, fnt) -> None:
+    """A label: ``rect`` (from :func:`label_size` and the placement) filled with ``colour``, ``text`` on it."""
+    x1, y1, x2, y2 = rect
+    left, top, _, _ = draw.textbbox((0, 0), text, font=fnt)
+    draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=colour)
+    draw.text((x1 + LABEL_PAD - left, y1 + LABEL_PAD - top), text, fill=ink_for(colour), font=fnt)
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt, width: int) -> list[str]:
@@ -149,7 +132,10 @@ def _legend_items(width: int, vmax: float, coords: str, lw: int) -> list[tuple[I
             "costliest background anchors (predicted box: class, score, share)",
         ),
         (dashed_icon(((150, 150, 150), None)), "ignored GT (iscrowd)"),
-        (None, f"#k = GT index in its image · coordinates: {coords}"),
+        (
+            None,
+            f"#k = GT index in its image · bgN = its N-th costliest background anchor · coordinates: {coords}",
+        ),
     ]
 
 
@@ -177,12 +163,16 @@ def _legend_rows(
     return rows
 
 
-def legend(width: int, title: str, vmax: float, coords: str, fnt, lw: int) -> Image.Image:
-    """The legend strip under an overlay: title, the colour ramp and what each mark means."""
+def legend(
+    width: int, title: str, vmax: float, coords: str, fnt, lw: int, notes: Sequence[str] = ()
+) -> Image.Image:
+    """The legend strip under an overlay: title, the colour ramp, what each mark means, then ``notes``
+    (the classes in the image, labels shortened for lack of room)."""
     size = fnt.size if hasattr(fnt, "size") else 11
     gap, pad = size, max(6, size // 2)
     scratch = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    rows = _legend_rows(_legend_items(width, vmax, coords, lw), scratch, fnt, size, width, pad, gap)
+    items = [*_legend_items(width, vmax, coords, lw), *((None, note) for note in notes)]
+    rows = _legend_rows(items, scratch, fnt, size, width, pad, gap)
     title_lines = _wrap(scratch, title, fnt, width - 2 * pad)
     line_h = int(size * 1.35)
     height = pad * 2 + line_h * len(title_lines) + sum(line_h * max(len(t) for _, t in r) for r in rows) + 4

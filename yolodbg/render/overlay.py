@@ -1,11 +1,13 @@
 """Overlay images (``explain --plot``): where one image's loss comes from, drawn on the image.
 
 Per image: the original image (or a blank canvas of the network input), every GT box coloured
-by its share of the batch loss and tagged ``#k class share`` (``k`` = its index in the image, as in
+by its share of the batch loss and labelled ``#k class share`` (``k`` = its index in the image, as in
 the GT table), the positive anchor points of each GT in the GT's colour (bigger dot = coarser
 level), the image's most expensive background anchors as dashed boxes (their predicted boxes),
-ignored GTs (``iscrowd``) dotted grey, and a legend. Boxes are drawn in original-image pixels
-through the letterbox when it is known, else in network-input pixels.
+ignored GTs (``iscrowd``) dotted grey, and a legend (the marks, the classes of the image's GTs,
+any label shortened for room). Every label touches its box, stays inside the picture and covers
+no other label when there is room (:mod:`yolodbg.render.labels`). Boxes are drawn in
+original-image pixels through the letterbox when it is known, else in network-input pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from yolodbg.atomic import atomic_write
 from yolodbg.explain import Explanation
 from yolodbg.geometry import Letterbox
 from yolodbg.render import _draw as dr
+from yolodbg.render import labels as placement
 
 LONG_SIDE = (640, 1600)  # the canvas' long side is brought into this range (small images are enlarged)
 BLANK, CONTENT = (44, 44, 48), (70, 70, 76)  # blank canvas: padding and image area
@@ -159,7 +162,21 @@ def _base(ex: Explanation, image: int, roots: Sequence[Path]) -> tuple[Image.Ima
     return canvas, View(None, zoom, size), None
 
 
-Label = tuple[int, tuple, str, tuple, bool]  # (priority, box, text, colour, below)
+@dataclass(frozen=True)
+class Label:
+    """A label to place: ``texts`` are the full text and shorter fallbacks (``#k``) for lack of room."""
+
+    priority: int  # 0 GT, 1 background anchor, 2 ignored GT: placed in this order
+    box: tuple[float, float, float, float]
+    texts: tuple[str, ...]
+    colour: tuple[int, int, int]
+    below: bool = False
+
+
+def class_label(cls: int, names: Sequence[str] | None) -> str:
+    """How an overlay writes class ``cls`` (an index into the model's classes): its name when known.
+    The one place label and legend text get a class from."""
+    return names[cls] if names is not None and 0 <= cls < len(names) else f"cls {cls}"
 
 
 def _draw_ignored(ex: Explanation, image: int, draw: ImageDraw.ImageDraw, view: View, lw: int) -> list[Label]:
@@ -169,7 +186,7 @@ def _draw_ignored(ex: Explanation, image: int, draw: ImageDraw.ImageDraw, view: 
         if ig.image_index == image:
             box = view.box(ig.box_xyxy)
             dr.dashed_box(draw, box, (IGNORED_COLOUR, None), lw, dash=lw * 2)
-            labels.append((2, box, ig.reason, IGNORED_COLOUR, True))
+            labels.append(Label(2, box, (ig.reason,), IGNORED_COLOUR, below=True))
     return labels
 
 
@@ -192,7 +209,7 @@ def _draw_negatives(
         dr.dashed_box(draw, box, ((255, 255, 255), (0, 0, 0)), lw, dash=lw * 4)
         share = neg["cost"] / total if total > 0 else 0.0
         text = f"bg{rank} {name(neg['cls'])} {neg['score']:.2f} · {pct(share)}"
-        labels.append((1, box, text, (255, 255, 255), True))
+        labels.append(Label(1, box, (text, f"bg{rank}"), (255, 255, 255), below=True))
     return labels
 
 
@@ -221,19 +238,42 @@ def _draw_gts(
         box = view.box(g.box_xyxy)
         dr.outlined_box(draw, box, colour, lw)
         text = f"#{g.gt_index} {name(g.cls)} {pct(g.share)}" + (" · 0 pos" if g.num_pos == 0 else "")
-        labels.append((0, box, text, colour, False))
-    return labels
+        labels.append(Label(0, box, (text, f"#{g.gt_index}"), colour))
+    return labels[::-1]  # costliest first: the best spots go to the GTs that matter most
 
 
-def _place_labels(draw: ImageDraw.ImageDraw, labels: list[Label], font, lw: int) -> None:
-    """Labels avoid each other and small GT boxes: GTs first (costliest first), then background, then ignored."""
-    placed = [
-        box for prio, box, *_ in labels if prio == 0 and max(box[2] - box[0], box[3] - box[1]) < 4 * lw * 6
+def _place_labels(draw: ImageDraw.ImageDraw, labels: list[Label], font, lw: int) -> list[str]:
+    """Draw the labels where :func:`labels.place` puts them: GTs first (costliest first), then background,
+    then ignored; labels keep off small GT boxes when they can. Returns the full text of every label
+    that had to be shortened, for the legend."""
+    ordered = sorted(labels, key=lambda lab: lab.priority)  # stable: each kind keeps its costliest first
+    specs = [
+        placement.LabelSpec(lab.box, tuple(dr.label_size(draw, t, font) for t in lab.texts), lab.below)
+        for lab in ordered
     ]
-    order = sorted(range(len(labels)), key=lambda k: (labels[k][0], -k))
-    for k in order:
-        _, box, text, colour, below = labels[k]
-        dr.tag(draw, box, text, colour, font, placed, below=below)
+    small = 4 * lw * 6  # a GT box smaller than this on both sides would vanish under a label
+    avoid = [
+        (k, placement.clip_box(lab.box, draw.im.size))
+        for k, lab in enumerate(ordered)
+        if lab.priority == 0 and max(lab.box[2] - lab.box[0], lab.box[3] - lab.box[1]) < small
+    ]
+    shortened = []
+    for lab, spot in zip(ordered, placement.place(specs, draw.im.size, avoid), strict=True):
+        dr.label(draw, spot.rect, lab.texts[spot.variant], lab.colour, font)
+        if spot.variant > 0:
+            shortened.append(lab.texts[0])
+    return shortened
+
+
+def _class_note(ex: Explanation, image: int, name: Callable[[int], str]) -> str | None:
+    """The legend's line that names the classes of the image's GTs, with how many of each."""
+    counts: dict[int, int] = {}
+    for g in ex.breakdown.gts:
+        if g.image_index == image:
+            counts[g.cls] = counts.get(g.cls, 0) + 1
+    if not counts:
+        return None
+    return "GTs per class: " + " · ".join(f"{name(c)}: {n}" for c, n in sorted(counts.items()))
 
 
 def _title(ex: Explanation, image: int, path: Path | None) -> str:
@@ -262,13 +302,15 @@ def render_overlay(
     font = dr.font(max(12, round(max(w, h) / 48)))
     draw = ImageDraw.Draw(canvas)
     vmax = max((g.share for g in ex.breakdown.gts), default=0.0) or 1.0
-    name = lambda c: names[c] if names is not None and c < len(names) else f"cls {c}"  # noqa: E731
+    name = lambda c: class_label(c, names)  # noqa: E731
     labels = _draw_ignored(ex, image, draw, view, lw)
     labels += _draw_negatives(ex, image, draw, view, lw, top, name)
     labels += _draw_gts(ex, image, draw, view, lw, vmax, name)
-    _place_labels(draw, labels, font, lw)
+    shortened = _place_labels(draw, labels, font, lw)
     coords = "original-image pixels" if view.letterbox is not None else "network-input pixels"
-    legend = dr.legend(w, _title(ex, image, path), vmax, coords, font, lw)
+    notes = [note for note in [_class_note(ex, image, name)] if note]
+    notes += ["labels shortened for room: " + " · ".join(shortened)] if shortened else []
+    legend = dr.legend(w, _title(ex, image, path), vmax, coords, font, lw, notes)
     out = Image.new("RGB", (w, h + legend.height), (255, 255, 255))
     out.paste(canvas, (0, 0))
     out.paste(legend, (0, h))
@@ -303,4 +345,14 @@ def write_overlays(
     return paths
 
 
-__all__ = ["View", "class_names", "image_roots", "line_width", "pct", "render_overlay", "write_overlays"]
+__all__ = [
+    "Label",
+    "View",
+    "class_label",
+    "class_names",
+    "image_roots",
+    "line_width",
+    "pct",
+    "render_overlay",
+    "write_overlays",
+]
