@@ -1,8 +1,9 @@
 """Commands that compute nothing answer without importing torch (``benchmarks/bench_startup.py`` times them).
 
-Each case runs the command line in a fresh interpreter and reports its exit code and whether torch
-(or pycocotools) got imported: the recipe catalogue (``recipes``, ``recipes NAME``, a bad name or
-variant), ``--help``, ``--version`` and usage errors. Deterministic, not timed.
+The cases run one after the other in one fresh interpreter, which reports after each its exit code
+and whether torch (or pycocotools) is imported so far: the recipe catalogue (``recipes``,
+``recipes NAME``, a bad name or variant), ``--help``, ``--version`` and usage errors that click
+detects. Deterministic, not timed.
 """
 
 from __future__ import annotations
