@@ -77,7 +77,7 @@ def main() -> int:
         return 0
     from yolodbg.api import replay
     from yolodbg.groundtruth import from_batch
-    from yolodbg.recipes.yolox import yolox_labels
+    from yolodbg.recipes.yolox_replay import yolox_labels
 
     warnings.simplefilter("ignore")
     levels, targets = make_inputs(args.batch, args.size, args.nc, args.gts)

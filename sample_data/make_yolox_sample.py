@@ -195,7 +195,7 @@ def main() -> int:
 
     from yolodbg import bundle as bundle_mod
     from yolodbg.explain import explain
-    from yolodbg.recipes.yolox import yolox_labels
+    from yolodbg.recipes.yolox_replay import yolox_labels
 
     torch.manual_seed(SEED)
     images, anns = load_val(args.data_dir)

@@ -24,7 +24,7 @@ import torch
 from helpers import GOLDEN_DIR, golden_module
 
 from yolodbg.api import replay
-from yolodbg.recipes.yolox import yolox_labels
+from yolodbg.recipes.yolox_replay import yolox_labels
 
 H = golden_module("harness.py")
 C = golden_module("yolox_cases.py")

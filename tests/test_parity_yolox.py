@@ -23,7 +23,7 @@ from yolodbg.api import replay
 from yolodbg.errors import RecipeError
 from yolodbg.heads import yolox as head
 from yolodbg.recipes import get_recipe
-from yolodbg.recipes import yolox as recipe_mod
+from yolodbg.recipes import yolox_replay as recipe_mod
 
 pytestmark = pytest.mark.parity
 

@@ -19,7 +19,8 @@ from yolodbg import bundle
 from yolodbg.cli import main
 from yolodbg.explain import explain
 from yolodbg.recipes import get_recipe
-from yolodbg.scan.records import reason_reachable, size_bucket, tal_reachable
+from yolodbg.recipes.base import Recipe
+from yolodbg.scan.records import size_bucket
 from yolodbg.scan.run import ScanJob, expand, scan
 
 ROWS = [  # image, class, cx, cy, w, h (normalised input)
@@ -133,12 +134,12 @@ def test_recall_ceiling_hooks_agree_on_unreachable_boxes(tmp_path):
     paths = _write(tmp_path, n=1, rows=rows)
     ex = explain(bundle.load(paths[0]), recipe=get_recipe("yolov8:assigner.min_side=0"), top=0)
     num_pos = torch.tensor([g.num_pos for g in ex.breakdown.gts])
-    geo = tal_reachable(ex.result, ex.targets, num_pos)
-    by_reason = reason_reachable(ex.result, ex.targets, num_pos)
+    geo = ex.recipe.reachable(ex.result, ex.targets, num_pos)  # the TAL recipes' own: step A
+    by_reason = Recipe.reachable(ex.recipe, ex.result, ex.targets, num_pos)  # the base class's default
     assert geo.tolist() == by_reason.tolist() == [True, False]
     # the replay's own step A (kept on the result) equals the geometry worked out afresh
     assert ex.result.gt_reachable is not None
-    recomputed = tal_reachable(dataclasses.replace(ex.result, gt_reachable=None), ex.targets, num_pos)
+    recomputed = ex.recipe.reachable(dataclasses.replace(ex.result, gt_reachable=None), ex.targets, num_pos)
     assert recomputed.tolist() == geo.tolist()
     assert ex.result.gt_reasons[1].code == "no_anchor_inside"
     doc = scan(paths, ScanJob(recipe="yolov8:assigner.min_side=0", evaluate=False)).summary()

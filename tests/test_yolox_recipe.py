@@ -27,7 +27,7 @@ from yolodbg.cli import main
 from yolodbg.errors import BundleError, RecipeError
 from yolodbg.heads import yolox as head
 from yolodbg.recipes import get_recipe, list_recipes, recipe_for_head
-from yolodbg.recipes.yolox import iou_sq_or_giou_loss, yolox_labels
+from yolodbg.recipes.yolox_replay import iou_sq_or_giou_loss, yolox_labels
 
 LN2 = math.log(2.0)
 

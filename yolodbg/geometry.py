@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-IOU_KINDS = ("iou", "giou", "diou", "ciou")
+from yolodbg.forms import IOU_KINDS
+
 # the validation loaders whose mapping of original images into the input yolodbg knows
 LETTERBOX_MODES = ("ultralytics", "yolov5", "yolox")
 # which one a head's framework uses is declared by its head family (yolodbg.heads, ``letterbox``)

@@ -70,6 +70,29 @@ class GtReason:
     other_gt: int | None = None  # global row of the GT that took its anchors, if any
 
 
+@dataclass(frozen=True)
+class BranchResult:
+    """The parts of a :class:`LossResult` one assignment gives, whatever the loss on top of it.
+
+    A recipe's branch (one TAL assignment of Ultralytics' loss, YOLOX's SimOTA batch) returns this;
+    :meth:`LossResult.from_branch` fills a result from it. Field meanings are :class:`LossResult`'s.
+    """
+
+    ledger: dict[str, TermLedger]
+    positives: Positives
+    anchors: Anchors
+    pred_boxes: Tensor  # (B, N, 4) xyxy input pixels
+    pred_scores: Tensor  # (B, N, nc)
+    fg: Tensor  # (B, N) bool
+    gt_of_anchor: Tensor  # (B, N) long, -1 for background
+    target_score: Tensor  # (B, N)
+    gt_reasons: dict[int, GtReason] = field(default_factory=dict)
+
+    def assignment(self) -> dict[str, Tensor]:
+        """Who is positive and for which GT: an entry of :attr:`LossResult.extra_assignments`."""
+        return {"fg": self.fg, "gt_of_anchor": self.gt_of_anchor, "target_score": self.target_score}
+
+
 @dataclass
 class LossResult:
     """A recipe's replay of one batch.
@@ -105,3 +128,30 @@ class LossResult:
     # (M,) bool per GT row: some anchor may become its positive under the assigner's geometric rules
     # (None: the scan's recall-ceiling hook works it out)
     gt_reachable: Tensor | None = None
+
+    @classmethod
+    def from_branch(
+        cls,
+        branch: BranchResult,
+        *,
+        ledger: dict[str, TermLedger] | None = None,
+        gt_reasons: dict[int, GtReason] | None = None,
+        **fields: Any,
+    ) -> LossResult:
+        """A result whose assignment parts come from ``branch``; ``fields`` are the other fields by name.
+
+        ``ledger`` and ``gt_reasons`` replace the branch's when given (a recipe of two branches
+        merges both branches' ledgers and reasons).
+        """
+        return cls(
+            ledger=branch.ledger if ledger is None else ledger,
+            positives=branch.positives,
+            anchors=branch.anchors,
+            pred_boxes=branch.pred_boxes,
+            pred_scores=branch.pred_scores,
+            fg=branch.fg,
+            gt_of_anchor=branch.gt_of_anchor,
+            target_score=branch.target_score,
+            gt_reasons=branch.gt_reasons if gt_reasons is None else gt_reasons,
+            **fields,
+        )

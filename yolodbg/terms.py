@@ -21,18 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from yolodbg.forms import BOX_FORMS, CLS_DEFAULTS, CLS_FORMS
 from yolodbg.geometry import IOU_KINDS, bbox_iou, xyxy_to_cxcywh
 
-BOX_FORMS = (*IOU_KINDS, "siou", "eiou", "l1", "smooth_l1", "mse", "sqrt_wh_mse")
-CLS_FORMS = ("bce", "ce", "focal", "varifocal", "qfl")
-# the papers' defaults of the modulating parameters: form -> (gamma, alpha); None = the form has none
-CLS_DEFAULTS: dict[str, tuple[float | None, float | None]] = {
-    "bce": (None, None),
-    "ce": (None, None),
-    "focal": (2.0, 0.25),  # Lin et al. 2017
-    "varifocal": (2.0, 0.75),  # Zhang et al. 2021
-    "qfl": (2.0, None),  # Li et al. 2020 (their β)
-}
 SIOU_THETA = 4.0
 
 

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from yolodbg.forms import YOLOV1_CONFLICT_RULES as CONFLICT_RULES
+from yolodbg.forms import YOLOV1_ZERO_IOU_RULES as ZERO_IOU_RULES
 from yolodbg.groundtruth import Targets
 from yolodbg.heads.yolov1 import anchor_index, cxcywh_to_pixels_xyxy
 from yolodbg.result import GtReason
-
-CONFLICT_RULES = ("first", "last", "largest")
-ZERO_IOU_RULES = ("first", "rmse")
 
 
 @dataclass(frozen=True)

@@ -246,9 +246,8 @@ def _gt_changes(cols: list[Column]) -> tuple[list[GtChange], list[dict[Key, GtRo
 
 
 def assigner_keys(recipe: Recipe) -> set[str]:
-    """Parameters that can change the positives: ``assigner.*`` and the recipe's ``ASSIGNER_KEYS``."""
-    extra = set(getattr(recipe, "ASSIGNER_KEYS", ()))
-    return {p.key for p in recipe.PARAMS if p.key.startswith("assigner.") or p.key in extra}
+    """Parameters that can change the positives: ``assigner.*`` and the recipe's ``assigner_keys``."""
+    return {p.key for p in recipe.PARAMS if p.key.startswith("assigner.") or p.key in recipe.assigner_keys}
 
 
 def _same_assigner(a: Recipe, b: Recipe) -> bool | None:

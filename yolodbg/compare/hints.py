@@ -13,16 +13,6 @@ if TYPE_CHECKING:
     from yolodbg.compare import Column, TermDelta
     from yolodbg.recipes.base import Recipe
 
-# how each named recipe reduces its per-element values ("mean vs sum"), for the why-table
-REDUCTIONS = {
-    "yolov8": "Σ over anchors ÷ S = Σ t̂ (batch-wide, clamped ≥ 1)",
-    "yolo26": "each branch: Σ ÷ its own S; logs the one-to-one items",
-    "yolov5": "box, cls: mean over each level's matches; obj: mean over each level's anchors × balance",
-    "yolox": "Σ ÷ num_fg (positives in the batch)",
-    "yolox-main": "Σ ÷ num_fg (positives in the batch)",
-    "yolov1": "Σ ÷ batch size (normalize=batch)",
-}
-
 
 @dataclass(frozen=True)
 class MagnitudeHint:
@@ -104,7 +94,7 @@ def why_rows(cols: list[Column]) -> list[tuple[str, list[str]]]:
         rows["normaliser"].append(", ".join(f"{k}={v:.6g}" for k, v in res.normalizers.items()) or "—")
         gains = {k[5:]: v for k, v in r.params.items() if k.startswith("gain.") and isinstance(v, float)}
         rows["gains"].append(" · ".join(f"{k} {v:g}" for k, v in gains.items()) or "—")
-        rows["mean vs sum"].append(REDUCTIONS.get(r.name, getattr(r, "REDUCTION", "see yolodbg recipes")))
+        rows["mean vs sum"].append(r.reduction)
         rows["batch multiply"].append(
             _ratio_text(res.objective, c.explanation.breakdown.total, res.batch_size)
         )

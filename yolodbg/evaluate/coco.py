@@ -368,7 +368,7 @@ def evaluate(ex, gt: str | Path | None, bundle_key: Any = 0, pp: PostProcess | N
     """Decode an :class:`~yolodbg.explain.Explanation`'s bundle, map to original pixels, COCOeval it."""
     res = ex.breakdown.result
     parsed = None
-    if ex.bundle.family.decode_reads_parsed and hasattr(ex.recipe, "parse"):
+    if ex.bundle.family.decode_reads_parsed:
         parsed = ex.recipe.parse(ex.bundle)  # cached by the recipe: no second parse of the outputs
     pp = pp or postprocess_for(ex.bundle)
     dets = to_original(decode(ex.bundle, res, pp, parsed), ex.targets, clip=pp.json != "yolox")

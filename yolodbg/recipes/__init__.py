@@ -1,5 +1,10 @@
 """The recipe registry: names, aliases, and ``-r`` parsing.
 
+Importing the package registers the shipped recipes without importing torch: a recipe module
+holds the class (parameters, capabilities), and the module that computes its loss
+(``<name>_replay``) is imported when the recipe runs. So ``yolodbg recipes`` and the checks of
+``-r`` variants answer at once.
+
 >>> from yolodbg.recipes import get_recipe
 >>> get_recipe("yolo11:assigner.topk=13").spec()
 'yolov8:assigner.topk=13'
@@ -9,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 
-from yolodbg import heads
 from yolodbg.errors import RecipeError
 from yolodbg.recipes import toml_file
 from yolodbg.recipes.base import ALIASES, RECIPES, Param, Recipe, parse_spec, register, unregister
@@ -52,6 +56,8 @@ def get_recipe(spec: str) -> Recipe:
 
 def recipe_for_head(head: str, outputs: object = None) -> Recipe:
     """The default recipe the head family declares (``yolo26`` for end-to-end Ultralytics outputs)."""
+    from yolodbg import heads  # the families load torch; the catalogue does not need them
+
     family = heads.get(head)
     if family is None:
         raise RecipeError(

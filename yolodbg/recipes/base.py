@@ -10,11 +10,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from yolodbg.errors import RecipeError
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from yolodbg.bundle import Bundle
     from yolodbg.groundtruth import Targets
     from yolodbg.result import LossResult
 
 
+# reason codes that say a GT's geometry keeps every anchor away (no prediction could change it): no
+# anchor inside, a padding row, not counted (YOLOX), no anchor shape within anchor_t (YOLOv5's BPR
+# test), its cell held by another GT (YOLOv1)
+GEOMETRIC_CODES = frozenset(
+    {"treated_as_padding", "no_anchor_inside", "not_counted", "anchor_ratio", "cell_taken"}
+)
 INT_MAX = 2**31 - 1  # the largest integer parameter: beyond it torch's index arithmetic overflows
 
 
@@ -152,17 +160,37 @@ def _parse_float(text: Any) -> float:
 
 
 class Recipe:
-    """A loss to replay: head decoder + assigner + terms + gains + normalisation.
+    """A loss to replay, as a template: the base class does what every recipe needs, a subclass
+    declares what it is and computes its loss.
 
-    Subclasses declare ``name``, ``reproduces``, ``heads`` and ``PARAMS`` and implement
-    :meth:`run`. Instances are immutable: a variant is a new instance with other params.
+    A subclass declares ``name``, ``reproduces``, ``heads`` (the head families it accepts),
+    ``terms`` and ``PARAMS``, and implements :meth:`replay`. The base class gives it parameters
+    (checked when the recipe is built), the head check, the bundle parsed once per bundle by its
+    head family's parser (:meth:`parse`, shared by :meth:`input_layout`, :meth:`run` and
+    ``evaluate``), and the optional capabilities other commands read, each with a default here:
+    :attr:`assigner_keys` (``compare``), :attr:`reduction` (``compare``'s why-table) and
+    :meth:`reachable` with its :attr:`recall_ceiling` name (the scan's recall ceiling).
+
+    A recipe module imports no torch at import time: the catalogue (``yolodbg recipes``, ``-r``
+    checks) is the classes alone, and :meth:`replay` imports the module that computes the loss
+    when it runs. Instances are immutable: a variant is a new instance with other params.
     """
 
     name: ClassVar[str]
     reproduces: ClassVar[str]
-    heads: ClassVar[tuple[str, ...]]
+    heads: ClassVar[tuple[str, ...]]  # the head families it replays (yolodbg.heads names)
     terms: ClassVar[tuple[str, ...]]
     PARAMS: ClassVar[tuple[Param, ...]]
+    # the head as the refusal of another family's bundle names it, e.g. "Ultralytics' anchor-free head"
+    head_description: ClassVar[str] = ""
+
+    # -- optional capabilities (defaults; a recipe overrides what it knows better) --
+    # parameters besides ``assigner.*`` that change the positives (compare tells assignment changes apart)
+    assigner_keys: ClassVar[tuple[str, ...]] = ()
+    # how the logged terms reduce the per-element values ("mean vs sum" in compare's why-table)
+    reduction: ClassVar[str] = "see yolodbg recipes"
+    # the name of the rule :meth:`reachable` applies, as the scan's JSON reports it (recall_ceiling.hook)
+    recall_ceiling: ClassVar[str] = "reason_reachable"
 
     def __init__(self, params: dict[str, Any] | None = None, *, label: str | None = None):
         specs = {p.key: p for p in self.PARAMS}
@@ -178,14 +206,61 @@ class Recipe:
         self.params: dict[str, Any] = values
         self.label = label or self.name
 
-    def parsed(self, bundle: Bundle, parse: Any) -> Any:
-        """``parse(bundle)``, computed once per bundle (input_layout and run both need it)."""
+    # -- the template: head check, parse once, layout, run --
+
+    def check_head(self, bundle: Bundle) -> None:
+        """Refuse a bundle of a head family this recipe does not replay (one line naming the fix)."""
+        if bundle.head not in self.heads:
+            what = self.head_description or f"a {' or '.join(self.heads)} head"
+            raise RecipeError(
+                f"recipe {self.name} replays {what}, but {bundle.source} holds a {bundle.head} head; "
+                "pick a recipe for that head (yolodbg recipes)"
+            )
+
+    def parse(self, bundle: Bundle) -> Any:
+        """The bundle's output as its head family parses it, checked for this recipe; computed once
+        per bundle (:meth:`input_layout`, :meth:`run` and ``evaluate`` all read it)."""
         cache = self.__dict__.setdefault("_parsed", {})
-        key = id(bundle.outputs)
+        key = id(bundle)
         if key not in cache:
+            self.check_head(bundle)
+            out = bundle.family.parse(bundle)
+            self.check_parsed(out, bundle)
             cache.clear()
-            cache[key] = (bundle.outputs, parse(bundle))  # keeps the outputs alive while cached
+            cache[key] = (bundle, out)  # keeps the bundle alive while cached, so its id is not reused
         return cache[key][1]
+
+    def check_parsed(self, out: Any, bundle: Bundle) -> None:
+        """Refuse a parsed output this recipe cannot replay (a RecipeError); by default accept it."""
+
+    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
+        """``(input_size, nc)`` of a bundle as this recipe's head reads it (to build targets)."""
+        out = self.parse(bundle)
+        return out.input_size, out.nc
+
+    def run(self, bundle: Bundle, targets: Targets) -> LossResult:
+        """Replay the loss on one batch: the parsed bundle and the targets go to :meth:`replay`."""
+        return self.replay(self.parse(bundle), bundle, targets)
+
+    def replay(self, out: Any, bundle: Bundle, targets: Targets) -> LossResult:  # pragma: no cover - abstract
+        """The loss on the parsed output ``out``: a :class:`~yolodbg.result.LossResult`."""
+        raise NotImplementedError
+
+    # -- capabilities with a default --
+
+    def reachable(self, result: LossResult, targets: Targets, num_pos: Tensor) -> Tensor:
+        """``(M,)`` bool: which GTs can get a positive at all under the assigner's geometric rules
+        (the scan's recall ceiling). Default: out of reach only a GT with no positive whose reason
+        code is geometric (:data:`GEOMETRIC_CODES`)."""
+        import torch
+
+        out = torch.ones(len(targets), dtype=torch.bool)
+        for r, why in result.gt_reasons.items():
+            if why.code in GEOMETRIC_CODES and int(num_pos[r]) == 0:
+                out[r] = False
+        return out
+
+    # -- variants --
 
     def with_params(self, params: dict[str, Any], *, label: str | None = None) -> Recipe:
         """A variant: this recipe's changed parameters overridden by ``params`` (checked as ``-r`` values)."""
@@ -199,13 +274,6 @@ class Recipe:
         """The ``name:key=value`` text that rebuilds this recipe."""
         changed = self.changed()
         return self.name + (":" + ",".join(f"{k}={v}" for k, v in changed.items()) if changed else "")
-
-    def run(self, bundle: Bundle, targets: Targets) -> LossResult:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:  # pragma: no cover - abstract
-        """``(input_size, nc)`` of a bundle as this recipe's head reads it (to build targets)."""
-        raise NotImplementedError
 
 
 RECIPES: dict[

@@ -26,15 +26,6 @@ from torch import Tensor
 
 from yolodbg.bundle import Bundle
 from yolodbg.errors import BundleError, RecipeError
-from yolodbg.recipes.base import Param
-
-PARAM = Param(
-    "class_weights",
-    str,
-    None,
-    "per-class weights of the class BCE (Ultralytics cls_pw): auto = the bundle's meta.class_weights, "
-    "off = none, or w0/w1/... (one per class)",
-)
 
 
 @dataclass(frozen=True)

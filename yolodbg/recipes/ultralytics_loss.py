@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from yolodbg import terms
-from yolodbg.assigners.tal import TalAssignment, TalParams, assign
+from yolodbg.assigners.tal import TalAssignment, TalParams, assign, candidates_in_gts
+from yolodbg.forms import TermForms
 from yolodbg.geometry import IOU_KINDS, bbox_iou, cxcywh_to_xyxy
 from yolodbg.groundtruth import Targets
 from yolodbg.heads.lazy import LazyAnchorTensor
@@ -33,6 +34,7 @@ from yolodbg.heads.ultralytics import (
     dist_to_xyxy,
     make_anchors,
 )
+from yolodbg.result import LossResult
 
 
 @dataclass(frozen=True)
@@ -40,17 +42,6 @@ class Gains:
     box: float = 7.5
     cls: float = 0.5
     dfl: float = 1.5  # also the gain of the L1 term when reg_max is 1
-
-
-@dataclass(frozen=True)
-class TermForms:
-    """Which function computes the box and class terms (see :mod:`yolodbg.terms`)."""
-
-    box: str = "ciou"  # one of terms.BOX_FORMS
-    box_beta: float = 1.0  # smooth L1's beta (grid units)
-    cls: str = "bce"  # one of terms.CLS_FORMS
-    cls_gamma: float | None = None  # None = the form's paper default
-    cls_alpha: float | None = None
 
 
 @dataclass(frozen=True)
@@ -299,4 +290,29 @@ def _bce(logits: Tensor, target: Tensor, fg: tuple[Tensor, Tensor] | Tensor | No
 def _scatter_fg(shape: torch.Size, fg: tuple[Tensor, Tensor], values: Tensor) -> Tensor:
     out = torch.zeros(shape, dtype=torch.float64)
     out[fg] = values.detach().double()
+    return out
+
+
+def tal_reachable(result: LossResult, targets: Targets) -> Tensor:
+    """``(M,)`` bool: the GT has an anchor centre inside its (floored) box — TAL's step A, pure geometry.
+
+    The replay's own step A when the result carries it (``gt_reachable``); else worked out from the
+    anchors and the recipe's ``assigner.min_side`` (default stride[1]).
+    """
+    if result.gt_reachable is not None:
+        return result.gt_reachable
+    m = len(targets)
+    out = torch.zeros(m, dtype=torch.bool)
+    if m == 0:
+        return out
+    anchors = result.anchors
+    strides = anchors.strides
+    min_side = result.params.get("assigner.min_side")
+    if min_side is None:
+        min_side = float(strides[1] if len(strides) > 1 else strides[0])
+    imgsz = torch.tensor(anchors.level_shapes[0], dtype=torch.float32) * strides[0]
+    _, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
+    cand = candidates_in_gts(anchors.points.float(), gt_bboxes, mask_gt, min_side) & mask_gt.bool()
+    valid = row_of_slot >= 0
+    out[row_of_slot[valid]] = cand.any(-1)[valid]
     return out

@@ -8,23 +8,26 @@ of the bundle's input).
 ``ComputeLoss(autobalance=True)`` (off by default) updates the per-level objectness balance
 *after* it has used it, so one replayed call is the same either way; to replay a later step of
 an autobalanced run, pass the balance of that step (``balance=w0/w1/w2``).
+
+The recipe as the catalogue knows it; the loss is computed by :mod:`yolodbg.recipes.yolov5_replay`,
+imported when it runs.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-
-from yolodbg.assigners import yolov5 as assigner
-from yolodbg.bundle import Bundle
+from yolodbg import forms
 from yolodbg.errors import RecipeError
-from yolodbg.groundtruth import Targets
-from yolodbg.heads import yolov5 as head
-from yolodbg.recipes import yolov5_loss as loss
 from yolodbg.recipes.base import Param, Recipe, register
-from yolodbg.recipes.yolov5_ledger import assemble
-from yolodbg.result import LossResult
+
+if TYPE_CHECKING:
+    from yolodbg.bundle import Bundle
+    from yolodbg.groundtruth import Targets
+    from yolodbg.heads.yolov5 import V5Output
+    from yolodbg.recipes.yolov5_loss import V5LossParams
+    from yolodbg.result import LossResult
 
 YOLOV5_VERSION = "7.0.14"
 BALANCE = {3: (4.0, 1.0, 0.4)}
@@ -83,6 +86,7 @@ class YoloV5(Recipe):
     name = "yolov5"
     reproduces = f"YOLOv5 ComputeLoss (ultralytics/yolov5 v7.0, PyPI yolov5 {YOLOV5_VERSION})"
     heads = ("yolov5",)
+    head_description = "YOLOv5's anchor-based head"
     terms = ("box", "obj", "cls")
     PARAMS = (
         Param(
@@ -90,7 +94,7 @@ class YoloV5(Recipe):
             str,
             "ciou",
             "IoU form of the box term and objectness target (YOLOv5 uses ciou)",
-            choices=loss.IOU_KINDS,
+            choices=forms.IOU_KINDS,
         ),
         Param("gain.box", float, 0.05, "box gain before train.py's rescaling (hyp box)", minimum=0.0),
         Param("gain.obj", float, 1.0, "objectness gain before rescaling (hyp obj)", minimum=0.0),
@@ -148,33 +152,17 @@ class YoloV5(Recipe):
         ),
         Param("sort_obj_iou", bool, False, "sort positives by IoU before writing objectness (highest wins)"),
     )
+    reduction = "box, cls: mean over each level's matches; obj: mean over each level's anchors × balance"
 
     def __init__(self, params: dict | None = None, *, label: str | None = None):
         super().__init__(params, label=label)
         if self.params["balance"] is not None:
             balance_values(self.params["balance"])  # a bad balance fails now, not after loading a bundle
 
-    def parse(self, bundle: Bundle) -> head.V5Output:
-        if bundle.head != "yolov5":
-            raise RecipeError(
-                f"recipe {self.name} replays YOLOv5's anchor-based head, but {bundle.source} holds a {bundle.head} "
-                "head; pick a recipe for that head (yolodbg recipes)"
-            )
-        return head.parse(
-            bundle.outputs,
-            strides=bundle.strides,
-            input_size=bundle.input_size,
-            anchors=bundle.anchors,
-            nc=bundle.nc,
-            where=bundle.source,
-        )
-
-    def input_layout(self, bundle: Bundle) -> tuple[tuple[int, int], int]:
-        out = self.parse(bundle)
-        return out.input_size, out.nc
-
-    def loss_params(self, out: head.V5Output) -> tuple[loss.V5LossParams, dict[str, float]]:
+    def loss_params(self, out: V5Output) -> tuple[V5LossParams, dict[str, float]]:
         """The loss configuration for this output, and the numbers behind its gains (for notes)."""
+        from yolodbg.recipes import yolov5_loss as loss
+
         p = self.params
         imgsz = p["gain.imgsz"] or max(out.input_size)
         base = (p["gain.box"], p["gain.obj"], p["gain.cls"])
@@ -192,43 +180,7 @@ class YoloV5(Recipe):
         )
         return lp, {"imgsz": float(imgsz), "box": gains[0], "obj": gains[1], "cls": gains[2]}
 
-    def run(self, bundle: Bundle, targets: Targets) -> LossResult:
-        out = self.parse(bundle)
-        warnings = list(targets.warnings)
-        if out.anchors_from == "default":
-            yaml = "yolov5*6.yaml" if out.nl == 4 else "yolov5*.yaml"
-            px = [[[int(v) for v in a] for a in lv] for lv in out.anchors_px.tolist()]
-            warnings.append(
-                f"{bundle.source} has no anchors field: used the default anchors of the {yaml} models (pixels) "
-                f"{px}; AutoAnchor may have changed your model's — save Detect.anchors × stride as bundle['anchors']"
-            )
-        if out.levels[0].dtype != torch.float32:
-            warnings.append(
-                f"outputs are {out.levels[0].dtype}; replayed in float32 (YOLOv5 trains under autocast, so its "
-                "numbers can differ in the last digits)"
-            )
-        levels = [t.detach().float() for t in out.levels]
-        lp, gain_info = self.loss_params(out)
-        rows = assigner.target_rows(targets.batch_idx, targets.cls, targets.bboxes)
-        a = assigner.build_targets(
-            rows,
-            out.level_shapes,
-            out.anchors_grid,
-            self.params["assigner.anchor_t"],
-            self.params["assigner.g"],
-        )
-        terms = [loss.level_terms(pi, m, lp) for pi, m in zip(levels, a.levels, strict=True)]
-        lbox, lobj, lcls = loss.items(terms, lp)
-        objective = float((lbox + lobj + lcls) * out.batch_size)
-        return assemble(
-            recipe=self,
-            out=out,
-            rows=rows,
-            assignment=a,
-            terms=terms,
-            lp=lp,
-            items={"box": float(lbox), "obj": float(lobj), "cls": float(lcls)},
-            objective=objective,
-            gain_info=gain_info,
-            warnings=warnings,
-        )
+    def replay(self, out: V5Output, bundle: Bundle, targets: Targets) -> LossResult:
+        from yolodbg.recipes import yolov5_replay
+
+        return yolov5_replay.run(self, out, bundle, targets)

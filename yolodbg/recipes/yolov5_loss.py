@@ -16,8 +16,6 @@ from torch import Tensor
 
 from yolodbg.assigners.yolov5 import LevelMatches
 
-IOU_KINDS = ("iou", "giou", "diou", "ciou")
-
 
 @dataclass(frozen=True)
 class V5LossParams:

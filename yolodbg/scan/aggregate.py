@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yolodbg.evaluate.coco import CocoAccumulator, CocoSummary
-from yolodbg.scan.records import CEILING_HOOKS, SIZE_BUCKETS, BundleRecord, GtRecord, reason_reachable
+from yolodbg.scan.records import SIZE_BUCKETS, BundleRecord, GtRecord
 
 SCHEMA = "yolodbg.scan/1"
 MAX_LISTED = 200  # orphans listed in the report (all of them are counted; --rows has every GT)
@@ -159,7 +159,7 @@ class ScanAggregate:
         self.guard = guard if guard is not None else ModelGuard()
         self.top, self.max_listed = top, max_listed
         self.recipe: str | None = None
-        self.recipe_name: str | None = None
+        self.recall_ceiling = "reason_reachable"  # the reach rule of the recipe (from the first record)
         self.term_names: list[str] = []
         self.bundles = self.images = 0
         self.terms: dict[str, float] = {}
@@ -194,7 +194,7 @@ class ScanAggregate:
             return
         if self.recipe is None:
             self.recipe, self.term_names = rec.recipe, list(rec.terms)
-            self.recipe_name = rec.recipe.partition(":")[0]
+            self.recall_ceiling = rec.recall_ceiling
         self.bundles += 1
         self.images += rec.batch_size
         letterbox = rec.extra.get("letterbox")
@@ -294,7 +294,6 @@ class ScanAggregate:
         classes = self._class_docs(total, coco)
         sizes = self._size_docs(total, coco)
         levels = self._level_docs(total)
-        hook = CEILING_HOOKS.get(self.recipe_name or "", reason_reachable)
         a = self.all
         bg_total = math.fsum(self.background.values())
         return {
@@ -322,7 +321,7 @@ class ScanAggregate:
                 "value": (a.num_gt - a.unreachable) / a.num_gt if a.num_gt else None,
                 "reachable": a.num_gt - a.unreachable,
                 "num_gt": a.num_gt,
-                "hook": hook.__name__,
+                "hook": self.recall_ceiling,
             },
             "orphans": self._orphans_doc(),
             "detected_rate": a.detected / a.evaluated if a.evaluated else None,

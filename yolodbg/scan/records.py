@@ -13,19 +13,19 @@ small < 32², medium < 96², large otherwise.
 
 Recall ceiling: whether a GT can receive any positive at all under the recipe's geometric
 rules, whatever the predictions — an upper bound on recall that no training fixes, in the
-spirit of YOLOv5's best possible recall. Per recipe through :data:`CEILING_HOOKS`:
+spirit of YOLOv5's best possible recall. The recipe answers (``Recipe.reachable``, named by
+``Recipe.recall_ceiling``):
 
 - TAL recipes (``yolov8``, ``yolo26``): some anchor centre lies inside the box after the
   small-box floor (and the box is not taken for padding) — the assigner's step A;
-- every other recipe (default hook): a GT is unreachable when it has no positive and its
-  reason code is geometric (:data:`GEOMETRIC_CODES`: no anchor inside, padding row, not
-  counted, no anchor shape within ``anchor_t`` (YOLOv5's BPR), cell held by another GT (YOLOv1)).
+- every other recipe (the base class's default): a GT is unreachable when it has no positive and
+  its reason code is geometric (``recipes.base.GEOMETRIC_CODES``: no anchor inside, padding row,
+  not counted, no anchor shape within ``anchor_t`` (YOLOv5's BPR), cell held by another GT (YOLOv1)).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +34,8 @@ import torch
 
 from yolodbg.breakdown import Breakdown
 from yolodbg.explain import Explanation
-from yolodbg.groundtruth import Targets
-from yolodbg.result import LossResult
 
 SIZE_BUCKETS: tuple[tuple[str, float], ...] = (("small", 32.0**2), ("medium", 96.0**2), ("large", math.inf))
-GEOMETRIC_CODES = frozenset(
-    {"treated_as_padding", "no_anchor_inside", "not_counted", "anchor_ratio", "cell_taken"}
-)
 MISSING_LABEL_HINT = "missing_label?"
 
 
@@ -51,50 +46,6 @@ def size_bucket(area: float) -> str:
     ('small', 'medium', 'large')
     """
     return next(name for name, upper in SIZE_BUCKETS if area < upper)
-
-
-CeilingHook = Callable[[LossResult, Targets, torch.Tensor], torch.Tensor]
-
-
-def tal_reachable(result: LossResult, targets: Targets, num_pos: torch.Tensor) -> torch.Tensor:
-    """``(M,)`` bool: the GT has an anchor centre inside its (floored) box — TAL's step A, pure geometry."""
-    from yolodbg.assigners.tal import candidates_in_gts
-    from yolodbg.recipes.ultralytics_loss import gt_slots
-
-    if result.gt_reachable is not None:  # the replay's own step A
-        return result.gt_reachable
-    m = len(targets)
-    out = torch.zeros(m, dtype=torch.bool)
-    if m == 0:
-        return out
-    anchors = result.anchors
-    strides = anchors.strides
-    min_side = result.params.get("assigner.min_side")
-    if min_side is None:
-        min_side = float(strides[1] if len(strides) > 1 else strides[0])
-    imgsz = torch.tensor(anchors.level_shapes[0], dtype=torch.float32) * strides[0]
-    _, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
-    cand = candidates_in_gts(anchors.points.float(), gt_bboxes, mask_gt, min_side) & mask_gt.bool()
-    valid = row_of_slot >= 0
-    out[row_of_slot[valid]] = cand.any(-1)[valid]
-    return out
-
-
-def reason_reachable(result: LossResult, targets: Targets, num_pos: torch.Tensor) -> torch.Tensor:
-    """``(M,)`` bool: default hook — out of reach only with no positive and a geometric reason code."""
-    out = torch.ones(len(targets), dtype=torch.bool)
-    for r, why in result.gt_reasons.items():
-        if why.code in GEOMETRIC_CODES and int(num_pos[r]) == 0:
-            out[r] = False
-    return out
-
-
-CEILING_HOOKS: dict[str, CeilingHook] = {"yolov8": tal_reachable, "yolo26": tal_reachable}
-
-
-def reachable(result: LossResult, targets: Targets, num_pos: torch.Tensor) -> torch.Tensor:
-    """The recall-ceiling hook of ``result.recipe`` (default :func:`reason_reachable`)."""
-    return CEILING_HOOKS.get(result.recipe, reason_reachable)(result, targets, num_pos)
 
 
 @dataclass(frozen=True)
@@ -184,6 +135,7 @@ class BundleRecord:
     nonfinite: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # what must agree between bundles: see model_of
+    recall_ceiling: str = "reason_reachable"  # the recipe's reach rule (Recipe.recall_ceiling)
 
 
 def model_of(ex: Explanation) -> dict[str, Any]:
@@ -243,7 +195,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
     pos = res.positives
     per_level = torch.bincount(pos.gt * nl + anchors.level[pos.anchor], minlength=m * nl) if m else None
     num_pos = torch.tensor([g.num_pos for g in bd.gts], dtype=torch.long)
-    can = reachable(res, targets, num_pos)
+    can = ex.recipe.reachable(res, targets, num_pos)
     boxes = original_boxes(targets).tolist()
     labels = [image_label(ex, i) for i in range(res.batch_size)]
     gts = []
@@ -311,6 +263,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
         nonfinite=ex.nonfinite.message if ex.nonfinite is not None else None,
         model=model_of(ex),
         extra={"letterbox": ex.targets.letterbox_doc()},
+        recall_ceiling=ex.recipe.recall_ceiling,
     )
 
 
