@@ -35,7 +35,7 @@ from yolodbg.scan.records import GtRecord
 from yolodbg.scan.run import Failed, ScanJob, drive, expand
 
 if TYPE_CHECKING:
-    from yolodbg.scan.ray_pool import RayPool
+    from yolodbg.scan.executor import Executor
 
 SCHEMA = "yolodbg.trend/1"
 PLATEAU_REL = 0.01
@@ -169,9 +169,11 @@ def trend(
     window: int = WINDOW,
     on_record: Callable[[Any], None] | None = None,
     cps: list[Checkpoint] | None = None,
-    ray: RayPool | None = None,
+    ray: Executor | None = None,
 ) -> dict[str, Any]:
-    """Scan every checkpoint (``cps``: as :func:`checkpoints` groups ``specs``) -> ``yolodbg.trend/1``."""
+    """Scan every checkpoint (``cps``: as :func:`checkpoints` groups ``specs``) -> ``yolodbg.trend/1``.
+
+    ``ray``: the executor to map on (a ``RayPool`` for ``--ray``); None runs locally on ``workers``."""
     cps = checkpoints(specs) if cps is None else cps
     if not cps:
         raise InputError("trend: no bundles found; pass RUN_DIR folders or bundle files")
