@@ -266,14 +266,6 @@ def files_of(paths: Sequence[str | os.PathLike]) -> list[BundleFile]:
     return [BundleFile(seq, str(p)) for seq, p in enumerate(paths)]
 
 
-def iter_records(
-    paths: Sequence[str | os.PathLike], job: ScanJob, workers: int = 1, executor: Executor | None = None
-) -> Iterator[BundleRecord | Failed]:
-    """Yield one record per path, in order, from ``executor`` (default: :data:`LOCAL`, which runs in
-    this process for one worker and in a process pool of ``workers`` otherwise)."""
-    return (executor or LOCAL).map(job, files_of(paths), workers)
-
-
 def drive(
     paths: Sequence[str | os.PathLike],
     job: ScanJob,
@@ -281,7 +273,10 @@ def drive(
     workers: int = 1,
     executor: Executor | None = None,
 ) -> bool:
-    """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C."""
+    """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C.
+
+    ``executor`` runs the map (default: :data:`LOCAL`: this process for one worker, else a process
+    pool of ``workers``)."""
     return drive_items(executor or LOCAL, job, files_of(paths), sink, workers)
 
 
