@@ -166,6 +166,7 @@ def scan(
     """
     from rich.console import Console
 
+    from yolodbg.documents.common import versions
     from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
@@ -194,7 +195,7 @@ def scan(
         finally:
             sink.close(keep=ok)
     doc = agg.summary()
-    doc["versions"] = jsonout.versions()
+    doc["versions"] = versions()
     if json_out:
         jsonout.write(doc, json_out)
     if json_out != "-":
@@ -255,6 +256,7 @@ def trend(
     """
     from rich.console import Console
 
+    from yolodbg.documents.common import versions
     from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
@@ -279,7 +281,7 @@ def trend(
         doc = run_trend(
             run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, ray=ray
         )
-    doc["versions"] = jsonout.versions()
+    doc["versions"] = versions()
     if plot is not None:
         plot_trend(doc, plot)
     if json_out:
