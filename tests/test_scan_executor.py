@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import ast
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from test_scan_ray import FakeRay
+from toy_jobs import Echo, Square
 
 import yolodbg
 from yolodbg.scan import ray_pool
 from yolodbg.scan.executor import Executor, Job, LocalExecutor, drive
 from yolodbg.scan.ray_pool import RayPool
 from yolodbg.scan.run import LOCAL, ScanJob
-
-
-@dataclass(frozen=True)
-class Square:
-    """A toy job: an int to (the int, its square, the process that computed it)."""
-
-    def run(self, item: int) -> tuple[int, int, int]:
-        return item, item * item, os.getpid()
-
-    def setup_worker(self) -> None:
-        pass
-
-    def lost(self, item: int, message: str) -> tuple[int, str, int]:
-        return item, message, -1
-
-
-@dataclass(frozen=True)
-class Echo(Square):
-    """A toy job over the fake Ray's (seq, path) items: each item back, with the process."""
-
-    def run(self, item: tuple[int, str]) -> tuple[tuple[int, str], str, int]:
-        return item, "ok", os.getpid()
 
 
 @pytest.fixture(autouse=True)
@@ -58,14 +36,16 @@ def test_the_scan_job_and_every_executor_follow_the_protocol():
 
 def test_one_local_worker_runs_in_this_process_in_order():
     results = list(LocalExecutor().map(Square(), range(5), workers=1))
-    assert [(i, sq) for i, sq, _ in results] == [(i, i * i) for i in range(5)]
-    assert {pid for *_, pid in results} == {os.getpid()}
+    assert [(r[0], r[1]) for r in results] == [(i, i * i) for i in range(5)]
+    assert {r[2] for r in results} == {os.getpid()}
+    assert not any(r[3] for r in results)  # the calling process is never "set up" as a worker
 
 
 def test_a_local_pool_keeps_item_order_in_other_processes():
     results = list(LocalExecutor().map(Square(), range(7), workers=2))
-    assert [(i, sq) for i, sq, _ in results] == [(i, i * i) for i in range(7)]
-    assert os.getpid() not in {pid for *_, pid in results}
+    assert [(r[0], r[1]) for r in results] == [(i, i * i) for i in range(7)]
+    assert os.getpid() not in {r[2] for r in results}
+    assert all(r[3] for r in results)  # every worker ran setup_worker before its items
 
 
 def test_ray_keeps_item_order_bounds_flight_and_turns_a_lost_task_into_the_jobs_result():
@@ -77,7 +57,7 @@ def test_ray_keeps_item_order_bounds_flight_and_turns_a_lost_task_into_the_jobs_
     fake = FakeRay(lost={"b"})
     with RayPool("local", ray_module=fake) as pool:
         results = list(pool.map(Echo(), [(0, "a"), (1, "b")], workers=1))
-    assert results[1][0] == (1, "b") and results[1][2] == -1
+    assert results[1][0] == (1, "b") and results[1][2] == -1  # job.lost's result
     assert (
         results[1][1].startswith("Ray task failed: _RayError: The worker died") and "\n" not in results[1][1]
     )
@@ -113,3 +93,10 @@ def test_the_ray_executor_depends_only_on_the_protocol():
     scan_dir = Path(yolodbg.__file__).parent / "scan"
     assert _yolodbg_imports(scan_dir / "ray_pool.py") == {"yolodbg.errors", "yolodbg.scan.executor"}
     assert _yolodbg_imports(scan_dir / "executor.py") == set()  # the standard library only
+
+
+def test_spawned_pool_workers_get_the_job_set_up_and_keep_order():
+    # what macOS and Windows do (and Linux when a job is not single-threaded): fresh interpreters
+    results = list(LocalExecutor(fork=False).map(Square(), range(3), workers=2))
+    assert [(r[0], r[1]) for r in results] == [(0, 0), (1, 1), (2, 4)]
+    assert os.getpid() not in {r[2] for r in results} and all(r[3] for r in results)
