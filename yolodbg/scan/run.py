@@ -277,7 +277,7 @@ def drive(
 
     ``executor`` runs the map (default: :data:`LOCAL`: this process for one worker, else a process
     pool of ``workers``)."""
-    return drive_items(executor or LOCAL, job, files_of(paths), sink, workers)
+    return drive_items(LOCAL if executor is None else executor, job, files_of(paths), sink, workers)
 
 
 def scan(
