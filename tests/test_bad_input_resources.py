@@ -315,12 +315,12 @@ def test_workers_are_capped_by_cpus_and_bundles():
 
 
 def test_huge_workers_on_one_bundle_start_no_pool(runner, tmp_path, preds, monkeypatch):
-    import yolodbg.scan.run as scan_run
+    import yolodbg.scan.executor as scan_executor
 
     def no_pool(*_a, **_k):
         raise AssertionError("a process pool was started for one bundle")
 
-    monkeypatch.setattr(scan_run, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(scan_executor, "ProcessPoolExecutor", no_pool)
     res = runner.invoke(main, ["scan", str(preds), "--no-map", "--workers", "100000", "--json", "-"], env=ENV)
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["bundles"] == 1

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from yolodbg import breakdown, bundle
 from yolodbg.api import replay
+from yolodbg.documents.explain import explain_doc
 from yolodbg.explain import explain
 from yolodbg.render import jsonout
 
@@ -69,7 +70,7 @@ def test_conservation_on_random_scenes(s):
 def _explain_doc(tmp_path, out, b, name="b.pt", images=None):
     path = bundle.save(tmp_path / name, out, targets=b, images=images)
     ex = explain(bundle.load(path), top=5)
-    return ex, jsonout.explain_doc(ex)
+    return ex, explain_doc(ex)
 
 
 def test_explain_json_passes_the_contract_checker(tmp_path):

@@ -15,9 +15,10 @@ from rich.console import Console
 from yolodbg import bundle
 from yolodbg.cli import main
 from yolodbg.compare import compare_bundles, compare_recipes
+from yolodbg.documents.compare import compare_doc
 from yolodbg.errors import InputError, RecipeError
 from yolodbg.recipes import get_recipe
-from yolodbg.render.compare import compare_doc, render_compare
+from yolodbg.render.compare import render_compare
 
 # One level, stride 8, on a 32×32 input: 4×4 anchors with centres x, y ∈ {4, 12, 20, 28}, row-major (y outer).
 CENTRES = [(4.0 + 8 * (a % 4), 4.0 + 8 * (a // 4)) for a in range(16)]

@@ -25,8 +25,9 @@ class _RayError(Exception):
 
 
 class _Ref:
-    def __init__(self, fn, job, path, seq):
-        self.fn, self.job, self.path, self.seq = fn, job, path, seq
+    def __init__(self, fn, job, item):
+        self.fn, self.job, self.item = fn, job, item
+        self.seq, self.path = item  # a scan's items are BundleFile(seq, path)
 
 
 class FakeRay:
@@ -68,10 +69,10 @@ class FakeRay:
             def __init__(self, fn):
                 self.fn = fn
 
-            def remote(self, job_ref, path, seq):
+            def remote(self, job_ref, item):
                 fake.in_flight += 1
                 fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                return _Ref(self.fn, job_ref[1], path, seq)
+                return _Ref(self.fn, job_ref[1], item)
 
         return Remote
 
@@ -80,7 +81,7 @@ class FakeRay:
         self.order.append(ref.seq)
         if ref.path in self.lost:
             raise _RayError("The worker died unexpectedly while executing this task.\nmore lines")
-        return ref.fn(ref.job, ref.path, ref.seq)
+        return ref.fn(ref.job, ref.item)
 
     def cancel(self, ref):
         self.in_flight -= 1

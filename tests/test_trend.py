@@ -11,8 +11,9 @@ from PIL import Image
 
 from yolodbg import bundle
 from yolodbg.cli import main
+from yolodbg.documents.trend import status
 from yolodbg.scan.run import ScanJob
-from yolodbg.scan.trend import checkpoints, status, trend
+from yolodbg.scan.trend import checkpoints, trend
 
 ROWS = [  # image, class, cx, cy, w, h
     [0, 0, 0.5, 0.5, 0.4, 0.4],

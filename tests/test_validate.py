@@ -70,12 +70,14 @@ def test_every_schema_is_valid_json_schema_2020_12():
 
 
 def test_every_document_kind_yolodbg_writes_has_a_schema():
-    from yolodbg import snapshot
-    from yolodbg.render import compare, jsonout
-    from yolodbg.scan import trend
-    from yolodbg.scan.aggregate import SCHEMA as scan_schema
+    import importlib
+    import pkgutil
 
-    written = {jsonout.SCHEMA, compare.SCHEMA, scan_schema, snapshot.SCHEMA, trend.SCHEMA, "yolodbg.check/1"}
+    import yolodbg.documents
+
+    kinds = [m.name for m in pkgutil.iter_modules(yolodbg.documents.__path__) if m.name != "common"]
+    written = {importlib.import_module(f"yolodbg.documents.{k}").SCHEMA for k in kinds}
+    assert len(written) == len(kinds) == 6
     assert written == set(SCHEMA_FILES)
 
 

@@ -408,50 +408,106 @@ def from_object(
     source: str = "<memory>",
 ) -> Bundle:
     """Validate an in-memory bundle (canonical dict or bare head output)."""
+    _check_option_names(head, letterbox)
+    rec = _recorded(data, head, source)
+    # options fill what the file lacks and must agree with what it records (see bundle_options)
+    resolved = bundle_options.reconcile(
+        head=rec.head,
+        outputs=rec.outputs,
+        source=source,
+        recorded_size=rec.input_size,
+        recorded_strides=rec.strides,
+        option_size=tuple(input_size) if input_size is not None else None,
+        option_strides=tuple(strides) if strides is not None else None,
+    )
+    bundle_options.check_image_ids(image_ids, rec.images, source)
+    batch = _checked_batch(rec.outputs, rec.targets, source)
+    cats = _category_ids(rec.category_ids, source) if rec.category_ids is not None else None
+    return Bundle(
+        head=rec.head,
+        outputs=rec.outputs,
+        batch_size=batch,
+        input_size=resolved.input_size,
+        strides=resolved.strides,
+        images=_images(rec.images, batch, source, image_ids),
+        targets=rec.targets,
+        category_ids=cats,
+        anchors=rec.anchors,
+        meta=dict(rec.meta),
+        nc=nc,
+        image_ids_given=image_ids is not None,
+        letterbox_mode=letterbox,
+        source=source,
+    )
+
+
+def _check_option_names(head: str | None, letterbox: str | None) -> None:
+    """``--head`` and ``--letterbox`` name a registered family and a known letterbox."""
     if head is not None and head not in heads.names():
         raise BundleError(f"--head {head!r} is not a known head; expected one of {', '.join(heads.names())}")
     if letterbox is not None and letterbox not in LETTERBOX_MODES:
         raise BundleError(
             f"--letterbox {letterbox!r} is not a known letterbox; expected one of {', '.join(LETTERBOX_MODES)}"
         )
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """What a bundle object records, checked field by field, before the options meet it."""
+
+    outputs: Any
+    head: str
+    input_size: tuple[int, int] | None = None
+    strides: tuple[float, ...] | None = None
+    meta: dict = field(default_factory=dict)
+    images: Any = None
+    targets: Any = None
+    category_ids: Any = None
+    anchors: Any = None
+
+
+def _recorded(data: Any, head: str | None, source: str) -> _Recorded:
+    """The fields of a canonical bundle dict, or a bare head output alone (its family guessed
+    unless ``--head`` names it)."""
     canonical = isinstance(data, dict) and "outputs" in data and ("yolodbg" in data or "head" in data)
-    if canonical:
-        version = _plain(data.get("yolodbg", FORMAT_VERSION))
-        if not _is_number(version) or version != FORMAT_VERSION:
-            raise BundleError(
-                f"{source}: bundle format version {version!r} is not supported (this yolodbg reads version "
-                f"{FORMAT_VERSION}); re-save it with this yolodbg's yolodbg.bundle.save"
-            )
-        outputs = data["outputs"]
-        file_head = data.get("head")
-        if file_head is not None and file_head not in heads.names():
-            raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(heads.names())}")
-        head = head or file_head or _guess_head(outputs, source)
-        size = _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
-        strd = _strides(data["strides"], source) if data.get("strides") is not None else None
-        meta = data.get("meta")
-        meta = {} if meta is None else meta
-        if not isinstance(meta, dict):
-            raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
-        raw_images, targets = data.get("images"), data.get("targets")
-        cats = data.get("category_ids")
-        anchors = data.get("anchors")
-    else:
-        outputs, meta, raw_images, targets, cats, anchors = data, {}, None, None, None, None
-        head = head or _guess_head(outputs, source)
-        size, strd = None, None
-    # options fill what the file lacks and must agree with what it records (see bundle_options)
-    resolved = bundle_options.reconcile(
-        head=head,
+    if not canonical:
+        return _Recorded(outputs=data, head=head or _guess_head(data, source))
+    _check_format_version(data, source)
+    outputs = data["outputs"]
+    file_head = data.get("head")
+    if file_head is not None and file_head not in heads.names():
+        raise BundleError(f"{source}: head is {file_head!r}; expected one of {', '.join(heads.names())}")
+    head = head or file_head or _guess_head(outputs, source)
+    size = _pair(data["input_size"], source, "input_size") if data.get("input_size") is not None else None
+    strd = _strides(data["strides"], source) if data.get("strides") is not None else None
+    meta = data.get("meta")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise BundleError(f"{source}: meta is a {type(meta).__name__}; expected a dict")
+    return _Recorded(
         outputs=outputs,
-        source=source,
-        recorded_size=size,
-        recorded_strides=strd,
-        option_size=tuple(input_size) if input_size is not None else None,
-        option_strides=tuple(strides) if strides is not None else None,
+        head=head,
+        input_size=size,
+        strides=strd,
+        meta=meta,
+        images=data.get("images"),
+        targets=data.get("targets"),
+        category_ids=data.get("category_ids"),
+        anchors=data.get("anchors"),
     )
-    size, strd = resolved.input_size, resolved.strides
-    bundle_options.check_image_ids(image_ids, raw_images, source)
+
+
+def _check_format_version(data: dict, source: str) -> None:
+    version = _plain(data.get("yolodbg", FORMAT_VERSION))
+    if not _is_number(version) or version != FORMAT_VERSION:
+        raise BundleError(
+            f"{source}: bundle format version {version!r} is not supported (this yolodbg reads version "
+            f"{FORMAT_VERSION}); re-save it with this yolodbg's yolodbg.bundle.save"
+        )
+
+
+def _checked_batch(outputs: Any, targets: Any, source: str) -> int:
+    """The batch size of the outputs (which must have one), after checking that targets is a dict."""
     batch = _batch_size(outputs)
     if not batch:
         raise BundleError(
@@ -462,24 +518,7 @@ def from_object(
         raise BundleError(
             f"{source}: targets is a {type(targets).__name__}; expected a dict with batch_idx, cls, bboxes"
         )
-    if cats is not None:
-        cats = _category_ids(cats, source)
-    return Bundle(
-        head=head,
-        outputs=outputs,
-        batch_size=batch,
-        input_size=size,
-        strides=strd,
-        images=_images(raw_images, batch, source, image_ids),
-        targets=targets,
-        category_ids=cats,
-        anchors=anchors,
-        meta=dict(meta),
-        nc=nc,
-        image_ids_given=image_ids is not None,
-        letterbox_mode=letterbox,
-        source=source,
-    )
+    return batch
 
 
 def _shrink_feats(outputs: Any) -> Any:

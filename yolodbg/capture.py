@@ -345,8 +345,6 @@ def capture_model(
     (:func:`~yolodbg.image_letterbox.rect_batches`); else every image goes into ``imgsz`` x ``imgsz``
     in the given order (``yolo val``'s default).
     """
-    from yolodbg.groundtruth import from_coco
-
     if rect and letterbox != "val":  # before any image is read or model loaded
         raise InputError(
             "--rect: rectangular batches are built by the validation letterbox; drop --letterbox predict"
@@ -355,58 +353,106 @@ def capture_model(
     gt_path = Path(gt) if gt is not None else None
     sources, cats = collect_images(Path(images_dir) if images_dir is not None else None, gt_path)
     paths = _out_paths(Path(out), len(sources), batch)
-    if isinstance(model, torch.nn.Module):
-        net, name = model, type(model).__name__
-    else:
-        net, name = load_model(model, nc if nc is not None else (len(cats) if cats else None))
-    meta = {
-        "model": name,
-        "framework": "ultralytics",
-        "framework_version": ultralytics.__version__,
-        "letterbox": letterbox,
-        "imgsz": imgsz,
-        "mode": "BatchNorm in eval mode, raw train-mode head output, no gradients",
-    }
-    meta.update(class_weight_meta(net))
-    stride = int(max(getattr(net, "stride", torch.tensor([32])).tolist()))
-    if imgsz % stride:
-        raise InputError(
-            f"--imgsz {imgsz} is not a multiple of the model's stride {stride}; Ultralytics would round it up: "
-            f"pass --imgsz {math.ceil(imgsz / stride) * stride}"
-        )
-    names = getattr(net, "names", None)
-    if isinstance(names, dict):
-        meta["names"] = [str(names[k]) for k in sorted(names)]
+    net, name = _the_model(model, nc if nc is not None else (len(cats) if cats else None))
+    meta = _capture_meta(net, name, ultralytics.__version__, letterbox, imgsz)
+    stride = _model_stride(net, imgsz)
+    meta.update(_class_names(net))
     shapes = [(imgsz, imgsz)] * len(paths)
     if rect:
         sources, shapes = plan_rect(sources, imgsz, batch, stride)
         meta["rect"] = True
     for k, path in enumerate(paths):
         chunk = sources[k * batch : (k + 1) * batch]
-        input_hw = shapes[k]
-        boxed, images = [], []
-        for src, file_name, image_id in chunk:
-            bgr = read_bgr(src)
-            img, lb = letterbox_image(bgr, imgsz, letterbox, input_hw)
-            boxed.append(img)
-            images.append(image_entry(lb, bgr.shape[:2], file_name, image_id))
-        outputs = _raw_forward(net, to_input(boxed))
-        doc = {"outputs": outputs, "head": "ultralytics", "input_size": list(input_hw), "images": images}
-        targets = None
-        if gt_path is not None:
-            b = bundle_mod.from_object({**doc, "category_ids": cats}, source=str(path))
-            t = from_coco(gt_path, b, input_hw, int(outputs_nc(outputs)))
-            targets = {"batch_idx": t.batch_idx.float(), "cls": t.cls.float()[:, None], "bboxes": t.bboxes}
+        images, outputs = _run_batch(net, chunk, imgsz, letterbox, shapes[k])
+        targets = _batch_targets(gt_path, path, outputs, shapes[k], images, cats)
         bundle_mod.save(
             path,
             outputs,
-            input_size=list(input_hw),
+            input_size=list(shapes[k]),
             images=images,
             targets=targets,
             category_ids=cats,
             meta=dict(meta, batch=k),
         )
     return paths
+
+
+def _the_model(model: str | os.PathLike | torch.nn.Module, nc: int | None) -> tuple[torch.nn.Module, str]:
+    """The network and the name the bundles record: a module as given, else loaded from its file or yaml."""
+    if isinstance(model, torch.nn.Module):
+        return model, type(model).__name__
+    return load_model(model, nc)
+
+
+def _capture_meta(
+    net: torch.nn.Module, name: str, version: str, letterbox: str, imgsz: int
+) -> dict[str, Any]:
+    """What every bundle of a capture records about the model and how its inputs were made."""
+    meta = {
+        "model": name,
+        "framework": "ultralytics",
+        "framework_version": version,
+        "letterbox": letterbox,
+        "imgsz": imgsz,
+        "mode": "BatchNorm in eval mode, raw train-mode head output, no gradients",
+    }
+    meta.update(class_weight_meta(net))
+    return meta
+
+
+def _model_stride(net: torch.nn.Module, imgsz: int) -> int:
+    """The model's largest stride; ``imgsz`` must be a multiple of it (Ultralytics would round it up)."""
+    stride = int(max(getattr(net, "stride", torch.tensor([32])).tolist()))
+    if imgsz % stride:
+        raise InputError(
+            f"--imgsz {imgsz} is not a multiple of the model's stride {stride}; Ultralytics would round it up: "
+            f"pass --imgsz {math.ceil(imgsz / stride) * stride}"
+        )
+    return stride
+
+
+def _class_names(net: torch.nn.Module) -> dict[str, list[str]]:
+    """``{"names": [...]}`` in class order when the model carries its class names, else nothing."""
+    names = getattr(net, "names", None)
+    if isinstance(names, dict):
+        return {"names": [str(names[k]) for k in sorted(names)]}
+    return {}
+
+
+def _run_batch(
+    net: torch.nn.Module,
+    chunk: list[tuple[Path, str, int | None]],
+    imgsz: int,
+    letterbox: str,
+    input_hw: tuple[int, int],
+) -> tuple[list[dict[str, Any]], Any]:
+    """Letterbox one batch of images into ``input_hw`` and run the model: (image entries, raw outputs)."""
+    boxed, images = [], []
+    for src, file_name, image_id in chunk:
+        bgr = read_bgr(src)
+        img, lb = letterbox_image(bgr, imgsz, letterbox, input_hw)
+        boxed.append(img)
+        images.append(image_entry(lb, bgr.shape[:2], file_name, image_id))
+    return images, _raw_forward(net, to_input(boxed))
+
+
+def _batch_targets(
+    gt_path: Path | None,
+    path: Path,
+    outputs: Any,
+    input_hw: tuple[int, int],
+    images: list[dict[str, Any]],
+    cats: list[int] | None,
+) -> dict[str, Tensor] | None:
+    """The batch's COCO boxes mapped into its input, as a training batch's targets (None without ``gt``)."""
+    from yolodbg.groundtruth import from_coco
+
+    if gt_path is None:
+        return None
+    doc = {"outputs": outputs, "head": "ultralytics", "input_size": list(input_hw), "images": images}
+    b = bundle_mod.from_object({**doc, "category_ids": cats}, source=str(path))
+    t = from_coco(gt_path, b, input_hw, int(outputs_nc(outputs)))
+    return {"batch_idx": t.batch_idx.float(), "cls": t.cls.float()[:, None], "bboxes": t.bboxes}
 
 
 def plan_rect(

@@ -679,62 +679,16 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
     letterboxes, origs, applied = [], [], []
     mode, why = letterbox_mode(bundle)
     for info in bundle.images:
-        stem = (
-            Path(info.file_name).stem
-            if info.file_name
-            else (str(info.image_id) if info.image_id is not None else None)
-        )
-        if stem is None:
-            raise GroundTruthError(
-                f"{bundle.source}: image {info.index} has no file_name or image_id to find its label file in "
-                f"{path}; pass --image-ids with the label file stems"
-            )
-        if bundle.image_ids_given and info.file_name and not _names_stem(info.image_id, stem):
-            raise GroundTruthError(
-                f"--image-ids gives {info.image_id} for batch element {info.index}, but {bundle.source} records "
-                f"{info.file_name} there (its label file is {stem}.txt); drop --image-ids or fix it"
-            )
-        label = path / f"{stem}.txt"
-        orig = info.orig_size
-        if orig is None and info.letterbox is None:
-            orig = input_size  # no letterbox information: labels are relative to the input itself
-        elif info.letterbox is None:
+        label = path / f"{_label_stem(info, bundle, path)}.txt"
+        lb, orig, mapped_here = _image_geometry(info, bundle, input_size, mode)
+        if mapped_here:
             applied.append(info.index)
-        lb = (
-            _letterbox_for(info, orig, input_size, _meta_imgsz(bundle), mode)
-            if orig is not None
-            else info.letterbox
-        )
-        if orig is None:
-            orig = (
-                round((input_size[0] - 2 * lb.pad_top) / lb.scale_y),
-                round((input_size[1] - 2 * lb.pad_left) / lb.scale_x),
-            )
         letterboxes.append(lb)
         origs.append(orig)
         if not label.exists():
             rows.warnings.append(f"{label}: no label file; image {info.label} counted as having no objects")
             continue
-        lines = _label_lines(label)
-        rows.warnings.extend(_label_file_warnings(label, lines))
-        for ln, line in enumerate(lines, 1):
-            parsed = _label_row(line, f"{label}:{ln}", nc)
-            if parsed is None:
-                continue
-            c, cx, cy, w, h = parsed
-            oh, ow = orig
-            box = _finite_box(
-                lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh), f"{label}:{ln}"
-            )
-            if w <= 0 or h <= 0:
-                rows.ignored.append(IgnoredBox(info.index, None, box, c, "degenerate"))
-                rows.warnings.append(f"{label}:{ln}: box of width {w:g} and height {h:g}; left out")
-                continue
-            clipped = _clip_to_content(box, lb, orig, input_size)
-            if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
-                rows.ignored.append(IgnoredBox(info.index, None, box, c, "outside_image"))
-                continue
-            rows.add(info.index, c, clipped, None)
+        _add_label_file(rows, label, info.index, lb, orig, input_size, nc)
     return rows.to_targets(
         bundle.batch_size,
         input_size,
@@ -744,6 +698,87 @@ def from_yolo_dir(path: str | Path, bundle: Bundle, input_size: tuple[int, int],
         orig_sizes=tuple(origs),
         **_letterbox_record(mode, why, applied),
     )
+
+
+def _label_stem(info: ImageInfo, bundle: Bundle, path: Path) -> str:
+    """The stem of an image's label file: its file name's, else its image id (checked against ``--image-ids``)."""
+    stem = (
+        Path(info.file_name).stem
+        if info.file_name
+        else (str(info.image_id) if info.image_id is not None else None)
+    )
+    if stem is None:
+        raise GroundTruthError(
+            f"{bundle.source}: image {info.index} has no file_name or image_id to find its label file in "
+            f"{path}; pass --image-ids with the label file stems"
+        )
+    if bundle.image_ids_given and info.file_name and not _names_stem(info.image_id, stem):
+        raise GroundTruthError(
+            f"--image-ids gives {info.image_id} for batch element {info.index}, but {bundle.source} records "
+            f"{info.file_name} there (its label file is {stem}.txt); drop --image-ids or fix it"
+        )
+    return stem
+
+
+def _image_geometry(
+    info: ImageInfo, bundle: Bundle, input_size: tuple[int, int], mode: str
+) -> tuple[Letterbox, tuple[int, int], bool]:
+    """(letterbox, original (h, w), whether yolodbg chose the letterbox) of one image.
+
+    Without a recorded letterbox the framework's loader's is applied to the original size; without
+    either, labels are relative to the input itself; with a letterbox only, the original size is
+    what the letterbox implies.
+    """
+    orig = info.orig_size
+    mapped_here = False
+    if orig is None and info.letterbox is None:
+        orig = input_size  # no letterbox information: labels are relative to the input itself
+    elif info.letterbox is None:
+        mapped_here = True
+    lb = (
+        _letterbox_for(info, orig, input_size, _meta_imgsz(bundle), mode)
+        if orig is not None
+        else info.letterbox
+    )
+    if orig is None:
+        orig = (
+            round((input_size[0] - 2 * lb.pad_top) / lb.scale_y),
+            round((input_size[1] - 2 * lb.pad_left) / lb.scale_x),
+        )
+    return lb, orig, mapped_here
+
+
+def _add_label_file(
+    rows: _Rows,
+    label: Path,
+    image: int,
+    lb: Letterbox,
+    orig: tuple[int, int],
+    input_size: tuple[int, int],
+    nc: int,
+) -> None:
+    """Every box of one label file, mapped into the input and clipped to the image's content; boxes
+    with no area are left out (``ignored``) with a warning."""
+    lines = _label_lines(label)
+    rows.warnings.extend(_label_file_warnings(label, lines))
+    for ln, line in enumerate(lines, 1):
+        parsed = _label_row(line, f"{label}:{ln}", nc)
+        if parsed is None:
+            continue
+        c, cx, cy, w, h = parsed
+        oh, ow = orig
+        box = _finite_box(
+            lb.to_input_xyxy((cx - w / 2) * ow, (cy - h / 2) * oh, w * ow, h * oh), f"{label}:{ln}"
+        )
+        if w <= 0 or h <= 0:
+            rows.ignored.append(IgnoredBox(image, None, box, c, "degenerate"))
+            rows.warnings.append(f"{label}:{ln}: box of width {w:g} and height {h:g}; left out")
+            continue
+        clipped = _clip_to_content(box, lb, orig, input_size)
+        if clipped[2] - clipped[0] <= 0 or clipped[3] - clipped[1] <= 0:
+            rows.ignored.append(IgnoredBox(image, None, box, c, "outside_image"))
+            continue
+        rows.add(image, c, clipped, None)
 
 
 def load_targets(gt: str | Path | None, bundle: Bundle, input_size: tuple[int, int], nc: int) -> Targets:

@@ -15,23 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from yolodbg import __version__
 from yolodbg.bundle import Bundle
+from yolodbg.documents.snapshot import SCHEMA, snapshot_doc
 from yolodbg.errors import InputError
-from yolodbg.explain import Explanation, explain
+from yolodbg.explain import explain
 from yolodbg.geometry import LETTERBOX_MODES
 from yolodbg.recipes import get_recipe
 from yolodbg.recipes.base import Recipe
-
-SCHEMA = "yolodbg.snapshot/1"
-
-
-def _num(x: float) -> float | None:
-    return float(f"{x:.9g}") if math.isfinite(x) else None
-
-
-def _terms(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: _num(v) for k, v in d.items()}
 
 
 def digest_path(path: str | Path) -> str:
@@ -49,56 +39,13 @@ def digest_path(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def recipe_record(ex: Explanation) -> dict[str, Any]:
-    """The numbers of one recipe on one bundle, in snapshot form."""
-    bd, res = ex.breakdown, ex.breakdown.result
-    return {
-        "spec": ex.recipe.spec(),
-        "name": ex.recipe.name,
-        "params": dict(sorted(res.params.items())),
-        "objective": _num(res.objective),
-        "terms": _terms(res.terms),
-        "extra_terms": _terms(res.extra_terms),
-        "images": [
-            {"index": im.index, "image_id": im.image_id, "terms": _terms(im.terms)} for im in bd.images
-        ],
-        "gts": [
-            {
-                "image_index": g.image_index,
-                "gt_index": g.gt_index,
-                "ann_id": g.ann_id,
-                "class": g.cls,
-                "num_pos": g.num_pos,
-                "positives": sorted(p["anchor"] for p in g.positives),
-                "terms": _terms(g.terms),
-            }
-            for g in bd.gts
-        ],
-    }
-
-
 def make(
     bundle: Bundle, gt: str | Path | None, recipes: list[Recipe], options: dict[str, Any]
 ) -> dict[str, Any]:
-    """A snapshot document of ``recipes`` on ``bundle``."""
-    import torch
-
+    """A snapshot document of ``recipes`` on ``bundle`` (:func:`~yolodbg.documents.snapshot.snapshot_doc`)."""
     explanations = [explain(bundle, gt, r, top=0) for r in recipes]
-    records = [recipe_record(ex) for ex in explanations]
-    inputs: dict[str, Any] = {
-        "bundle": {"path": bundle.source, "sha256": bundle.digest},
-        "gt": None if gt is None else {"path": str(gt), "sha256": digest_path(gt)},
-        "options": {k: v for k, v in sorted(options.items()) if v is not None},
-    }
-    letterbox = explanations[0].targets.letterbox_doc() if explanations else None
-    if letterbox is not None:  # which loader's letterbox mapped the GT of images without scale/pad
-        inputs["letterbox"] = letterbox
-    return {
-        "schema": SCHEMA,
-        "created_with": {"yolodbg": __version__, "torch": torch.__version__.split("+")[0]},
-        "inputs": inputs,
-        "recipes": records,
-    }
+    gt_sha256 = None if gt is None else digest_path(gt)
+    return snapshot_doc(bundle, gt, gt_sha256, explanations, options)
 
 
 def dumps(doc: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
     from rich.console import Console
 
     from yolodbg.compare import compare_bundles, compare_recipes
+    from yolodbg.documents.compare import compare_doc
     from yolodbg.errors import InputError
     from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe, recipe_for_head
@@ -82,7 +83,7 @@ def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
             )
         cmp = compare_recipes(bundles[0], recipes, gt)
     if json_out:
-        jsonout.write(render.compare_doc(cmp), json_out)
+        jsonout.write(compare_doc(cmp), json_out)
         say_wrote(json_out)
     if json_out != "-":
         render.render_compare(Console(), cmp, top)

@@ -72,6 +72,7 @@ def explain(preds, gt, recipe_spec, image, top, json_out, bundle_spec, **picture
     """
     from rich.console import Console
 
+    from yolodbg.documents.explain import explain_doc
     from yolodbg.explain import explain as run_explain
     from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe
@@ -85,7 +86,7 @@ def explain(preds, gt, recipe_spec, image, top, json_out, bundle_spec, **picture
     ex = run_explain(b, gt, recipe, top=max(top, 1) if json_out else top)
     focus = _resolve_image(b, image) if image is not None else None
     if json_out:
-        jsonout.write(jsonout.explain_doc(ex, focus), json_out)
+        jsonout.write(explain_doc(ex, focus), json_out)
         say_wrote(json_out)
     err = Console(stderr=True)
     if json_out != "-":

@@ -167,6 +167,7 @@ def scan(
     """
     from rich.console import Console
 
+    from yolodbg.documents.common import versions
     from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
@@ -197,7 +198,7 @@ def scan(
     if ok:
         say_wrote(rows)
     doc = agg.summary()
-    doc["versions"] = jsonout.versions()
+    doc["versions"] = versions()
     if json_out:
         jsonout.write(doc, json_out)
         say_wrote(json_out)
@@ -259,6 +260,7 @@ def trend(
     """
     from rich.console import Console
 
+    from yolodbg.documents.common import versions
     from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
@@ -283,7 +285,7 @@ def trend(
         doc = run_trend(
             run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, ray=ray
         )
-    doc["versions"] = jsonout.versions()
+    doc["versions"] = versions()
     if plot is not None:
         plot_trend(doc, plot)
         say_wrote(plot)

@@ -118,6 +118,7 @@ def check(
       yolodbg check snap.json --format github          # annotations in a GitHub Actions log
     """
     from yolodbg import snapshot as snap
+    from yolodbg.documents.check import check_doc
     from yolodbg.errors import InputError
     from yolodbg.paths import check_outputs
     from yolodbg.recipes import get_recipe
@@ -146,19 +147,7 @@ def check(
     drift = snap.diff(doc, new, rtol, atol)
     lines = drift.lines()
     if json_out:
-        report = {
-            "schema": "yolodbg.check/1",
-            "snapshot": str(snapshot_path),
-            "ok": not drift.drifted,
-            "inputs_changed": changed,
-            "params": drift.params,
-            "terms": drift.terms,
-            "gts": drift.gts,
-            "structure": drift.structure,
-            "rtol": rtol,
-            "atol": atol,
-        }
-        write_text(dumps(report, sort_keys=True), json_out)
+        write_text(dumps(check_doc(snapshot_path, drift, changed, rtol, atol), sort_keys=True), json_out)
         say_wrote(json_out)
     out = sys.stderr if json_out == "-" else sys.stdout
     if fmt == "github":

@@ -20,7 +20,7 @@ import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -158,46 +158,25 @@ def _image_matches(
     """
     p = ev.params
     max_det, n_thr, n_area = p.maxDets[-1], len(p.iouThrs), len(p.areaRng)
-    t50 = int(np.abs(np.asarray(p.iouThrs) - MATCH_IOU).argmin())
-    order = np.lexsort((-im.score, im.k))  # by class, best score first, ties in detection order
-    k_sorted = im.k[order]
-    rank = np.arange(len(order)) - np.searchsorted(k_sorted, k_sorted)
-    keep = order[rank < max_det]
-    k_kept, area = im.k[keep], im.area[keep]
+    keep = _best_per_class(im, max_det)
+    k_kept = im.k[keep]
     ks = sorted(set(np.unique(k_kept).tolist()) | {slot[c] for c in gts})
     d_off = np.searchsorted(k_kept, np.asarray(ks, np.int64))
     d_off = np.append(d_off, len(keep)).astype(np.int64)
     flags = np.zeros((2, n_area, n_thr, len(keep)), bool)  # matched, ignored
+    area = im.area[keep]
     for a, (lo, hi) in enumerate(p.areaRng):
         flags[1, a] = (area < lo) | (area > hi)
     gt_ignore, g_counts, gt_matched = [], [], []
     for j, k in enumerate(ks):
-        cat = cat_ids[k]
-        g = gts.get(cat)
+        g = gts.get(cat_ids[k])
+        g_counts.append(len(g) if g else 0)
         if not g:
-            g_counts.append(0)
             continue
         seg = slice(int(d_off[j]), int(d_off[j + 1]))
-        top = keep[seg]  # this class's first maxDet detections, best first (computeIoU's order)
-        reach = _may_match(im.bbox[top], g, min(min(p.iouThrs), 1 - 1e-10))
-        g_counts.append(len(g))
-        if not reach.any():  # evaluateImg would match nothing: its GT entries directly
-            ignored = _gt_ignored(g, p.areaRng)
-            gt_ignore.append(np.sort(ignored, 1))  # it lists its GTs non-ignored first (stable)
-            gt_matched += [(g[i]["id"], False) for i in np.argsort(ignored[0], kind="mergesort").tolist()]
-            continue
-        near, at = top[reach], seg.start + np.flatnonzero(reach)
-        ev._gts, ev._dts = {(img, cat): g}, {(img, cat): _det_dicts(im, near, img, cat)}
-        ev.ious = {(img, cat): ev.computeIoU(img, cat)}
-        entries = [ev.evaluateImg(img, cat, rng, max_det) for rng in p.areaRng]
-        if list(entries[0]["dtScores"]) != im.score[near].tolist():
-            raise AssertionError(f"image {img}, category {cat}: detection order differs from COCOeval's")
-        for a, e in enumerate(entries):
-            flags[0, a, :, at] = np.asarray(e["dtMatches"]).reshape(n_thr, -1).T > 0
-            flags[1, a, :, at] = np.asarray(e["dtIgnore"]).reshape(n_thr, -1).T > 0
-        gt_ignore.append(np.stack([np.asarray(e["gtIgnore"], bool).reshape(-1) for e in entries]))
-        matched_50 = entries[0]["gtMatches"][t50]
-        gt_matched += [(gid, bool(m > 0)) for gid, m in zip(entries[0]["gtIds"], matched_50, strict=True)]
+        ignore, matched = _class_matches(ev, img, cat_ids[k], im, keep, seg, g, flags)
+        gt_ignore.append(ignore)
+        gt_matched += matched
     matches = ImageMatches(
         tuple(ks),
         d_off,
@@ -207,6 +186,49 @@ def _image_matches(
         np.concatenate(gt_ignore, 1) if gt_ignore else np.zeros((n_area, 0), bool),
     )
     return matches, gt_matched
+
+
+def _best_per_class(im: _ImageDets, max_det: int) -> np.ndarray:
+    """Indices of each class's first ``max_det`` detections, by class, best score first (ties in
+    detection order, as evaluateImg's stable sort)."""
+    order = np.lexsort((-im.score, im.k))
+    k_sorted = im.k[order]
+    rank = np.arange(len(order)) - np.searchsorted(k_sorted, k_sorted)
+    return order[rank < max_det]
+
+
+def _class_matches(
+    ev, img: Any, cat: int, im: _ImageDets, keep: np.ndarray, seg: slice, g: list[dict], flags: np.ndarray
+) -> tuple[np.ndarray, list[tuple[Any, bool]]]:
+    """One class with GT in one image: fills its detections' segment ``seg`` of ``flags`` and returns
+    its GTs' ignore flags per area range and (GT id, matched at IoU 0.5) of each.
+
+    When no detection can reach any GT at the lowest threshold, evaluateImg would match nothing, so
+    its GT entries are written directly; otherwise pycocotools' ``computeIoU`` and ``evaluateImg`` run.
+    """
+    p = ev.params
+    max_det, n_thr = p.maxDets[-1], len(p.iouThrs)
+    top = keep[seg]  # this class's first maxDet detections, best first (computeIoU's order)
+    reach = _may_match(im.bbox[top], g, min(min(p.iouThrs), 1 - 1e-10))
+    if not reach.any():  # evaluateImg would match nothing: its GT entries directly
+        ignored = _gt_ignored(g, p.areaRng)
+        # it lists its GTs non-ignored first (stable)
+        return np.sort(ignored, 1), [
+            (g[i]["id"], False) for i in np.argsort(ignored[0], kind="mergesort").tolist()
+        ]
+    near, at = top[reach], seg.start + np.flatnonzero(reach)
+    ev._gts, ev._dts = {(img, cat): g}, {(img, cat): _det_dicts(im, near, img, cat)}
+    ev.ious = {(img, cat): ev.computeIoU(img, cat)}
+    entries = [ev.evaluateImg(img, cat, rng, max_det) for rng in p.areaRng]
+    if list(entries[0]["dtScores"]) != im.score[near].tolist():
+        raise AssertionError(f"image {img}, category {cat}: detection order differs from COCOeval's")
+    for a, e in enumerate(entries):
+        flags[0, a, :, at] = np.asarray(e["dtMatches"]).reshape(n_thr, -1).T > 0
+        flags[1, a, :, at] = np.asarray(e["dtIgnore"]).reshape(n_thr, -1).T > 0
+    gt_ignore = np.stack([np.asarray(e["gtIgnore"], bool).reshape(-1) for e in entries])
+    t50 = int(np.abs(np.asarray(p.iouThrs) - MATCH_IOU).argmin())
+    matched_50 = entries[0]["gtMatches"][t50]
+    return gt_ignore, [(gid, bool(m > 0)) for gid, m in zip(entries[0]["gtIds"], matched_50, strict=True)]
 
 
 def _gt_ignored(gts: list[dict], area_ranges: list) -> np.ndarray:
@@ -308,56 +330,83 @@ def evaluate_bundle(
     """
     from pycocotools.cocoeval import COCOeval
 
-    notes: list[str] = []
-    json_gt = gt is not None and Path(gt).is_file()
-    if json_gt:
-        cgt = coco_gt(gt)
-        img_ids = coco_image_ids(bundle, gt)
-        cat_ids = sorted(cgt.getCatIds())
-        cat_of_class = list(targets.category_ids) if targets.category_ids else cat_ids
-        keys = list(img_ids)
-        ann_row = {a: r for r, a in enumerate(targets.ann_ids) if a is not None}
-    else:
-        cgt, img_ids, cat_ids = _synthetic_gt(targets, nc)
-        cat_of_class = list(range(nc))
-        keys = [(bundle_key, i) for i in img_ids]
-        ann_row = {r + 1: r for r in range(len(targets))}
+    side = _gt_side(bundle, targets, gt, nc, bundle_key)
+    img_ids, cat_ids, ann_row = side.img_ids, side.cat_ids, side.ann_row
     slot = {c: k for k, c in enumerate(cat_ids)}
-    slot_of_class = np.asarray([slot.get(c, -1) if c is not None else -1 for c in cat_of_class], np.int64)
+    slot_of_class = np.asarray(
+        [slot.get(c, -1) if c is not None else -1 for c in side.cat_of_class], np.int64
+    )
     ev = COCOeval(iouType="bbox")
     ev.params.catIds = cat_ids
-    dets_of: dict[Any, list[_ImageDets]] = {}
-    for d, img_id in zip(dets, img_ids, strict=True):
-        if img_id is not None:
-            dets_of.setdefault(img_id, []).append(_image_dets(d, slot_of_class, json_style))
-    key_of = {i: k for i, k in zip(img_ids, keys, strict=True) if i is not None}
+    dets_of = _dets_by_image(dets, img_ids, slot_of_class, json_style)
+    key_of = {i: k for i, k in zip(img_ids, side.keys, strict=True) if i is not None}
     images: dict[Any, ImageMatches] = {}
     detected = [False] * len(targets)
     num_dets = 0
     for img in sorted(dets_of):
-        parts = dets_of[img]  # an image twice in the batch: COCOeval sees the detections of both
-        im = (
-            parts[0]
-            if len(parts) == 1
-            else _ImageDets(*(np.concatenate(f) for f in zip(*map(_fields, parts), strict=True)))
-        )
+        im = dets_of[img]
         num_dets += len(im.score)
-        matches, gt_matched = _image_matches(ev, img, im, _gts_of_image(cgt, img, cat_ids), cat_ids, slot)
+        matches, gt_matched = _image_matches(
+            ev, img, im, _gts_of_image(side.cgt, img, cat_ids), cat_ids, slot
+        )
         images[key_of[img]] = matches
         for gid, m in gt_matched:
             if m and gid in ann_row:
                 detected[ann_row[gid]] = True
+    notes: list[str] = []
     if any(i is None for i in img_ids):
         notes.append(f"{bundle.source}: some images are not in the json; their detections are not evaluated")
     return BundleEval(
         cat_ids=tuple(cat_ids),
-        class_of_cat={c: k for k, c in enumerate(cat_of_class) if c is not None},
+        class_of_cat={c: k for k, c in enumerate(side.cat_of_class) if c is not None},
         images=images,
         detected=detected,
         det_iou=best_iou_per_gt(targets, dets),
         num_dets=num_dets,
         notes=notes,
     )
+
+
+class _GtSide(NamedTuple):
+    """The ground truth COCOeval sees for one bundle, and how the bundle's images and GTs map onto it."""
+
+    cgt: Any  # pycocotools COCO
+    img_ids: list[Any]  # COCO image id per batch element (None: not in the json)
+    cat_ids: list[int]  # COCO categories evaluated
+    cat_of_class: list[int | None]  # COCO category of each class index
+    keys: list[Any]  # key of each image in BundleEval.images (unique across bundles)
+    ann_row: dict[Any, int]  # COCO annotation id -> GT row of the targets
+
+
+def _gt_side(bundle: Bundle, targets: Targets, gt: str | Path | None, nc: int, bundle_key: Any) -> _GtSide:
+    """The json when ``gt`` is one (its image ids, categories, annotation ids), else a synthetic COCO
+    built from ``targets`` whose image keys carry ``bundle_key``."""
+    if gt is not None and Path(gt).is_file():
+        cgt = coco_gt(gt)
+        img_ids = coco_image_ids(bundle, gt)
+        cat_ids = sorted(cgt.getCatIds())
+        cat_of_class = list(targets.category_ids) if targets.category_ids else cat_ids
+        ann_row = {a: r for r, a in enumerate(targets.ann_ids) if a is not None}
+        return _GtSide(cgt, img_ids, cat_ids, cat_of_class, list(img_ids), ann_row)
+    cgt, img_ids, cat_ids = _synthetic_gt(targets, nc)
+    keys = [(bundle_key, i) for i in img_ids]
+    return _GtSide(cgt, img_ids, cat_ids, list(range(nc)), keys, {r + 1: r for r in range(len(targets))})
+
+
+def _dets_by_image(
+    dets: list[Detections], img_ids: list[Any], slot_of_class: np.ndarray, json_style: str
+) -> dict[Any, _ImageDets]:
+    """Each evaluated image's detections; an image twice in the batch: COCOeval sees the detections of both."""
+    parts_of: dict[Any, list[_ImageDets]] = {}
+    for d, img_id in zip(dets, img_ids, strict=True):
+        if img_id is not None:
+            parts_of.setdefault(img_id, []).append(_image_dets(d, slot_of_class, json_style))
+    return {
+        img: parts[0]
+        if len(parts) == 1
+        else _ImageDets(*(np.concatenate(f) for f in zip(*map(_fields, parts), strict=True)))
+        for img, parts in parts_of.items()
+    }
 
 
 def _fields(d: _ImageDets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -142,39 +142,58 @@ def parse(
     """
     if isinstance(outputs, tuple) and len(outputs) == 2 and isinstance(outputs[1], dict):
         outputs = outputs[1]
+    branches, feats, form = _branches(outputs, nc, reg_max, where)
+    level_shapes = _level_shapes_from(feats, where)
+    strd = _strides(level_shapes, strides, input_size, where)
+    bs, n_cls = _check_branches(branches, level_shapes, nc, where)
+    size, declared = _input_size(level_shapes, strd, input_size, where)
+    return UltralyticsOutput(branches, level_shapes, strd, size, int(bs), int(n_cls), form, declared)
+
+
+def _branches(outputs: Any, nc: int | None, reg_max: int, where: str) -> tuple[dict[str, Branch], Any, str]:
+    """The output's branches in the loss's layout, its ``feats`` and its form ('e2e', 'dict' or 'list')."""
     if isinstance(outputs, dict) and {"one2many", "one2one"} <= outputs.keys():
         b1, feats = _branch_from_dict(outputs["one2many"], f"{where} (one2many)")
         b2, feats2 = _branch_from_dict(outputs["one2one"], f"{where} (one2one)")
-        branches, form = {"one2many": b1, "one2one": b2}, "e2e"
-        feats = feats if feats is not None else feats2
-    elif isinstance(outputs, dict):
+        return {"one2many": b1, "one2one": b2}, feats if feats is not None else feats2, "e2e"
+    if isinstance(outputs, dict):
         b, feats = _branch_from_dict(outputs, where)
-        branches, form = {"main": b}, "dict"
-    elif isinstance(outputs, (list, tuple)) and outputs and all(isinstance(t, Tensor) for t in outputs):
-        if any(t.ndim != 4 for t in outputs):
-            raise BundleError(f"{where}: the list form needs per-level (B, 4*reg_max+nc, H, W) tensors")
-        channels = {int(t.shape[1]) for t in outputs}
-        if len(channels) != 1:
-            raise BundleError(f"{where}: per-level tensors have different channel counts {sorted(channels)}")
-        no = channels.pop()
-        n_cls = no - 4 * reg_max if nc is None else nc
-        if n_cls <= 0 or no != 4 * reg_max + n_cls:
-            raise BundleError(
-                f"{where}: {no} channels per level do not split into 4*reg_max ({4 * reg_max}) box channels and "
-                f"{'--nc ' + str(nc) if nc is not None else 'at least one'} class channels; check --nc"
-            )
-        bs = int(outputs[0].shape[0])
-        cat = torch.cat([t.reshape(bs, no, -1) for t in outputs], 2)
-        boxes, scores = cat.split((4 * reg_max, n_cls), 1)
-        branches = {"main": Branch(boxes.permute(0, 2, 1), scores.permute(0, 2, 1).contiguous(), reg_max)}
-        feats, form = list(outputs), "list"
-    else:
+        return {"main": b}, feats, "dict"
+    if isinstance(outputs, (list, tuple)) and outputs and all(isinstance(t, Tensor) for t in outputs):
+        return {"main": _branch_from_levels(outputs, nc, reg_max, where)}, list(outputs), "list"
+    raise BundleError(
+        f"{where}: not an Ultralytics training output; expected a dict with boxes/scores/feats, an "
+        "end-to-end dict with one2many/one2one, or a list of per-level tensors"
+    )
+
+
+def _branch_from_levels(
+    outputs: list[Tensor] | tuple[Tensor, ...], nc: int | None, reg_max: int, where: str
+) -> Branch:
+    """The list form: per-level ``(B, 4*reg_max + nc, H, W)`` maps, concatenated over levels and split."""
+    if any(t.ndim != 4 for t in outputs):
+        raise BundleError(f"{where}: the list form needs per-level (B, 4*reg_max+nc, H, W) tensors")
+    channels = {int(t.shape[1]) for t in outputs}
+    if len(channels) != 1:
+        raise BundleError(f"{where}: per-level tensors have different channel counts {sorted(channels)}")
+    no = channels.pop()
+    n_cls = no - 4 * reg_max if nc is None else nc
+    if n_cls <= 0 or no != 4 * reg_max + n_cls:
         raise BundleError(
-            f"{where}: not an Ultralytics training output; expected a dict with boxes/scores/feats, an "
-            "end-to-end dict with one2many/one2one, or a list of per-level tensors"
+            f"{where}: {no} channels per level do not split into 4*reg_max ({4 * reg_max}) box channels and "
+            f"{'--nc ' + str(nc) if nc is not None else 'at least one'} class channels; check --nc"
         )
-    level_shapes = _level_shapes_from(feats, where)
-    strd = _strides(level_shapes, strides, input_size, where)
+    bs = int(outputs[0].shape[0])
+    cat = torch.cat([t.reshape(bs, no, -1) for t in outputs], 2)
+    boxes, scores = cat.split((4 * reg_max, n_cls), 1)
+    return Branch(boxes.permute(0, 2, 1), scores.permute(0, 2, 1).contiguous(), reg_max)
+
+
+def _check_branches(
+    branches: dict[str, Branch], level_shapes: tuple[tuple[int, int], ...], nc: int | None, where: str
+) -> tuple[int, int]:
+    """Every branch holds one row per anchor of the levels, the same batch and classes, in floating point:
+    ``(batch size, classes)``."""
     n_anchors = sum(h * w for h, w in level_shapes)
     first = next(iter(branches.values()))
     bs, _, n_cls = first.pred_scores.shape
@@ -191,6 +210,16 @@ def parse(
     for name, br in branches.items():
         if br.pred_dist.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise BundleError(f"{where}: {name} outputs are {br.pred_dist.dtype}; expected floating point")
+    return bs, n_cls
+
+
+def _input_size(
+    level_shapes: tuple[tuple[int, int], ...],
+    strd: tuple[float, ...],
+    input_size: tuple[int, int] | None,
+    where: str,
+) -> tuple[tuple[int, int], tuple[int, ...]]:
+    """(the input size the loss uses: first level × first stride, the declared one), checked to agree."""
     h0, w0 = level_shapes[0]
     size = (int(h0 * strd[0]), int(w0 * strd[0]))
     declared = tuple(int(v) for v in input_size) if input_size is not None else size
@@ -199,7 +228,7 @@ def parse(
             f"{where}: input_size {list(declared)} does not fit the first level {h0}x{w0} at stride {strd[0]:g}; "
             "fix input_size/--imgsz or --strides"
         )
-    return UltralyticsOutput(branches, level_shapes, strd, size, int(bs), int(n_cls), form, declared)
+    return size, declared
 
 
 def anchors(out: UltralyticsOutput) -> Anchors:

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from yolodbg.evaluate.coco import CocoAccumulator, CocoSummary
+from yolodbg.documents.scan import orphan_doc, scan_doc
+from yolodbg.evaluate.coco import CocoAccumulator
 from yolodbg.scan.records import SIZE_BUCKETS, BundleRecord, GtRecord
 
-SCHEMA = "yolodbg.scan/1"
 MAX_LISTED = 200  # orphans listed in the report (all of them are counted; --rows has every GT)
 MAX_WARNINGS = 50
 
@@ -47,23 +47,6 @@ class Group:
         self.loss += g.total
         for t in term_names:
             self.terms[t] = self.terms.get(t, 0.0) + g.terms.get(t, 0.0)
-
-    def doc(self, total: float) -> dict[str, Any]:
-        n = self.num_gt
-        return {
-            "num_gt": n,
-            "num_pos": self.num_pos,
-            "pos_per_gt": self.num_pos / n if n else None,
-            "orphans": self.orphans,
-            "zero_pos_rate": self.orphans / n if n else None,
-            "unreachable": self.unreachable,
-            "ceiling": (n - self.unreachable) / n if n else None,
-            "loss": self.loss,
-            "loss_per_gt": self.loss / n if n else None,
-            "share": self.loss / total if total > 0 else None,
-            "terms": dict(self.terms),
-            "detected_rate": self.detected / self.evaluated if self.evaluated else None,
-        }
 
 
 class _Top:
@@ -240,137 +223,12 @@ class ScanAggregate:
         if g.num_pos == 0:
             self.reasons[g.reason or "none"] += 1
             if len(self.orphans) < self.max_listed:
-                self.orphans.append(_orphan_doc(g))
+                self.orphans.append(orphan_doc(g))
 
     @property
     def total(self) -> float:
         return math.fsum(self.terms.values())
 
-    def _class_docs(self, total: float, coco: CocoSummary | None) -> list[dict[str, Any]]:
-        """Per class: its loss (share of ``total``) and, when evaluated, its AP and AP50."""
-        per_class_ap = coco.per_class if coco else {}
-        classes = []
-        for c in sorted(self.classes):
-            d = {"class": c, "category_id": self.category_of.get(c), **self.classes[c].doc(total)}
-            d["AP"] = per_class_ap.get(c, {}).get("AP") if coco else None
-            d["AP50"] = per_class_ap.get(c, {}).get("AP50") if coco else None
-            classes.append(d)
-        return classes
-
-    def _size_docs(self, total: float, coco: CocoSummary | None) -> list[dict[str, Any]]:
-        """Per COCO size bucket: its loss and, when evaluated, APs / APm / APl."""
-        size_ap = {"small": "APs", "medium": "APm", "large": "APl"}
-        return [
-            {"bucket": b, **g.doc(total), "AP": coco.stats[size_ap[b]] if coco else None}
-            for b, g in self.buckets.items()
-        ]
-
-    def _level_docs(self, total: float) -> list[dict[str, Any]]:
-        """Per pyramid level: foreground and background loss, their sum and its share."""
-        levels = []
-        for lv in sorted(self.levels):
-            d = dict(self.levels[lv])
-            d["loss"] = math.fsum(d["fg"].values()) + math.fsum(d["bg"].values())
-            d["share"] = d["loss"] / total if total > 0 else None
-            levels.append(d)
-        return levels
-
-    def _orphans_doc(self) -> dict[str, Any]:
-        """GTs with no positive: how many, why, and the first few listed."""
-        a = self.all
-        return {
-            "count": a.orphans,
-            "rate": a.orphans / a.num_gt if a.num_gt else None,
-            "by_reason": dict(self.reasons.most_common()),
-            "listed": list(self.orphans),
-            "capped": a.orphans > len(self.orphans),
-        }
-
     def summary(self) -> dict[str, Any]:
-        """The ``yolodbg.scan/1`` document of everything added so far."""
-        total = self.total
-        n = max(self.bundles, 1)
-        coco = self.coco.summary() if self.evaluated else None
-        classes = self._class_docs(total, coco)
-        sizes = self._size_docs(total, coco)
-        levels = self._level_docs(total)
-        a = self.all
-        bg_total = math.fsum(self.background.values())
-        return {
-            "schema": SCHEMA,
-            "recipe": self.recipe,
-            "interrupted": self.interrupted,
-            "bundles": self.bundles,
-            "images": self.images,
-            "failed": list(self.failed),
-            "letterbox": dict(self.letterbox),
-            "terms": {t: v / n for t, v in self.terms.items()},
-            "total": total / n,
-            "objective": self.objective / n,
-            "loss_sum": {"terms": dict(self.terms), "total": total},
-            "num_gt": a.num_gt,
-            "num_pos": a.num_pos,
-            "pos_per_gt": a.num_pos / a.num_gt if a.num_gt else None,
-            "background": {
-                "terms": dict(self.background),
-                "loss": bg_total,
-                "share": _ratio(bg_total, total),
-            },
-            "gt_loss": {"loss": a.loss, "share": _ratio(a.loss, total)},
-            "recall_ceiling": {
-                "value": (a.num_gt - a.unreachable) / a.num_gt if a.num_gt else None,
-                "reachable": a.num_gt - a.unreachable,
-                "num_gt": a.num_gt,
-                "hook": self.recall_ceiling,
-            },
-            "orphans": self._orphans_doc(),
-            "detected_rate": a.detected / a.evaluated if a.evaluated else None,
-            "classes": classes,
-            "sizes": sizes,
-            "levels": levels,
-            "top_images": [_image_doc(im) for im in self.top_images.items()],
-            "top_gts": [g.row_doc() for g in self.top_gts.items()],
-            "missed_high_loss": [g.row_doc() for g in self.top_missed.items()],
-            "offenders": self.offenders.items(),
-            "coco": None
-            if coco is None
-            else {**coco.stats, "num_images": coco.num_images, "num_dets": coco.num_dets},
-            "warnings": [f"{w} (×{k})" if k > 1 else w for w, k in self.warnings.items()],
-            "violations": list(self.violations),
-            "nonfinite": list(self.nonfinite),
-        }
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b > 0 else None
-
-
-def _orphan_doc(g: GtRecord) -> dict[str, Any]:
-    x1, y1, x2, y2 = g.box_orig
-    return {
-        "bundle": g.bundle,
-        "image": g.image,
-        "row": g.row,
-        "ann_id": g.ann_id,
-        "class": g.cls,
-        "size_orig": [round(x2 - x1, 2), round(y2 - y1, 2)],
-        "bucket": g.bucket,
-        "reason": g.reason,
-        "reachable": g.reachable,
-        "loss": g.total,
-        "detected": g.detected,
-    }
-
-
-def _image_doc(im) -> dict[str, Any]:
-    return {
-        "bundle": im.bundle,
-        "image": im.image,
-        "index": im.index,
-        "total": im.total,
-        "terms": im.terms,
-        "num_gt": im.num_gt,
-        "num_pos": im.num_pos,
-        "orphans": im.num_orphans,
-        "missed": im.num_missed,
-    }
+        """The ``yolodbg.scan/1`` document of everything added so far (:func:`~yolodbg.documents.scan.scan_doc`)."""
+        return scan_doc(self, self.recall_ceiling)

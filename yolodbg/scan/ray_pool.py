@@ -1,10 +1,11 @@
-"""``--ray``: the per-bundle map of ``scan``/``trend`` on a Ray cluster (an optional extra).
+"""``--ray``: an :class:`~yolodbg.scan.executor.Executor` on a Ray cluster (an optional extra).
 
-The map is :func:`yolodbg.scan.run.process` as it runs locally, the reduce stays in this
-process, and records come back in file order with a bounded number of bundles in flight, so
-a Ray scan prints the same report as a local one. Every node needs yolodbg installed and
-must see the bundle and ground-truth paths (a shared filesystem; use absolute paths when the
-cluster is not this machine).
+Each item runs ``job.run(item)`` in a Ray task, exactly as a local worker would; the reduce
+stays in the calling process, and results come back in item order with a bounded number of
+tasks in flight, so a Ray scan prints the same report as a local one. This module depends only
+on the executor protocol (:mod:`yolodbg.scan.executor`), not on what the job does. For ``scan``
+and ``trend``, every node needs yolodbg installed and must see the bundle and ground-truth paths
+(a shared filesystem; use absolute paths when the cluster is not this machine).
 """
 
 from __future__ import annotations
@@ -13,29 +14,26 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator, Iterable
+from typing import Any
 
 from yolodbg.errors import InputError
-
-if TYPE_CHECKING:
-    from yolodbg.scan.records import BundleRecord
-    from yolodbg.scan.run import Failed, ScanJob
+from yolodbg.scan.executor import Item, Job, Result, in_flight
 
 INSTALL_HINT = "pip install 'yolodbg[ray]' (or pip install ray)"
 
 _worker_ready = False
+_DONE = object()  # the end of the items (an item itself may be None)
 
 
-def _remote_process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
-    """Runs on a Ray worker: set the process up once (as a local pool worker), then the usual map."""
+def _remote_run(job: Job[Item, Result], item: Item) -> Result:
+    """Runs on a Ray worker: set the process up once (as a local pool worker does), then the job."""
     global _worker_ready
-    from yolodbg.scan.run import BUNDLE_THREADS, process, setup_worker
 
     if not _worker_ready:
-        setup_worker(BUNDLE_THREADS)  # one CPU per task (Ray's default OMP_NUM_THREADS too), as every scan
+        job.setup_worker()
         _worker_ready = True
-    return process(job, path, seq)
+    return job.run(item)
 
 
 def _first_line(e: BaseException) -> str:
@@ -44,9 +42,10 @@ def _first_line(e: BaseException) -> str:
 
 
 class RayPool:
-    """A connection to Ray: the cluster at ``address`` ('' = Ray's default: ``RAY_ADDRESS``, a
-    cluster already running on this machine, else a new local one; 'local' = always a new local
-    one; 'auto' = the running cluster; 'ray://host:10001' = Ray Client).
+    """An :class:`~yolodbg.scan.executor.Executor` on Ray, connected to the cluster at ``address``
+    ('' = Ray's default: ``RAY_ADDRESS``, a cluster already running on this machine, else a new
+    local one; 'local' = always a new local one; 'auto' = the running cluster; 'ray://host:10001'
+    = Ray Client).
 
     Connects at construction, so a missing Ray or an unreachable cluster is a one-line error
     before any output file is opened. When Ray was already initialised (a user's own script),
@@ -75,41 +74,42 @@ class RayPool:
                     f"--ray {where}: cannot connect to Ray ({_first_line(e)}); start one with `ray start --head` "
                     "and pass --ray auto, or pass --ray local for a cluster on this machine only"
                 ) from None
-        self._remote = ray_module.remote(num_cpus=1)(_remote_process)
+        self._remote = ray_module.remote(num_cpus=1)(_remote_run)
 
     def cpus(self) -> int:
         """CPUs of the cluster (the default number of bundles in flight is twice this)."""
         return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
 
-    def records(self, paths: Sequence[str | os.PathLike], job: ScanJob, workers: int) -> Iterator[Any]:
-        """Yield one record per path, in file order, with at most ``2 × workers`` tasks in flight."""
-        from yolodbg.scan.run import Failed
+    def map(
+        self, job: Job[Item, Result], items: Iterable[Item], workers: int = 1
+    ) -> Generator[Result, None, None]:
+        """Yield ``job.run(item)`` per item, in item order, with at most ``2 × workers`` tasks in flight.
 
+        A task Ray loses (its worker or node died) becomes ``job.lost(item, why)``, and the map goes on.
+        """
         ray = self.ray
         job_ref = ray.put(job)  # shipped once, not with every task
-        todo = iter(enumerate(paths))
-        pending: deque[tuple[str, Any]] = deque()
+        todo = iter(items)
+        pending: deque[tuple[Any, Any]] = deque()
 
         def submit() -> None:
-            nxt = next(todo, None)
-            if nxt is not None:
-                seq, p = nxt
-                pending.append((str(p), self._remote.remote(job_ref, str(p), seq)))
+            item = next(todo, _DONE)
+            if item is not _DONE:
+                pending.append((item, self._remote.remote(job_ref, item)))
 
         try:
-            for _ in range(2 * max(1, workers)):
+            for _ in range(in_flight(workers)):
                 submit()
             while pending:
-                path, ref = pending.popleft()
+                item, ref = pending.popleft()
                 try:
-                    rec = ray.get(ref)
-                except ray.exceptions.RayError as e:  # a worker or node died: name the bundle, go on
-                    msg = f"internal error: Ray task failed: {type(e).__name__}: {_first_line(e)}"
-                    rec = Failed(path, msg, internal=True)
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as e:  # a worker or node died: name the item, go on
+                    result = job.lost(item, f"Ray task failed: {type(e).__name__}: {_first_line(e)}")
                 submit()
-                yield rec
+                yield result
         finally:
-            for _path, ref in pending:  # stopped early (Ctrl-C, an error): drop what has not run
+            for _item, ref in pending:  # stopped early (Ctrl-C, an error): drop what has not run
                 with contextlib.suppress(Exception):  # already finished or gone: nothing to cancel
                     ray.cancel(ref)
 

@@ -34,6 +34,7 @@ import torch
 
 from yolodbg.breakdown import Breakdown
 from yolodbg.explain import Explanation
+from yolodbg.result import LossResult
 
 SIZE_BUCKETS: tuple[tuple[str, float], ...] = (("small", 32.0**2), ("medium", 96.0**2), ("large", math.inf))
 MISSING_LABEL_HINT = "missing_label?"
@@ -185,19 +186,46 @@ def _levels(bd: Breakdown) -> list[dict[str, Any]]:
 
 def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
     """Reduce an explanation (and its optional COCO evaluation) into a :class:`BundleRecord`."""
-    from yolodbg.evaluate.decode import original_boxes
-
     bd, res, targets = ex.breakdown, ex.breakdown.result, ex.targets
     src = ex.bundle.source
-    m = len(targets)
-    anchors = res.anchors
-    nl = len(anchors.strides)
-    pos = res.positives
-    per_level = torch.bincount(pos.gt * nl + anchors.level[pos.anchor], minlength=m * nl) if m else None
     num_pos = torch.tensor([g.num_pos for g in bd.gts], dtype=torch.long)
     can = ex.recipe.reachable(res, targets, num_pos)
-    boxes = original_boxes(targets).tolist()
     labels = [image_label(ex, i) for i in range(res.batch_size)]
+    gts = _gt_records(ex, labels, can, coco)
+    images = _image_records(ex, labels, gts, coco)
+    return BundleRecord(
+        source=src,
+        recipe=ex.recipe.spec(),
+        batch_size=res.batch_size,
+        terms=dict(res.terms),
+        objective=res.objective,
+        num_pos=bd.num_pos,
+        background={t: bd.background[t] for t in res.terms},
+        levels=_levels(bd),
+        gts=gts,
+        images=images,
+        offenders=_offenders(ex, labels),
+        warnings=list(res.warnings) + (list(coco.notes) if coco is not None else []),
+        violations=list(bd.violations),
+        epoch=_epoch(ex.bundle.meta),
+        coco=coco,
+        nonfinite=ex.nonfinite.message if ex.nonfinite is not None else None,
+        model=model_of(ex),
+        extra={"letterbox": ex.targets.letterbox_doc()},
+        recall_ceiling=ex.recipe.recall_ceiling,
+    )
+
+
+def _gt_records(ex: Explanation, labels: list[str], can: torch.Tensor, coco: Any) -> list[GtRecord]:
+    """One :class:`GtRecord` per GT: its box and size bucket in the original image, positives per
+    stride, whether the assigner could reach it (``can``), its loss and, with ``coco``, its match."""
+    from yolodbg.evaluate.decode import original_boxes
+
+    bd, res = ex.breakdown, ex.breakdown.result
+    anchors = res.anchors
+    per_level = _positives_per_gt_level(res, len(ex.targets))
+    boxes = original_boxes(ex.targets).tolist()
+    nl = len(anchors.strides)
     gts = []
     for g in bd.gts:
         x1, y1, x2, y2 = boxes[g.row]
@@ -205,7 +233,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
         counts = per_level[g.row * nl : (g.row + 1) * nl].tolist() if per_level is not None else []
         gts.append(
             GtRecord(
-                bundle=src,
+                bundle=ex.bundle.source,
                 image=labels[g.image_index],
                 image_index=g.image_index,
                 row=g.row,
@@ -228,12 +256,25 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
                 det_iou=None if coco is None else coco.det_iou[g.row],
             )
         )
+    return gts
+
+
+def _positives_per_gt_level(res: LossResult, m: int) -> torch.Tensor | None:
+    """Positives of each GT row on each level, flat ``(row * levels + level)`` (None without GTs)."""
+    nl = len(res.anchors.strides)
+    pos = res.positives
+    return torch.bincount(pos.gt * nl + res.anchors.level[pos.anchor], minlength=m * nl) if m else None
+
+
+def _image_records(ex: Explanation, labels: list[str], gts: list[GtRecord], coco: Any) -> list[ImageRecord]:
+    """One :class:`ImageRecord` per image: its loss, GTs, positives, orphans and (with ``coco``) misses."""
+    res = ex.breakdown.result
     images = []
-    for im in bd.images:
+    for im in ex.breakdown.images:
         mine = [g for g in gts if g.image_index == im.index]
         images.append(
             ImageRecord(
-                bundle=src,
+                bundle=ex.bundle.source,
                 image=labels[im.index],
                 index=im.index,
                 terms={t: im.terms[t] for t in res.terms},
@@ -244,27 +285,7 @@ def record_of(ex: Explanation, coco: Any = None) -> BundleRecord:
                 num_missed=None if coco is None else sum(not g.detected for g in mine),
             )
         )
-    return BundleRecord(
-        source=src,
-        recipe=ex.recipe.spec(),
-        batch_size=res.batch_size,
-        terms=dict(res.terms),
-        objective=res.objective,
-        num_pos=bd.num_pos,
-        background={t: bd.background[t] for t in res.terms},
-        levels=_levels(bd),
-        gts=gts,
-        images=images,
-        offenders=_offenders(ex, labels),
-        warnings=list(res.warnings) + (list(coco.notes) if coco is not None else []),
-        violations=list(bd.violations),
-        epoch=_epoch(ex.bundle.meta),
-        coco=coco,
-        nonfinite=ex.nonfinite.message if ex.nonfinite is not None else None,
-        model=model_of(ex),
-        extra={"letterbox": ex.targets.letterbox_doc()},
-        recall_ceiling=ex.recipe.recall_ceiling,
-    )
+    return images
 
 
 def _epoch(meta: dict[str, Any]) -> float | None:

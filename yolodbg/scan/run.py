@@ -1,11 +1,15 @@
-"""Drive the per-bundle work of ``scan``/``trend`` over files: in this process or in a process pool.
+"""The per-bundle work of ``scan``/``trend`` (:class:`ScanJob`) and its drive over files.
 
-Records come back in file order whatever the number of workers, and every bundle is computed
-with torch on one thread wherever it runs (this process, a pool worker, a Ray task): torch splits
-reductions and matrix products by its thread count, so ``cpu_count // workers`` threads would change
-the last digits of sums with ``--workers``. So the report does not depend on ``--workers``; at most ``2 × workers`` bundles are in flight, so memory does not grow
-with the number of files. Workers ignore Ctrl-C; the parent stops submitting, cancels what
-has not started and returns what it has (see ``yolodbg scan``).
+Where the work runs is an :class:`~yolodbg.scan.executor.Executor`: this process or a local
+process pool (:class:`~yolodbg.scan.executor.LocalExecutor`, the default) or a Ray cluster
+(``yolodbg.scan.ray_pool.RayPool``). Records come back in file order whatever the executor and the
+number of workers, and every bundle is computed with torch on one thread wherever it runs (this
+process, a pool worker, a Ray task): torch splits reductions and matrix products by its thread
+count, so ``cpu_count // workers`` threads would change the last digits of sums with
+``--workers``. So the report does not depend on ``--workers``; at most ``2 × workers`` bundles
+are in flight, so memory does not grow with the number of files. Workers ignore Ctrl-C; the
+parent stops submitting, cancels what has not started and returns what it has (see
+``yolodbg scan``).
 """
 
 from __future__ import annotations
@@ -13,29 +17,38 @@ from __future__ import annotations
 import glob
 import os
 import re
-import signal
-import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from yolodbg.errors import InputError
+from yolodbg.scan.executor import Executor, LocalExecutor
+from yolodbg.scan.executor import drive as drive_items
 
 if TYPE_CHECKING:  # this module stays light: spawned workers import it before ignoring Ctrl-C
     from yolodbg.scan.aggregate import ScanAggregate
-    from yolodbg.scan.ray_pool import RayPool
     from yolodbg.scan.records import BundleRecord
 
 NEGATIVES_PER_BUNDLE = 20  # background anchors ranked per bundle to find missing-label offenders
 BUNDLE_THREADS = 1  # torch threads per bundle everywhere: the same summation order for every --workers
 
 
+class BundleFile(NamedTuple):
+    """One item of the map: a bundle file and its place in the scan (``seq`` keys its COCOeval images)."""
+
+    seq: int
+    path: str
+
+
 @dataclass(frozen=True)
 class ScanJob:
-    """What every bundle goes through (picklable: it travels to the workers)."""
+    """What every bundle goes through (picklable: it travels to the workers).
+
+    A :class:`~yolodbg.scan.executor.Job` over :class:`BundleFile` items: ``run`` is
+    :func:`process`, ``lost`` a :class:`Failed` record naming the file.
+    """
 
     gt: str | None = None
     recipe: str | None = None
@@ -47,6 +60,15 @@ class ScanJob:
     letterbox: str | None = None
     evaluate: bool = True
     negatives: int = NEGATIVES_PER_BUNDLE
+
+    def run(self, item: BundleFile) -> BundleRecord | Failed:
+        return process(self, item.path, item.seq)
+
+    def setup_worker(self) -> None:
+        setup_worker(BUNDLE_THREADS)
+
+    def lost(self, item: BundleFile, message: str) -> Failed:
+        return Failed(item.path, f"internal error: {message}", internal=True)
 
 
 @dataclass(frozen=True)
@@ -215,26 +237,6 @@ def auto_workers(requested: int, n_bundles: int) -> int:
     return max(1, n)
 
 
-def _start_method(threads: int) -> str:
-    """``fork`` where it is safe (workers start at once, modules already imported), else ``spawn``.
-
-    A forked child inherits the parent's OpenMP state, which is only safe when the child runs
-    torch single-threaded (as PyTorch's own DataLoader workers do); and only on Linux (macOS
-    system libraries do not survive a fork). ``spawn`` costs a fresh interpreter per worker
-    (~3 s of imports).
-    """
-    return "fork" if threads == 1 and sys.platform.startswith("linux") else "spawn"
-
-
-def _init_worker(threads: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C; before the slow imports
-    # a forked worker may inherit the lock of a stream the parent's progress thread was writing:
-    # give it streams of its own (same descriptors)
-    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-    setup_worker(threads)
-
-
 def setup_worker(threads: int) -> None:
     """A worker process of ours (local pool or Ray): torch's threads, and a heap that keeps its pages."""
     import torch
@@ -256,66 +258,12 @@ def bundle_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def iter_records(
-    paths: Sequence[str | os.PathLike], job: ScanJob, workers: int = 1, ray: RayPool | None = None
-) -> Iterator[BundleRecord | Failed]:
-    """Yield one record per path, in order; ``workers > 1`` maps over a local process pool, ``ray``
-    over a Ray cluster (``2 × workers`` bundles in flight)."""
-    if ray is not None:
-        yield from ray.records(paths, job, workers)
-        return
-    if workers <= 1:
-        for seq, p in enumerate(paths):
-            yield process(job, str(p), seq)
-        return
-    import multiprocessing as mp
-
-    threads = BUNDLE_THREADS
-    pool = ProcessPoolExecutor(
-        workers, mp.get_context(_start_method(threads)), initializer=_init_worker, initargs=(threads,)
-    )
-    pending: list[Future] = []
-    todo = iter(enumerate(paths))
-    try:
-        for _ in range(2 * workers):
-            _submit(pool, job, todo, pending)
-        while pending:
-            rec = pending.pop(0).result()
-            _submit(pool, job, todo, pending)
-            yield rec
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+LOCAL = LocalExecutor(fork=BUNDLE_THREADS == 1)  # forking is safe for single-threaded torch only
 
 
-def _submit(pool: ProcessPoolExecutor, job: ScanJob, todo, pending: list[Future]) -> None:
-    nxt = next(todo, None)
-    if nxt is not None:
-        seq, p = nxt
-        pending.append(pool.submit(process, job, str(p), seq))
-
-
-class _Interrupt:
-    """First Ctrl-C: finish the bundle at hand, then stop; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        self._old = None
-
-    def _handler(self, signum, frame) -> None:
-        if self.stop:
-            raise KeyboardInterrupt
-        self.stop = True
-
-    def __enter__(self) -> _Interrupt:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+def files_of(paths: Sequence[str | os.PathLike]) -> list[BundleFile]:
+    """The items of a scan: every path with its index."""
+    return [BundleFile(seq, str(p)) for seq, p in enumerate(paths)]
 
 
 def drive(
@@ -323,25 +271,13 @@ def drive(
     job: ScanJob,
     sink: Callable[[int, BundleRecord | Failed], None],
     workers: int = 1,
-    ray: RayPool | None = None,
+    executor: Executor | None = None,
 ) -> bool:
-    """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C."""
-    records = iter_records(paths, job, workers, ray)
-    with _Interrupt() as state:
-        try:
-            for i, rec in enumerate(records):
-                sink(i, rec)
-                if state.stop:
-                    return True
-        except KeyboardInterrupt:
-            return True
-        except Exception:
-            if state.stop:  # e.g. a worker hit by Ctrl-C while still starting: keep what we have
-                return True
-            raise
-        finally:
-            records.close()
-    return False
+    """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C.
+
+    ``executor`` runs the map (default: :data:`LOCAL`: this process for one worker, else a process
+    pool of ``workers``)."""
+    return drive_items(LOCAL if executor is None else executor, job, files_of(paths), sink, workers)
 
 
 def scan(
@@ -350,9 +286,12 @@ def scan(
     workers: int = 1,
     top: int = 15,
     on_record: Callable[[BundleRecord | Failed], None] | None = None,
-    ray: RayPool | None = None,
+    ray: Executor | None = None,
 ) -> ScanAggregate:
-    """Scan bundles into a :class:`ScanAggregate` (``interrupted`` is set when Ctrl-C stopped it)."""
+    """Scan bundles into a :class:`ScanAggregate` (``interrupted`` is set when Ctrl-C stopped it).
+
+    ``ray``: the executor to map on (a ``RayPool`` for ``--ray``; any
+    :class:`~yolodbg.scan.executor.Executor` will do); None runs locally on ``workers``."""
     from yolodbg.scan.aggregate import ScanAggregate
 
     agg = ScanAggregate(top)
