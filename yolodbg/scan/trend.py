@@ -18,6 +18,8 @@ followed across checkpoints by (image, annotation id — or index in the image).
 - ``plateau`` when it improved by less than ``PLATEAU_REL`` (relative; ``PLATEAU_AP`` absolute
   for AP) over the last ``window`` steps;
 - ``improving`` otherwise, and ``too_short`` with fewer than ``window + 1`` checkpoints.
+
+The thresholds and the rule live in :mod:`yolodbg.scan.status` (shared with ``--help``).
 """
 
 from __future__ import annotations
@@ -33,16 +35,12 @@ from yolodbg.errors import InputError
 from yolodbg.scan.aggregate import ModelGuard, ScanAggregate
 from yolodbg.scan.records import GtRecord
 from yolodbg.scan.run import Failed, ScanJob, drive, expand
+from yolodbg.scan.status import WINDOW, status
 
 if TYPE_CHECKING:
     from yolodbg.scan.ray_pool import RayPool
 
 SCHEMA = "yolodbg.trend/1"
-PLATEAU_REL = 0.01
-PLATEAU_AP = 0.005
-DIVERGE_REL = 0.10
-DIVERGE_AP = 0.01
-WINDOW = 3
 HIGH_LOSS_QUANTILE = 0.9
 
 
@@ -80,35 +78,31 @@ def checkpoints(specs: Sequence[str | os.PathLike]) -> list[Checkpoint]:
             by_epoch.setdefault(e, []).append(f)
         return [Checkpoint(f"epoch {e:g}", e, tuple(fs)) for e, fs in sorted(by_epoch.items())]
     if len(groups) > 1:
-        return [Checkpoint(str(s), None, tuple(g)) for s, g in zip(specs, groups, strict=True)]
-    return [Checkpoint(f.name, None, (f,)) for f in files]
+        labels = unique_suffixes(specs)
+        return [Checkpoint(lab, None, tuple(g)) for lab, g in zip(labels, groups, strict=True)]
+    return [Checkpoint(lab, None, (f,)) for lab, f in zip(unique_suffixes(files), files, strict=True)]
 
 
-def status(values: Sequence[float | None], higher_is_better: bool = False, window: int = WINDOW) -> str:
-    """``improving``, ``plateau``, ``diverging`` or ``too_short`` (see the module docstring).
+def unique_suffixes(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Each path's shortest tail of components that no other path ends with: distinct, short labels.
 
-    >>> status([4.0, 3.0, 2.0, 1.0]), status([4.0, 2.0, 2.0, 2.0, 2.0]), status([3.0, 1.0, 1.5])
-    ('improving', 'plateau', 'diverging')
+    >>> unique_suffixes(["/tmp/a/run/epoch0", "/tmp/b/run/epoch0", "/tmp/b/run/epoch1"])
+    ['a/run/epoch0', 'b/run/epoch0', 'epoch1']
+
+    The same path given twice keeps its full form and a number (``#2``), so labels stay distinct.
     """
-    given = [x for x in values if x is not None]
-    if given and not math.isfinite(given[-1]):
-        return "diverging"  # the last checkpoint's value is inf or NaN
-    v = [x for x in given if math.isfinite(x)]
-    if len(v) < 2:
-        return "too_short"
-    sign = -1.0 if higher_is_better else 1.0
-    loss = [sign * x for x in v]  # lower is better from here on
-    best = min(loss)
-    start = loss[max(0, len(loss) - window - 1)]
-    worse = loss[-1] > loss[-2] or loss[-1] > start
-    tol = DIVERGE_AP if higher_is_better else DIVERGE_REL * max(abs(best), 1e-12)
-    if worse and loss[-1] - best > tol:
-        return "diverging"
-    if len(v) < window + 1:
-        return "too_short"
-    gain = start - loss[-1]
-    tol = PLATEAU_AP if higher_is_better else PLATEAU_REL * max(abs(start), 1e-12)
-    return "plateau" if gain < tol else "improving"
+    parts = [Path(p).parts for p in paths]
+    labels = []
+    for i, mine in enumerate(parts):
+        others = [q for j, q in enumerate(parts) if j != i]
+        k = next((k for k in range(1, len(mine) + 1) if all(q[-k:] != mine[-k:] for q in others)), len(mine))
+        labels.append(str(Path(*mine[-k:])) if mine else str(paths[i]))
+    seen: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        seen[lab] = seen.get(lab, 0) + 1
+        if seen[lab] > 1:
+            labels[i] = f"{lab} #{seen[lab]}"
+    return labels
 
 
 def _gt_key(g: GtRecord) -> tuple:
