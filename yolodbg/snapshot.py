@@ -410,6 +410,10 @@ def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> 
             for im in rec["images"]
         }
         _diff_gts(drift, name, rec["gts"], cur["gts"], labels, rtol, atol)
+    # the GTs that moved most first (a local change, one box, stands out from the batch-wide normaliser's
+    # ripple), then in recipe order: the top of the list is what a reviewer should look at
+    order = {r["spec"]: i for i, r in enumerate(old["recipes"])}
+    drift.gts.sort(key=lambda d: (-d.get("score", math.inf), order.get(d["recipe"], len(order))))
     return drift
 
 
@@ -454,8 +458,6 @@ def _diff_gts(drift: Drift, name: str, old: list, new: list, labels: dict, rtol:
         moved = [t for t in g["terms"] if not _close(cur["terms"].get(t), g["terms"][t], rtol, atol)]
         if moved:
             drift.gts.append(_moved_gt(name, who, g, cur, moved, common, rtol))
-    # the GTs that moved most first: a local change (one box) stands out from the batch-wide normaliser's ripple
-    drift.gts.sort(key=lambda d: (d["recipe"] != name, -d.get("score", math.inf)))
     for g in new_by.values():
         drift.structure.append(f"{name}: {_gt_name(g, labels)} is new (not in the snapshot)")
 

@@ -200,8 +200,6 @@ def _write_check_json(drift, snapshot_path: Path, changed: list[str], opts: Chec
 
 def _print_check(drift, doc: dict, snapshot_path: Path, opts: CheckOptions) -> None:
     """ok, or the drift like a diff (top changes per kind), and GitHub annotations with --format github."""
-    import shutil
-
     from yolodbg.render.check import drift_report
 
     out = sys.stderr if opts.json_out == "-" else sys.stdout
@@ -212,7 +210,7 @@ def _print_check(drift, doc: dict, snapshot_path: Path, opts: CheckOptions) -> N
         n = len(doc["recipes"])
         print(f"ok: {snapshot_path} — {n} recipe(s) within rtol {opts.rtol:g}, atol {opts.atol:g}", file=out)
         return
-    width = None if opts.wide else shutil.get_terminal_size((80, 24)).columns
+    width = None if opts.wide else _terminal_width()
     for line in drift_report(drift, str(snapshot_path), opts.rtol, opts.atol, opts.top, width):
         print(line, file=out)
 
@@ -224,6 +222,8 @@ def _print_accept_hint(
     import os
     import shlex
 
+    from yolodbg.render.fit import lines as lines_of
+
     args = ["yolodbg", "snapshot", os.path.normpath(preds)]
     if gt is not None:
         args += ["--gt", os.path.normpath(gt)]
@@ -234,4 +234,14 @@ def _print_accept_hint(
     args += ["-o", str(snapshot_path), "--update"]
     out = sys.stderr if opts.json_out == "-" else sys.stdout
     print("if the change is intended, accept the new numbers with:", file=out)
-    print(f"  {shlex.join(args)}", file=out)
+    width = 10_000 if opts.wide else _terminal_width()
+    words = [shlex.quote(a) for a in args]
+    lines = lines_of(words, width - 6, indent="    ", sep=" ")  # a shell continuation per line: pastes as is
+    for i, line in enumerate(lines):
+        print(f"  {line}" + (" \\" if i < len(lines) - 1 else ""), file=out)
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns

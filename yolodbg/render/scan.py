@@ -368,6 +368,8 @@ def trajectories_grid(doc: dict[str, Any]) -> fit.Grid:
 def tracked_gts(title: str, rows: list[dict[str, Any]], width: int, wide: bool) -> list[Any]:
     """GTs followed over the checkpoints; their losses in a column when it fits, else one indented
     line per GT under the table."""
+    if not rows:
+        return [Text(f"{title}: none", style="bold")]
     shown = rows[:30]
     heads = ("image", "ann", "cls", "size", "reasons", "loss per checkpoint")
     grid = fit.Grid(f"{title} ({len(rows)})", [fit.Col(h, justify="left") for h in heads])
