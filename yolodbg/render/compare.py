@@ -187,7 +187,7 @@ def hints_block(cmp: Comparison) -> list[Any]:
         base, value = numbers([h.base_value, h.value])
         t = Text(f"  {letter(h.column)}  {h.term}: {h.base_form} → {h.form}: {base} → {value}")
         if h.value and h.base_value:
-            t.append(f" (×{h.value / h.base_value:.3g})")
+            t.append(f" (×{h.value / h.base_value:.4g})")
         out.append(t)
         if h.suggested is not None:
             s = Text("     ")
