@@ -47,3 +47,21 @@ def test_bundles_with_distinct_image_ids_all_count(tmp_path):
     paths = _write(tmp_path, n=3, bs=2)  # images 0, 1 / 100, 101 / 200, 201
     doc = scan(paths, ScanJob(evaluate=False), workers=1).summary()
     assert doc["bundles"] == 3 and doc["images"] == 6 and doc["duplicates"] == []
+
+
+def test_cli_warns_about_the_repeat_and_exits_0(tmp_path):
+    from click.testing import CliRunner
+
+    from yolodbg.cli import main
+
+    _write(tmp_path / "run", n=1, bs=2, name="epoch1_")
+    _write(tmp_path / "run", n=1, bs=2, name="epoch2_")  # the same two images, another checkpoint
+    res = CliRunner().invoke(
+        main, ["scan", str(tmp_path / "run"), "--no-map", "--workers", "1"], env={"COLUMNS": "80"}
+    )
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.stdout.split())
+    assert "bundles · images │ 1 · 2" in text
+    assert (
+        "warning: " in text and "epoch2_0.pt: repeats image id(s) 0, 1 of" in text and "epoch1_0.pt" in text
+    )

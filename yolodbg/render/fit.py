@@ -103,9 +103,16 @@ class Grid:
                 out.append(Text("(continued)", style=NOTE_STYLE))
             out.append(_table(part))
         if dropped:
-            names = ", ".join(c.header for c in dropped)
-            out.append(Text(f"  not shown at {width} columns: {names} (--wide shows them)", style=NOTE_STYLE))
+            out += [Text(line, style=NOTE_STYLE) for line in hidden_note(dropped, width)]
         return out
+
+
+def hidden_note(dropped: Sequence[Col], width: int) -> list[str]:
+    """``not shown at 80 columns: a, b (--wide shows them)``, wrapped between names, never inside one."""
+    names = [f"{c.header}," for c in dropped]
+    names[-1] = names[-1][:-1]
+    words = ["not", "shown", "at", str(width), "columns:", *names, "(--wide", "shows", "them)"]
+    return ["  " + line for line in lines(words, width - 2, indent="  ", sep=" ")]
 
 
 def choose_columns(cols: Sequence[Col], width: int) -> tuple[list[Col], list[Col]]:
