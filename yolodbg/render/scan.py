@@ -106,9 +106,9 @@ def summary(doc: dict[str, Any], width: int, wide: bool = False) -> list[Any]:
             ),
             (
                 "GTs detected (IoU 0.5)",
-                str(coco["num_dets"]),
+                "",
                 _pct(doc["detected_rate"]),
-                "detections in all",
+                f"{coco['num_dets']} detections",
             ),
         ]
     return _key_values("Dataset", rows, width, wide)
