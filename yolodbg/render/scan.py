@@ -228,7 +228,9 @@ def images_grid(doc: dict[str, Any]) -> fit.Grid:
     grid = fit.Grid(
         f"Images by loss (top {len(doc['top_images'])})",
         [
-            fit.Col(h, justify="left" if h in ("image", "bundle") else "right", drop=h == "bundle")
+            fit.Col(
+                h, justify="left" if h in ("image", "bundle") else "right", drop=1 if h == "bundle" else 0
+            )
             for h in heads
         ],
     )
@@ -250,7 +252,10 @@ def offenders_grid(doc: dict[str, Any]) -> fit.Grid:
     heads = ("image", "level", "class", "score", "box orig (xyxy)", "loss")
     grid = fit.Grid(
         "Background offenders that look like missing labels (confident, overlap no GT)",
-        [fit.Col(h, justify="left" if h == "image" else "right", drop=h == "box orig (xyxy)") for h in heads],
+        [
+            fit.Col(h, justify="left" if h == "image" else "right", drop=1 if h == "box orig (xyxy)" else 0)
+            for h in heads
+        ],
     )
     loss = numbers([o["contribution"] for o in doc["offenders"]])
     for k, o in enumerate(doc["offenders"]):
