@@ -87,8 +87,8 @@ def test_topk_13_adds_exactly_the_next_three_anchors(topk_bundle):
     assert not cmp.hints and not any("purely the loss" in n for n in cmp.notes)
     text = _render(cmp)
     assert (
-        "Assignment B vs A: 3 positives added, 0 removed, 0 switched GT · 1 GTs with another positive count\n  GTs: 0 became"
-        in text
+        "Assignment B vs A: 3 positives added, 0 removed, 0 switched GT\n"
+        "  GTs: 1 with another positive count, 0 became orphans, 0 stopped being orphans" in text
     )
     # the per-GT change is the whole batch change (one GT) minus the background's (float32 terms, float64 ledger)
     g = cmp.gts[0]
@@ -277,7 +277,7 @@ def test_cli_compare_recipes_console_and_json(runner, topk_bundle, tmp_path):
     assert res.exit_code == 0, res.output
     for text in (
         "Loss terms (Δ against A)",
-        "Assignment B vs A: unchanged: the difference is purely the loss",
+        "Assignment B vs A: unchanged\n  the difference is purely the loss",
         "giou",
     ):
         assert text in res.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,9 +12,10 @@ from PIL import Image
 
 from yolodbg import bundle
 from yolodbg.cli import main
-from yolodbg.documents.trend import status
+from yolodbg.render.trend_plot import choose_series, plot_trend, shared_scales
 from yolodbg.scan.run import ScanJob
-from yolodbg.scan.trend import checkpoints, trend
+from yolodbg.scan.status import DIVERGE_AP, DIVERGE_REL, PLATEAU_AP, PLATEAU_REL, rule_text, status
+from yolodbg.scan.trend import checkpoints, trend, unique_suffixes
 
 ROWS = [  # image, class, cx, cy, w, h
     [0, 0, 0.5, 0.5, 0.4, 0.4],
@@ -83,7 +85,82 @@ def test_checkpoint_grouping_without_epochs(tmp_path):
     two = _run(tmp_path, [1.0, 2.0], epochs=False, folder="b")
     assert [c.label for c in checkpoints([one])] == ["ckpt0.pt", "ckpt1.pt"]  # one folder: each file
     cps = checkpoints([one, two])  # several folders: each folder
-    assert [len(c.paths) for c in cps] == [2, 2] and cps[0].label == str(one)
+    assert [len(c.paths) for c in cps] == [2, 2] and [c.label for c in cps] == ["a", "b"]
+
+
+def test_checkpoint_labels_are_the_shortest_distinct_ends_of_their_paths(tmp_path):
+    """Two runs' ``epoch0`` folders are told apart by the folder above (not shown twice as ``epoch0``),
+    and files of one name in two subfolders by theirs."""
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a = _run(tmp_path / "x", [1.0], epochs=False, folder="epoch0")
+    b = _run(tmp_path / "y", [1.0], epochs=False, folder="epoch0")
+    c = _run(tmp_path / "y", [1.0], epochs=False, folder="epoch1")
+    assert [cp.label for cp in checkpoints([a, b, c])] == ["x/epoch0", "y/epoch0", "epoch1"]
+    assert [cp.label for cp in checkpoints([tmp_path])] == [
+        "x/epoch0/ckpt0.pt",
+        "y/epoch0/ckpt0.pt",
+        "epoch1/ckpt0.pt",
+    ]
+    assert unique_suffixes(["r/e0", "r/e0"]) == ["r/e0", "r/e0 #2"]  # the same folder twice: still distinct
+
+
+@pytest.mark.parametrize(
+    "values, higher, expected",
+    [  # exactly at each threshold and just past it
+        ([1.0, 1.0 + DIVERGE_REL * 0.99], False, "too_short"),  # worse, but by less than the threshold
+        ([1.0, 1.0 + DIVERGE_REL * 1.01], False, "diverging"),
+        ([0.5, 0.5 - DIVERGE_AP * 0.99], True, "too_short"),
+        ([0.5, 0.5 - DIVERGE_AP * 1.01], True, "diverging"),
+        ([0.8, 0.8 - DIVERGE_AP * 1.01], True, "diverging"),  # absolute for AP: 0.01 below 0.8 (1.3 %)
+        ([1.0, 1.0, 1.0, 1.0 - PLATEAU_REL * 0.99], False, "plateau"),
+        ([1.0, 1.0, 1.0, 1.0 - PLATEAU_REL * 1.01], False, "improving"),
+        ([0.5, 0.5, 0.5, 0.5 + PLATEAU_AP * 0.99], True, "plateau"),
+        ([0.5, 0.5, 0.5, 0.5 + PLATEAU_AP * 1.01], True, "improving"),
+    ],
+)
+def test_thresholds_are_the_ones_help_and_docs_state(values, higher, expected):
+    assert status(values, higher, window=3) == expected
+    rule = rule_text()
+    assert f"{DIVERGE_REL:.0%} for a loss ({DIVERGE_AP:g} absolute for AP)" in rule
+    assert f"{PLATEAU_REL:.0%} for a loss ({PLATEAU_AP:g} absolute for AP)" in rule
+    help_text = " ".join(CliRunner().invoke(main, ["trend", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert rule in help_text
+    docs = " ".join((Path(__file__).parents[1] / "docs" / "scan.md").read_text(encoding="utf-8").split())
+    assert (
+        "more than 10 % for a loss (AP: 0.01 absolute)" in docs and DIVERGE_REL == 0.10 and DIVERGE_AP == 0.01
+    )
+    assert (
+        "less than 1 % for a loss (AP: 0.005 absolute)" in docs
+        and PLATEAU_REL == 0.01
+        and PLATEAU_AP == 0.005
+    )
+
+
+def _series(n_classes: int) -> dict:
+    series = {n: {"values": [1.0, 0.5], "status": "improving"} for n in ("box", "cls", "total", "AP")}
+    for c in range(n_classes):
+        series[f"class {c} loss/GT"] = {"values": [1.0, 0.1 * c], "status": "improving"}
+        series[f"class {c} AP"] = {"values": [0.2, 0.3], "status": "improving"}
+    return series
+
+
+def test_plot_draws_every_class_or_says_which_it_drew():
+    names, note = choose_series(_series(3))
+    assert names == list(_series(3)) and note == "all 3 classes"
+    names, note = choose_series(_series(40))  # 4 + 80 panels: the classes with the highest last loss/GT
+    assert note == "top 10 of 40 classes by last loss/GT" and len(names) == 4 + 20
+    assert [n for n in names if n.endswith("loss/GT")] == [f"class {c} loss/GT" for c in range(30, 40)]
+
+
+def test_shared_scale_gives_one_range_per_unit(tmp_path):
+    series = _series(2)
+    scales = shared_scales(series, list(series))
+    assert scales == {"loss": (0.5, 1.0), "AP": (0.2, 1.0), "loss/GT": (0.0, 1.0)}
+    doc = {"series": series, "checkpoints": [{"label": "a/epoch0"}, {"label": "b/epoch0"}]}
+    for shared in (False, True):
+        with Image.open(plot_trend(doc, tmp_path / f"t{shared}.png", shared_scale=shared)) as im:
+            assert im.format == "PNG" and im.size == (900, 3 * 190 + 24)
 
 
 def test_always_high_loss_is_in_the_top_decile_everywhere(tmp_path):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from yolodbg.bundle import Bundle
-from yolodbg.documents.snapshot import SCHEMA, snapshot_doc
+from yolodbg.documents.snapshot import SCHEMA, RecordedPaths, snapshot_doc
 from yolodbg.errors import InputError
 from yolodbg.explain import explain
 from yolodbg.geometry import LETTERBOX_MODES
@@ -40,12 +41,60 @@ def digest_path(path: str | Path) -> str:
 
 
 def make(
-    bundle: Bundle, gt: str | Path | None, recipes: list[Recipe], options: dict[str, Any]
+    bundle: Bundle,
+    gt: str | Path | None,
+    recipes: list[Recipe],
+    options: dict[str, Any],
+    base: Path | None = None,
 ) -> dict[str, Any]:
-    """A snapshot document of ``recipes`` on ``bundle`` (:func:`~yolodbg.documents.snapshot.snapshot_doc`)."""
+    """A snapshot document of ``recipes`` on ``bundle`` (:func:`~yolodbg.documents.snapshot.snapshot_doc`).
+
+    ``base``: the folder the snapshot file goes to. Relative input paths are then recorded
+    relative to it (``paths_relative_to: "snapshot"``), so ``check`` finds them from any working
+    directory; absolute paths stay absolute.
+    """
     explanations = [explain(bundle, gt, r, top=0) for r in recipes]
     gt_sha256 = None if gt is None else digest_path(gt)
-    return snapshot_doc(bundle, gt, gt_sha256, explanations, options)
+    paths = RecordedPaths(
+        bundle=_recorded(bundle.source, base),
+        gt=None if gt is None else _recorded(str(gt), base),
+        relative_to_snapshot=base is not None,
+    )
+    return snapshot_doc(bundle, paths, gt_sha256, explanations, options)
+
+
+def _recorded(path: str, base: Path | None) -> str:
+    """``path`` as the snapshot records it: relative to ``base`` (POSIX separators) unless absolute."""
+    if base is None or Path(path).is_absolute():
+        return path
+    target, folder = os.path.abspath(path), os.path.abspath(base)
+    if os.path.dirname(os.path.commonpath([target, folder])) == os.path.commonpath([target, folder]):
+        return target  # nothing in common but the root: a relative path would only climb to it
+    return Path(os.path.relpath(target, folder)).as_posix()
+
+
+def resolve_input(doc: dict[str, Any], snapshot_path: Path, key: str, what: str) -> Path:
+    """The file a snapshot recorded under ``inputs[key]``, found from the current directory.
+
+    Snapshots that say ``paths_relative_to: "snapshot"`` are read relative to the snapshot file's
+    folder; older ones as written (relative to the working directory), else next to the snapshot.
+    """
+    record = doc["inputs"].get(key) or {}
+    path = record.get("path")
+    if not path:
+        raise InputError(f"{snapshot_path}: records no {what} path; pass it on the command line")
+    p = Path(path)
+    if doc["inputs"].get("paths_relative_to") == "snapshot":
+        candidates = [p if p.is_absolute() else snapshot_path.parent / p]
+    else:
+        candidates = [p, snapshot_path.parent / p]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise InputError(
+        f"{snapshot_path}: its {what} {path} is missing (looked for {candidates[0]}); pass the file on the "
+        "command line"
+    )
 
 
 def dumps(doc: dict[str, Any]) -> str:
@@ -102,12 +151,17 @@ def _check_inputs(doc: dict, p: Path) -> None:
         for key in ("path", "sha256"):
             _optional(inputs["gt"], p, key, str, "inputs.gt.")
     _optional(inputs, p, "options", dict, "inputs.")
+    if inputs.get("paths_relative_to") not in (None, "snapshot"):
+        raise InputError(
+            f'{p}: inputs.paths_relative_to is {inputs["paths_relative_to"]!r}; expected "snapshot" — '
+            "rewrite with yolodbg snapshot --update"
+        )
     for key, value in (inputs.get("options") or {}).items():
         typ = _OPTION_TYPES.get(key)
         if typ is None or not isinstance(value, typ) or isinstance(value, bool):
             raise InputError(
                 f"{p}: inputs.options.{key} is {value!r}; expected one of {', '.join(_OPTION_TYPES)} as the "
-                "command line wrote it — rewrite the snapshot with --update"
+                "command line wrote it — rewrite the snapshot with yolodbg snapshot --update"
             )
         _check_option_value(key, value, p)
 
@@ -125,16 +179,16 @@ def _check_option_value(key: str, value: Any, p: Path) -> None:
             option_values.number_list(value, "--strides")
     except click.BadParameter as e:
         raise InputError(
-            f"{p}: inputs.options.{key} is {value!r}: {e.message}; rewrite with --update"
+            f"{p}: inputs.options.{key} is {value!r}: {e.message}; rewrite with yolodbg snapshot --update"
         ) from None
     if key == "letterbox" and value not in LETTERBOX_MODES:
         raise InputError(
             f"{p}: inputs.options.letterbox is {value!r}; expected one of {', '.join(LETTERBOX_MODES)} — "
-            "rewrite with --update"
+            "rewrite with yolodbg snapshot --update"
         )
     if key == "nc" and value < 1:
         raise InputError(
-            f"{p}: inputs.options.nc is {value}; expected an integer ≥ 1 — rewrite with --update"
+            f"{p}: inputs.options.nc is {value}; expected an integer ≥ 1 — rewrite with yolodbg snapshot --update"
         )
 
 
@@ -153,7 +207,7 @@ def _check_record(rec: Any, p: Path, where: str) -> None:
         _require(rec, p, key, typ, where)
     if not rec["terms"]:
         raise InputError(
-            f"{p}: {where}terms is empty, so nothing would be compared; rewrite the snapshot with --update"
+            f"{p}: {where}terms is empty, so nothing would be compared; rewrite the snapshot with yolodbg snapshot --update"
         )
     _check_terms(rec["terms"], p, f"{where}terms")
     _optional(rec, p, "extra_terms", dict, where)
@@ -170,11 +224,11 @@ def _check_record(rec: Any, p: Path, where: str) -> None:
         for key in ("image_index", "gt_index"):
             if not _is_int(g[key]):
                 raise InputError(
-                    f"{p}: {where}gts[{j}].{key} is {g[key]!r}; expected an integer (rewrite with --update)"
+                    f"{p}: {where}gts[{j}].{key} is {g[key]!r}; expected an integer (rewrite with yolodbg snapshot --update)"
                 )
         if not isinstance(g["positives"], list) or not all(_is_int(a) for a in g["positives"]):
             raise InputError(
-                f"{p}: {where}gts[{j}].positives is not a list of anchor indices; rewrite with --update"
+                f"{p}: {where}gts[{j}].positives is not a list of anchor indices; rewrite with yolodbg snapshot --update"
             )
         if not isinstance(g["terms"], dict):
             raise InputError(
@@ -194,12 +248,16 @@ def _check_terms(terms: dict, p: Path, where: str) -> None:
             isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         )
         if not ok:
-            raise InputError(f"{p}: {where}.{name} is {value!r}; expected a number — rewrite with --update")
+            raise InputError(
+                f"{p}: {where}.{name} is {value!r}; expected a number — rewrite with yolodbg snapshot --update"
+            )
 
 
 def _require(d: dict, p: Path, key: str, typ, prefix: str = "") -> None:
     if not isinstance(d.get(key), typ) or isinstance(d.get(key), bool):
-        raise InputError(f"{p}: {prefix}{key} is missing or malformed; rewrite the snapshot with --update")
+        raise InputError(
+            f"{p}: {prefix}{key} is missing or malformed; rewrite the snapshot with yolodbg snapshot --update"
+        )
 
 
 def _optional(d: dict, p: Path, key: str, typ, prefix: str = "") -> None:
@@ -279,7 +337,7 @@ def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> 
         all_new = {**cur["terms"], **cur.get("extra_terms", {}), "objective": cur["objective"]}
         for term in sorted(set(all_new) - set(all_old)):
             drift.structure.append(
-                f"{name}: term {term} is not in the snapshot (hand-edited? rewrite with --update)"
+                f"{name}: term {term} is not in the snapshot (hand-edited? rewrite with yolodbg snapshot --update)"
             )
         for term in all_old:
             a, b = all_old[term], all_new.get(term)
@@ -302,6 +360,10 @@ def diff(old: dict[str, Any], new: dict[str, Any], rtol: float, atol: float) -> 
             for im in rec["images"]
         }
         _diff_gts(drift, name, rec["gts"], cur["gts"], labels, rtol, atol)
+    # the GTs that moved most first (a local change, one box, stands out from the batch-wide normaliser's
+    # ripple), then in recipe order: the top of the list is what a reviewer should look at
+    order = {r["spec"]: i for i, r in enumerate(old["recipes"])}
+    drift.gts.sort(key=lambda d: (-d.get("score", math.inf), order.get(d["recipe"], len(order))))
     return drift
 
 
@@ -345,22 +407,47 @@ def _diff_gts(drift: Drift, name: str, old: list, new: list, labels: dict, rtol:
             drift.structure.append(f"{name}: {who}: term(s) {', '.join(missing)} not in the snapshot")
         moved = [t for t in g["terms"] if not _close(cur["terms"].get(t), g["terms"][t], rtol, atol)]
         if moved:
-            rels = {t: _rel(g["terms"][t], cur["terms"].get(t)) for t in moved}
-            # how far this GT moved beyond the shared normaliser's ripple (the median ratio of its term)
-            own = {
-                t: abs((1 + rels[t]) / common.get(t, 1.0) - 1) if math.isfinite(rels[t]) else math.inf
-                for t in moved
-            }
-            parts = ", ".join(
-                f"{t} {g['terms'][t]:.6g} → {_fmt(cur['terms'].get(t))} ({rels[t]:+.2%})" for t in moved
-            )
-            if max(own.values()) <= max(10 * rtol, 1e-6):
-                parts += " — only the batch-wide normaliser moved"
-            drift.gts.append({"recipe": name, "gt": who, "change": parts, "score": max(own.values())})
-    # the GTs that moved most first: a local change (one box) stands out from the batch-wide normaliser's ripple
-    drift.gts.sort(key=lambda d: (d["recipe"] != name, -d.get("score", math.inf)))
+            drift.gts.append(_moved_gt(name, who, g, cur, moved, common, rtol))
     for g in new_by.values():
         drift.structure.append(f"{name}: {_gt_name(g, labels)} is new (not in the snapshot)")
+
+
+def _moved_gt(name: str, who: str, g: dict, cur: dict, moved: list[str], common: dict, rtol: float) -> dict:
+    """A GT whose terms moved: how far each moved, and whether it moved only with the normaliser.
+
+    ``common[t]`` is the median new/old ratio of term ``t`` over all GTs: a batch-wide normaliser
+    (TAL's target-score sum, say) scales every GT by it. The GT is labelled "moved only with the
+    normaliser" when that ratio itself moved (beyond the tolerance) and the GT followed it; a GT
+    that moved while the median stayed put moved on its own, however little.
+    """
+    rels = {t: _rel(g["terms"][t], cur["terms"].get(t)) for t in moved}
+    tol = max(10 * rtol, 1e-6)
+    own = {
+        t: abs((1 + rels[t]) / common.get(t, 1.0) - 1) if math.isfinite(rels[t]) else math.inf for t in moved
+    }
+    normaliser_moved = all(abs(common.get(t, 1.0) - 1) > tol for t in moved)
+    normaliser_only = normaliser_moved and max(own.values()) <= tol
+    parts = ", ".join(
+        f"{t} {g['terms'][t]:.6g} → {_fmt(cur['terms'].get(t))} ({rels[t]:+.2%})" for t in moved
+    )
+    if normaliser_only:
+        parts += " — only the batch-wide normaliser moved"
+    return {
+        "recipe": name,
+        "gt": who,
+        "change": parts,
+        "score": max(own.values()),
+        "normaliser_only": normaliser_only,
+        "terms_moved": [
+            {
+                "term": t,
+                "old": g["terms"][t],
+                "new": cur["terms"].get(t),
+                "rel": rels[t] if math.isfinite(rels[t]) else None,
+            }
+            for t in moved
+        ],
+    }
 
 
 def recipes_of(doc: dict[str, Any]) -> list[Recipe]:

@@ -48,8 +48,8 @@ def assert_loss_snapshot(
     b = preds if isinstance(preds, bundle_mod.Bundle) else bundle_mod.load(preds)
     specs = recipe if isinstance(recipe, list) else [recipe]
     recipes = [get_recipe(r) if isinstance(r, str) else r for r in specs]
-    doc = snap.make(b, gt, recipes, {})
     path = Path(path)
+    doc = snap.make(b, gt, recipes, {}, base=path.parent)  # paths relative to the file: check runs anywhere
     if update is None:
         update = update_requested()
     if update or not path.exists():

@@ -16,6 +16,7 @@ from yolodbg.cli.options import (
     recipe_option,
     say_wrote,
     top_option,
+    wide_option,
 )
 
 
@@ -29,9 +30,10 @@ from yolodbg.cli.options import (
 )
 @top_option("Rows of the GT tables.")
 @json_option("the yolodbg.compare/1 JSON")
+@wide_option
 @bundle_options
 @debug_option
-def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
+def compare(preds, gt, recipe_specs, top, json_out, wide, bundle_spec):
     """Compare loss variants on one batch, or one loss on two bundles of the same images.
 
     \b
@@ -51,17 +53,27 @@ def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
       yolodbg compare preds.pt -r yolov8 -r my_loss.toml --json cmp.json
       yolodbg compare epoch10.pt epoch50.pt --gt ann.json
     """
-    from rich.console import Console
-
-    from yolodbg.compare import compare_bundles, compare_recipes
     from yolodbg.documents.compare import compare_doc
-    from yolodbg.errors import InputError
     from yolodbg.paths import check_outputs
-    from yolodbg.recipes import get_recipe, recipe_for_head
     from yolodbg.render import compare as render
-    from yolodbg.render import jsonout
+    from yolodbg.render import fit, jsonout
 
     check_outputs(("--json", json_out), inputs=(*preds, gt))
+    cmp = _comparison(preds, gt, recipe_specs, bundle_spec)
+    if json_out:
+        jsonout.write(compare_doc(cmp), json_out)
+        say_wrote(json_out)
+    if json_out != "-":
+        render.render_compare(fit.console(wide), cmp, top, wide)
+    _exit_on_violations(cmp)
+
+
+def _comparison(preds, gt, recipe_specs, bundle_spec):
+    """Two bundles under one recipe, or one bundle under several recipes (anything else: usage error)."""
+    from yolodbg.compare import compare_bundles, compare_recipes
+    from yolodbg.errors import InputError
+    from yolodbg.recipes import get_recipe, recipe_for_head
+
     if len(preds) > 2:
         raise InputError(
             f"compare takes one bundle with several -r recipes, or two bundles; got {len(preds)} bundles"
@@ -74,23 +86,22 @@ def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
                 f"two bundles are compared under one recipe; got {len(recipes)} (-r); drop all but one"
             )
         recipe = recipes[0] if recipes else recipe_for_head(bundles[0].head, bundles[0].outputs)
-        cmp = compare_bundles(bundles[0], bundles[1], recipe, gt)
-    else:
-        if len(recipes) < 2:
-            raise InputError(
-                "compare needs two or more recipes for one bundle (e.g. -r yolov8 -r yolov8:box=giou), "
-                "or two bundles (A.pt B.pt)"
-            )
-        cmp = compare_recipes(bundles[0], recipes, gt)
-    if json_out:
-        jsonout.write(compare_doc(cmp), json_out)
-        say_wrote(json_out)
-    if json_out != "-":
-        render.render_compare(Console(), cmp, top)
-    if cmp.violations:
-        err = Console(stderr=True)
-        for v in cmp.violations:
-            err.print(
-                f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False
-            )
-        sys.exit(EXIT_CHECK)
+        return compare_bundles(bundles[0], bundles[1], recipe, gt)
+    if len(recipes) < 2:
+        raise InputError(
+            "compare needs two or more recipes for one bundle (e.g. -r yolov8 -r yolov8:box=giou), "
+            "or two bundles (A.pt B.pt)"
+        )
+    return compare_recipes(bundles[0], recipes, gt)
+
+
+def _exit_on_violations(cmp) -> None:
+    """A conservation violation is a yolodbg bug: say so on stderr and exit 1."""
+    from rich.console import Console
+
+    if not cmp.violations:
+        return
+    err = Console(stderr=True)
+    for v in cmp.violations:
+        err.print(f"[bold red]conservation violated:[/] {v} (a yolodbg bug; please report)", highlight=False)
+    sys.exit(EXIT_CHECK)

@@ -203,3 +203,13 @@ def bundle_options(f):
         return f(*args, bundle_spec=spec, **kwargs)
 
     return wrapper
+
+
+def wide_option(f):
+    """``--wide``: every column of every table, however long the lines get (default: what fits)."""
+    return click.option(
+        "--wide",
+        is_flag=True,
+        help="Show every column, in lines as long as they need (default: the columns that fit the "
+        "terminal, 80 through a pipe; the ones left out are named under each table).",
+    )(f)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from yolodbg.cli.options import debug_option
+from yolodbg.cli.options import debug_option, wide_option
 
 
 @click.command()
 @click.argument("name", required=False)
+@wide_option
 @debug_option
-def recipes(name):
+def recipes(name, wide):
     """List recipes, their parameters and defaults, and what each reproduces.
 
     \b
@@ -19,32 +20,25 @@ def recipes(name):
       yolodbg recipes yolov8
     Variants are written NAME:key=value,key=value, e.g. yolov8:assigner.topk=13,gain.cls=1.0
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from yolodbg.recipes import ALIASES, RECIPES, get_recipe
+    from yolodbg.render import fit
+    from yolodbg.render import recipes as render
 
-    console = Console()
+    console = fit.console(wide)
     if name is None:
-        table = Table(show_edge=False, header_style="bold")
-        table.add_column("recipe", no_wrap=True)
-        table.add_column("aliases", no_wrap=True)
-        table.add_column("head")
-        table.add_column("terms")
-        table.add_column("reproduces")
-        for key, cls in RECIPES.items():
-            aliases = ", ".join(a for a, k in ALIASES.items() if k == key)
-            table.add_row(key, aliases, ", ".join(cls.heads), ", ".join(cls.terms), cls.reproduces)
-        console.print(table)
-        console.print("Parameters of one recipe: yolodbg recipes NAME")
+        rows = [
+            (
+                key,
+                ", ".join(a for a, k in ALIASES.items() if k == key),
+                ", ".join(cls.heads),
+                ", ".join(cls.terms),
+                cls.reproduces,
+            )
+            for key, cls in RECIPES.items()
+        ]
+        console.print(render.recipe_list(rows, console.width, wide))
         return
     recipe = get_recipe(name)
-    console.print(f"[bold]{recipe.name}[/] — {recipe.reproduces}")
-    table = Table(show_edge=False, header_style="bold")
-    table.add_column("key", no_wrap=True)
-    table.add_column("default", no_wrap=True)
-    table.add_column("meaning")
-    for p in recipe.PARAMS:
-        default = "auto" if p.default is None else str(p.default)
-        table.add_row(p.key, default, p.describe())
-    console.print(table)
+    rows = [("auto" if p.default is None else str(p.default), p) for p in recipe.PARAMS]
+    params = [(p.key, default, p.describe()) for default, p in rows]
+    console.print(render.recipe_params(recipe.name, recipe.reproduces, params, console.width, wide))

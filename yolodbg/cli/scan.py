@@ -22,7 +22,9 @@ from yolodbg.cli.options import (
     recipe_option,
     say_wrote,
     top_option,
+    wide_option,
 )
+from yolodbg.scan.status import rule_text
 
 GT_HELP = "COCO json or YOLO labels folder (default: each bundle's own targets)."
 RECIPE_HELP = "Loss to replay (default: the head's recipe). See `yolodbg recipes`."
@@ -136,20 +138,10 @@ def executor(ray_address: str | None, workers: int, n_bundles: int):
 @click.option(
     "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
 )
+@wide_option
 @bundle_options
 @debug_option
-def scan(
-    paths,
-    gt,
-    recipe_spec,
-    workers,
-    ray_address,
-    json_out,
-    rows,
-    top,
-    evaluate,
-    bundle_spec,
-):
+def scan(paths, gt, recipe_spec, workers, ray_address, json_out, rows, top, evaluate, wide, bundle_spec):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
 
     PATH is a bundle file, a folder of bundles (searched recursively) or a glob pattern;
@@ -163,52 +155,85 @@ def scan(
       yolodbg scan /shared/preds/ --gt /shared/ann.json --ray auto   # on a Ray cluster
 
     Ctrl-C stops after the bundle at hand and prints what was aggregated so far (exit code 130).
-    Loss columns are each GT's share of its batch's logged loss, summed over bundles.
+    Loss columns are each GT's share of its batch's logged loss, summed over bundles. A bundle
+    that repeats an image id of an earlier one (two checkpoints in one folder) is left out of
+    every sum and of mAP, with a warning (JSON: duplicates).
     """
-    from rich.console import Console
-
-    from yolodbg.documents.common import versions
     from yolodbg.paths import check_outputs
-    from yolodbg.render import jsonout
-    from yolodbg.render import scan as render
     from yolodbg.scan.run import allocator, expand_all
-    from yolodbg.scan.run import scan as run_scan
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, bundle_spec, evaluate)
     files = expand_all(paths)
     check_outputs(("--json", json_out), ("--rows", rows), inputs=(*files, gt))
-    err = Console(stderr=True)
+    agg = _scan_files(files, job, workers, ray_address, top, rows)
+    doc = agg.summary()
+    _report(doc, json_out, lambda console: _render_scan(console, doc, wide), wide)
+    if agg.interrupted:
+        _stderr().print(
+            f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow"
+        )
+    _exit(doc)
+    if agg.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _scan_files(files, job, workers: int, ray_address: str | None, top: int, rows: Path | None):
+    """Map the bundles (locally or on Ray) under a progress bar, streaming ``--rows`` as they come."""
+    from yolodbg.render import scan as render
+    from yolodbg.scan.run import scan as run_scan
+
     with executor(ray_address, workers, len(files)) as (n_workers, ray):
         sink = _Rows(rows)
         ok = False
         try:
-            with render.progress(err) as bar:
-                task = bar.add_task("scan", total=len(files), images=0)
-
-                def on_record(rec) -> None:
-                    sink.write(rec)
-                    n = getattr(rec, "batch_size", 0)
-                    bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
-
+            with render.progress(_stderr()) as bar:
+                on_record = _progress_callback(bar, "scan", len(files), sink.write)
                 agg = run_scan(files, job, workers=n_workers, top=top, on_record=on_record, ray=ray)
             ok = True
         finally:
             sink.close(keep=ok)
     if ok:
         say_wrote(rows)
-    doc = agg.summary()
+    return agg
+
+
+def _progress_callback(bar, name: str, total: int, also=None):
+    """Advance ``bar`` by one bundle (and its images) per record; ``also(record)`` first."""
+    task = bar.add_task(name, total=total, images=0)
+
+    def on_record(rec) -> None:
+        if also is not None:
+            also(rec)
+        n = getattr(rec, "batch_size", 0)
+        bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
+
+    return on_record
+
+
+def _report(doc: dict, json_out, render, wide: bool) -> None:
+    """``--json`` (with the versions) and, unless the JSON goes to stdout, the console report."""
+    from yolodbg.documents.common import versions
+    from yolodbg.render import fit, jsonout
+
     doc["versions"] = versions()
     if json_out:
         jsonout.write(doc, json_out)
         say_wrote(json_out)
     if json_out != "-":
-        render.render_scan(Console(), doc)
-    if agg.interrupted:
-        err.print(f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow")
-    _exit(doc)
-    if agg.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        render(fit.console(wide))
+
+
+def _render_scan(console, doc: dict, wide: bool) -> None:
+    from yolodbg.render import scan as render
+
+    render.render_scan(console, doc, wide)
 
 
 def _exit(doc: dict) -> None:
@@ -220,17 +245,38 @@ def _exit(doc: dict) -> None:
         sys.exit(EXIT_USAGE)
 
 
-@click.command()
+@click.command(
+    help=f"""Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
+
+    Checkpoints: bundles grouped by meta["epoch"]; without epochs each RUN_DIR is one
+    checkpoint (several arguments) or each file is one (a single argument), in order,
+    labelled by the shortest end of their paths that tells them apart.
+
+    \b
+    Examples:
+      yolodbg trend runs/exp/val_bundles/ --gt ann.json --plot trend.png
+      yolodbg trend ckpt_010/ ckpt_020/ ckpt_030/ --json trend.json
+
+    {rule_text()}
+    """
+)
 @click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
 @_scan_options
 @click.option(
     "--window", type=click.IntRange(min=1), default=3, show_default=True, help="Steps a plateau spans."
 )
 @click.option("--plot", type=click.Path(path_type=Path), help="PNG of the trajectories.")
+@click.option(
+    "--shared-scale",
+    is_flag=True,
+    help="--plot: one y range per unit (all loss terms and the total, all loss/GT, all AP) instead of "
+    "one per panel, so panels compare by eye.",
+)
 @json_option("the yolodbg.trend/1 JSON")
 @click.option(
     "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
 )
+@wide_option
 @bundle_options
 @debug_option
 def trend(
@@ -241,59 +287,58 @@ def trend(
     ray_address,
     window,
     plot,
+    shared_scale,
     json_out,
     evaluate,
+    wide,
     bundle_spec,
 ):
-    """Follow loss terms, classes, mAP and single GTs over the checkpoints of a run.
-
-    Checkpoints: bundles grouped by meta["epoch"]; without epochs each RUN_DIR is one
-    checkpoint (several arguments) or each file is one (a single argument), in order.
-
-    \b
-    Examples:
-      yolodbg trend runs/exp/val_bundles/ --gt ann.json --plot trend.png
-      yolodbg trend ckpt_010/ ckpt_020/ ckpt_030/ --json trend.json
-
-    A series is flagged "plateau" when it stopped improving over --window checkpoints and
-    "diverging" when it got worse than its best by more than 10%.
-    """
-    from rich.console import Console
-
-    from yolodbg.documents.common import versions
     from yolodbg.paths import check_outputs
-    from yolodbg.render import jsonout
-    from yolodbg.render import scan as render
-    from yolodbg.render.trend_plot import plot_trend
     from yolodbg.scan.run import allocator
     from yolodbg.scan.trend import checkpoints
-    from yolodbg.scan.trend import trend as run_trend
 
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, bundle_spec, evaluate)
     cps = checkpoints(run_dirs)
-    total = sum(len(c.paths) for c in cps)
     check_outputs(("--json", json_out), ("--plot", plot), inputs=(*(p for c in cps for p in c.paths), gt))
-    err = Console(stderr=True)
-    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(err) as bar:
-        task = bar.add_task("trend", total=total, images=0)
+    doc = _trend_checkpoints(run_dirs, cps, job, workers, ray_address, window)
+    if plot is not None:
+        _plot(doc, plot, shared_scale)
+    _report(doc, json_out, lambda console: _render_trend(console, doc, wide), wide)
+    _trend_exit(doc)
 
-        def on_record(rec) -> None:
-            n = getattr(rec, "batch_size", 0)
-            bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
 
-        doc = run_trend(
+def _trend_checkpoints(run_dirs, cps, job, workers: int, ray_address: str | None, window: int) -> dict:
+    """Scan every checkpoint (locally or on Ray) under a progress bar -> the trend document."""
+    from yolodbg.render import scan as render
+    from yolodbg.scan.trend import trend as run_trend
+
+    total = sum(len(c.paths) for c in cps)
+    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(_stderr()) as bar:
+        on_record = _progress_callback(bar, "trend", total)
+        return run_trend(
             run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, ray=ray
         )
-    doc["versions"] = versions()
-    if plot is not None:
-        plot_trend(doc, plot)
-        say_wrote(plot)
-    if json_out:
-        jsonout.write(doc, json_out)
-        say_wrote(json_out)
-    if json_out != "-":
-        render.render_trend(Console(), doc)
+
+
+def _plot(doc: dict, plot: Path, shared_scale: bool) -> None:
+    """Draw ``--plot``; ``wrote`` says which classes it shows when not all of them fit."""
+    from yolodbg.render.trend_plot import choose_series, plot_trend
+
+    plot_trend(doc, plot, shared_scale=shared_scale)
+    note = choose_series(doc["series"])[1]
+    say_wrote(plot, f" ({note})" if note else "")
+
+
+def _render_trend(console, doc: dict, wide: bool) -> None:
+    from yolodbg.render import scan as render
+
+    render.render_trend(console, doc, wide)
+
+
+def _trend_exit(doc: dict) -> None:
+    """Failed bundles: exit 2 (3 for an internal error); else Ctrl-C: 130."""
+    err = _stderr()
     if doc["interrupted"]:
         err.print("interrupted: the later checkpoints are partial or missing", style="bold yellow")
     failed = [f for c in doc["checkpoints"] for f in c["failed"]]

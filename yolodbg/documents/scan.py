@@ -67,6 +67,7 @@ def scan_doc(agg: ScanAggregate, ceiling_hook: str) -> dict[str, Any]:
         "coco": None
         if coco is None
         else {**coco.stats, "num_images": coco.num_images, "num_dets": coco.num_dets},
+        "duplicates": list(agg.duplicates),
         "warnings": [f"{w} (×{k})" if k > 1 else w for w, k in agg.warnings.items()],
         "violations": list(agg.violations),
         "nonfinite": list(agg.nonfinite),

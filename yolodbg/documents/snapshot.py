@@ -7,7 +7,7 @@ positives sorted; :mod:`yolodbg.snapshot` makes, reads and diffs these documents
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from yolodbg import __version__
@@ -55,22 +55,35 @@ def recipe_record(ex: Explanation) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class RecordedPaths:
+    """The input paths as a snapshot records them (relative to the snapshot file when
+    ``relative_to_snapshot``, else as given)."""
+
+    bundle: str
+    gt: str | None
+    relative_to_snapshot: bool = False
+
+
 def snapshot_doc(
     bundle: Bundle,
-    gt: str | Path | None,
+    paths: RecordedPaths,
     gt_sha256: str | None,
     explanations: list[Explanation],
     options: dict[str, Any],
 ) -> dict[str, Any]:
-    """The snapshot of ``explanations`` (one per recipe) of ``bundle`` against ``gt`` (digest ``gt_sha256``)."""
+    """The snapshot of ``explanations`` (one per recipe) of ``bundle`` against the GT at ``paths.gt``
+    (digest ``gt_sha256``)."""
     import torch
 
     records = [recipe_record(ex) for ex in explanations]
     inputs: dict[str, Any] = {
-        "bundle": {"path": bundle.source, "sha256": bundle.digest},
-        "gt": None if gt is None else {"path": str(gt), "sha256": gt_sha256},
+        "bundle": {"path": paths.bundle, "sha256": bundle.digest},
+        "gt": None if paths.gt is None else {"path": paths.gt, "sha256": gt_sha256},
         "options": {k: v for k, v in sorted(options.items()) if v is not None},
     }
+    if paths.relative_to_snapshot:
+        inputs["paths_relative_to"] = "snapshot"
     letterbox = explanations[0].targets.letterbox_doc() if explanations else None
     if letterbox is not None:  # which loader's letterbox mapped the GT of images without scale/pad
         inputs["letterbox"] = letterbox

@@ -1,57 +1,19 @@
 """The ``yolodbg.trend/1`` document: one row per checkpoint, the series followed over them with
 their status, and the GTs that stay orphaned or costly (:func:`yolodbg.scan.trend.trend` scans the
-checkpoints). A series (a term, the total, a class's loss per GT, AP) is:
-
-- ``diverging`` when its last value is not finite, or is worse than its best by more than
-  ``DIVERGE_REL`` (relative; ``DIVERGE_AP`` absolute for AP) and worse than one step or
-  ``window`` steps before;
-- ``plateau`` when it improved by less than ``PLATEAU_REL`` (relative; ``PLATEAU_AP`` absolute
-  for AP) over the last ``window`` steps;
-- ``improving`` otherwise, and ``too_short`` with fewer than ``window + 1`` checkpoints.
+checkpoints). The status of a series (``improving``, ``plateau``, ``diverging``,
+``too_short``) follows the rule of :mod:`yolodbg.scan.status`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from yolodbg.scan.status import status
 
 if TYPE_CHECKING:
     from yolodbg.scan.trend import Checkpoint, GtTracker
 
 SCHEMA = "yolodbg.trend/1"
-PLATEAU_REL = 0.01
-PLATEAU_AP = 0.005
-DIVERGE_REL = 0.10
-DIVERGE_AP = 0.01
-WINDOW = 3
-
-
-def status(values: Sequence[float | None], higher_is_better: bool = False, window: int = WINDOW) -> str:
-    """``improving``, ``plateau``, ``diverging`` or ``too_short`` (see the module docstring).
-
-    >>> status([4.0, 3.0, 2.0, 1.0]), status([4.0, 2.0, 2.0, 2.0, 2.0]), status([3.0, 1.0, 1.5])
-    ('improving', 'plateau', 'diverging')
-    """
-    given = [x for x in values if x is not None]
-    if given and not math.isfinite(given[-1]):
-        return "diverging"  # the last checkpoint's value is inf or NaN
-    v = [x for x in given if math.isfinite(x)]
-    if len(v) < 2:
-        return "too_short"
-    sign = -1.0 if higher_is_better else 1.0
-    loss = [sign * x for x in v]  # lower is better from here on
-    best = min(loss)
-    start = loss[max(0, len(loss) - window - 1)]
-    worse = loss[-1] > loss[-2] or loss[-1] > start
-    tol = DIVERGE_AP if higher_is_better else DIVERGE_REL * max(abs(best), 1e-12)
-    if worse and loss[-1] - best > tol:
-        return "diverging"
-    if len(v) < window + 1:
-        return "too_short"
-    gain = start - loss[-1]
-    tol = PLATEAU_AP if higher_is_better else PLATEAU_REL * max(abs(start), 1e-12)
-    return "plateau" if gain < tol else "improving"
 
 
 def checkpoint_row(c: Checkpoint, d: dict) -> dict[str, Any]:

@@ -162,6 +162,8 @@ class ScanAggregate:
         self.nonfinite: list[str] = []
         self.failed: list[str] = []
         self.letterbox: Counter[str] = Counter()  # images whose GT a loader's letterbox mapped, per loader
+        self.seen_images: dict[str, str] = {}  # image label -> the bundle that brought it
+        self.duplicates: list[dict[str, Any]] = []  # bundles left out: they repeat images already counted
         self.coco = CocoAccumulator()
         self.evaluated = False
         self.interrupted = False
@@ -174,6 +176,8 @@ class ScanAggregate:
         why = self.guard.refuse(rec)  # two models do not add up: keep the first, name the rest
         if why is not None:
             self.fail(rec.source, why)
+            return
+        if self._repeats_images(rec):
             return
         if self.recipe is None:
             self.recipe, self.term_names = rec.recipe, list(rec.terms)
@@ -210,6 +214,30 @@ class ScanAggregate:
         if rec.coco is not None:
             self.evaluated = True
             self.coco.add(rec.coco)
+
+    def _repeats_images(self, rec: BundleRecord) -> bool:
+        """A bundle with an image already counted (say, two checkpoints' bundles in one folder) is left
+        out of every sum and of mAP: counting its GTs again would double their class and size
+        statistics. It is listed in ``duplicates`` and warned about; the first bundle's images stay."""
+        repeated = [im.image for im in rec.images if im.image in self.seen_images]
+        if not repeated:
+            self.seen_images.update((im.image, rec.source) for im in rec.images)
+            return False
+        first = sorted({self.seen_images[i] for i in repeated})
+        self.duplicates.append(
+            {
+                "bundle": rec.source,
+                "repeated_images": len(repeated),
+                "images": repeated[:10],
+                "first_in": first,
+            }
+        )
+        shown = ", ".join(repeated[:3]) + (f" and {len(repeated) - 3} more" if len(repeated) > 3 else "")
+        self.warnings[
+            f"{rec.source}: repeats image id(s) {shown} of {', '.join(first)}; left out of the statistics and mAP "
+            "(scan one checkpoint at a time, or use yolodbg trend)"
+        ] += 1
+        return True
 
     def _add_gt(self, g: GtRecord) -> None:
         names = self.term_names

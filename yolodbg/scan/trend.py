@@ -9,9 +9,18 @@ Checkpoints (in this order of precedence):
 3. otherwise each bundle file is one checkpoint, in natural file order.
 
 Every checkpoint is scanned like ``yolodbg scan`` (one :class:`ScanAggregate` each); GTs are
-followed across checkpoints by (image, annotation id — or index in the image). Each followed
-series gets a status (``improving``, ``plateau``, ``diverging``, ``too_short``); the rules and
-the document are in :mod:`yolodbg.documents.trend`.
+followed across checkpoints by (image, annotation id — or index in the image). A series
+(a term, the total, a class's loss per GT, AP) is:
+
+- ``diverging`` when its last value is not finite, or is worse than its best by more than
+  ``DIVERGE_REL`` (relative; ``DIVERGE_AP`` absolute for AP) and worse than one step or
+  ``window`` steps before;
+- ``plateau`` when it improved by less than ``PLATEAU_REL`` (relative; ``PLATEAU_AP`` absolute
+  for AP) over the last ``window`` steps;
+- ``improving`` otherwise, and ``too_short`` with fewer than ``window + 1`` checkpoints.
+
+The thresholds and the rule live in :mod:`yolodbg.scan.status` (shared with ``--help``); the
+document is built in :mod:`yolodbg.documents.trend`.
 """
 
 from __future__ import annotations
@@ -23,11 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolodbg.documents.trend import WINDOW, trend_doc
+from yolodbg.documents.trend import trend_doc
 from yolodbg.errors import InputError
 from yolodbg.scan.aggregate import ModelGuard, ScanAggregate
 from yolodbg.scan.records import GtRecord
 from yolodbg.scan.run import Failed, ScanJob, drive, expand
+from yolodbg.scan.status import WINDOW
 
 if TYPE_CHECKING:
     from yolodbg.scan.executor import Executor
@@ -69,8 +79,31 @@ def checkpoints(specs: Sequence[str | os.PathLike]) -> list[Checkpoint]:
             by_epoch.setdefault(e, []).append(f)
         return [Checkpoint(f"epoch {e:g}", e, tuple(fs)) for e, fs in sorted(by_epoch.items())]
     if len(groups) > 1:
-        return [Checkpoint(str(s), None, tuple(g)) for s, g in zip(specs, groups, strict=True)]
-    return [Checkpoint(f.name, None, (f,)) for f in files]
+        labels = unique_suffixes(specs)
+        return [Checkpoint(lab, None, tuple(g)) for lab, g in zip(labels, groups, strict=True)]
+    return [Checkpoint(lab, None, (f,)) for lab, f in zip(unique_suffixes(files), files, strict=True)]
+
+
+def unique_suffixes(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Each path's shortest tail of components that no other path ends with: distinct, short labels.
+
+    >>> unique_suffixes(["/tmp/a/run/epoch0", "/tmp/b/run/epoch0", "/tmp/b/run/epoch1"])
+    ['a/run/epoch0', 'b/run/epoch0', 'epoch1']
+
+    The same path given twice keeps its full form and a number (``#2``), so labels stay distinct.
+    """
+    parts = [Path(p).parts for p in paths]
+    labels = []
+    for i, mine in enumerate(parts):
+        others = [q for j, q in enumerate(parts) if j != i]
+        k = next((k for k in range(1, len(mine) + 1) if all(q[-k:] != mine[-k:] for q in others)), len(mine))
+        labels.append(str(Path(*mine[-k:])) if mine else str(paths[i]))
+    seen: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        seen[lab] = seen.get(lab, 0) + 1
+        if seen[lab] > 1:
+            labels[i] = f"{lab} #{seen[lab]}"
+    return labels
 
 
 def _gt_key(g: GtRecord) -> tuple:
