@@ -13,6 +13,7 @@ from yolodbg.cli.options import (
     debug_option,
     gt_option,
     json_option,
+    names_option,
     recipe_option,
     top_option,
 )
@@ -27,10 +28,11 @@ from yolodbg.cli.options import (
     metavar="NAME[:k=v,..]|FILE.toml",
 )
 @top_option("Rows of the GT tables.")
+@names_option
 @json_option("the yolodbg.compare/1 JSON")
 @bundle_options
 @debug_option
-def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
+def compare(preds, gt, recipe_specs, top, names_file, json_out, bundle_spec):
     """Compare loss variants on one batch, or one loss on two bundles of the same images.
 
     \b
@@ -72,14 +74,14 @@ def compare(preds, gt, recipe_specs, top, json_out, bundle_spec):
                 f"two bundles are compared under one recipe; got {len(recipes)} (-r); drop all but one"
             )
         recipe = recipes[0] if recipes else recipe_for_head(bundles[0].head, bundles[0].outputs)
-        cmp = compare_bundles(bundles[0], bundles[1], recipe, gt)
+        cmp = compare_bundles(bundles[0], bundles[1], recipe, gt, names_file)
     else:
         if len(recipes) < 2:
             raise InputError(
                 "compare needs two or more recipes for one bundle (e.g. -r yolov8 -r yolov8:box=giou), "
                 "or two bundles (A.pt B.pt)"
             )
-        cmp = compare_recipes(bundles[0], recipes, gt)
+        cmp = compare_recipes(bundles[0], recipes, gt, names_file)
     if json_out:
         jsonout.write(render.compare_doc(cmp), json_out)
     if json_out != "-":

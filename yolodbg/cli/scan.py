@@ -19,6 +19,7 @@ from yolodbg.cli.options import (
     debug_option,
     gt_option,
     json_option,
+    names_option,
     recipe_option,
     top_option,
 )
@@ -135,6 +136,7 @@ def executor(ray_address: str | None, workers: int, n_bundles: int):
 @click.option(
     "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
 )
+@names_option
 @bundle_options
 @debug_option
 def scan(
@@ -147,6 +149,7 @@ def scan(
     rows,
     top,
     evaluate,
+    names_file,
     bundle_spec,
 ):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
@@ -166,12 +169,15 @@ def scan(
     """
     from rich.console import Console
 
+    from yolodbg.class_names import for_scan, load_names_file
     from yolodbg.paths import check_outputs
     from yolodbg.render import jsonout
     from yolodbg.render import scan as render
     from yolodbg.scan.run import allocator, expand_all
     from yolodbg.scan.run import scan as run_scan
 
+    if names_file is not None:
+        load_names_file(names_file)  # a bad --names fails before the scan, not after it
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, bundle_spec, evaluate)
     files = expand_all(paths)
@@ -194,6 +200,7 @@ def scan(
         finally:
             sink.close(keep=ok)
     doc = agg.summary()
+    doc["class_names"] = for_scan(doc, names_file, gt)
     doc["versions"] = jsonout.versions()
     if json_out:
         jsonout.write(doc, json_out)

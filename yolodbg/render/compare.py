@@ -75,12 +75,12 @@ def terms_table(cmp: Comparison) -> Table:
 
 def _gt_cells(g: GtChange) -> list[str]:
     x1, y1, x2, y2 = g.box_xyxy
-    return [g.image, g.ident, str(g.cls), f"{x2 - x1:.0f}×{y2 - y1:.0f}"]
+    return [g.image, g.ident, g.class_label or str(g.cls), f"{x2 - x1:.0f}×{y2 - y1:.0f}"]
 
 
 def _gt_columns(table: Table) -> None:
-    for name in ("image", "gt", "cls", "w×h px"):
-        table.add_column(name, justify="right" if name != "image" else "left", no_wrap=True)
+    for name in ("image", "gt", "class", "w×h px"):
+        table.add_column(name, justify="right" if name not in ("image", "class") else "left", no_wrap=True)
 
 
 def _names(items: list[GtChange], n: int = 8) -> str:

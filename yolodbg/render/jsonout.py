@@ -12,6 +12,7 @@ from yolodbg import __version__
 from yolodbg.atomic import atomic_write
 from yolodbg.breakdown import GtRow, ImageRow, Negative
 from yolodbg.bundle import ImageInfo
+from yolodbg.class_names import ClassNames
 from yolodbg.explain import Explanation
 
 SCHEMA = "yolodbg.explain/1"
@@ -56,7 +57,7 @@ def _image_doc(im: ImageRow, images_info: dict[int, ImageInfo]) -> dict[str, Any
     }
 
 
-def _gt_doc(g: GtRow) -> dict[str, Any]:
+def _gt_doc(g: GtRow, names: ClassNames) -> dict[str, Any]:
     """One GT row (``gts[]``): its positives, its terms and, when it has none, the reason."""
     return {
         "image_index": g.image_index,
@@ -65,6 +66,7 @@ def _gt_doc(g: GtRow) -> dict[str, Any]:
         "ann_id": g.ann_id,
         "class": g.cls,
         "category_id": g.category_id,
+        "class_name": names.name_of(g.cls),
         "box_xyxy": list(g.box_xyxy),
         "num_pos": g.num_pos,
         "num_zero_weight": g.num_zero_weight,
@@ -82,12 +84,13 @@ def _gt_doc(g: GtRow) -> dict[str, Any]:
     }
 
 
-def _negative_doc(n: Negative, local: list[int]) -> dict[str, Any]:
+def _negative_doc(n: Negative, local: list[int], names: ClassNames) -> dict[str, Any]:
     """One costly background anchor (``negatives[]``); ``local``: each target row's index in its image."""
     return {
         "image_index": n.image_index,
         **n.anchor,
         "pred_class": n.pred_class,
+        "class_name": names.name_of(n.pred_class),
         "score": n.score,
         "box_xyxy": list(n.box_xyxy),
         "best_iou": n.best_iou,
@@ -119,9 +122,9 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
         "logged": None if ex.logged is None else ex.logged.doc(),
         "input": _input_doc(ex),
         "images": [_image_doc(im, images_info) for im in bd.images],
-        "gts": [_gt_doc(g) for g in bd.gts],
+        "gts": [_gt_doc(g, ex.class_names) for g in bd.gts],
         "background": {"terms": bd.background, "by_level": bd.background_by_level},
-        "negatives": [_negative_doc(n, local) for n in bd.negatives],
+        "negatives": [_negative_doc(n, local, ex.class_names) for n in bd.negatives],
         "ignored": [
             {
                 "image_index": i.image_index,

@@ -262,7 +262,7 @@ def render_overlay(
     font = dr.font(max(12, round(max(w, h) / 48)))
     draw = ImageDraw.Draw(canvas)
     vmax = max((g.share for g in ex.breakdown.gts), default=0.0) or 1.0
-    name = lambda c: names[c] if names is not None and c < len(names) else f"cls {c}"  # noqa: E731
+    name = lambda c: names[c] if names is not None and c < len(names) else str(c)  # noqa: E731
     labels = _draw_ignored(ex, image, draw, view, lw)
     labels += _draw_negatives(ex, image, draw, view, lw, top, name)
     labels += _draw_gts(ex, image, draw, view, lw, vmax, name)

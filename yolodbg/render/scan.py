@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from yolodbg.class_names import ClassNames, scan_doc_names
 from yolodbg.render.console import _fmt, level_label
 
 BAD = "bold red"
@@ -144,11 +145,12 @@ def levels_table(doc: dict[str, Any]) -> Table:
     return t
 
 
-def gts_table(title: str, rows: list[dict[str, Any]]) -> Table:
+def gts_table(title: str, rows: list[dict[str, Any]], names: ClassNames | None = None) -> Table:
+    label = (names or ClassNames()).label
     t = _table(title)
-    for col in ("image", "ann", "cls", "w×h orig", "size", "pos", "loss", "batch share", "detected", "why"):
+    for col in ("image", "ann", "class", "w×h orig", "size", "pos", "loss", "batch share", "detected", "why"):
         t.add_column(
-            col, justify="left" if col in ("image", "why", "size") else "right", no_wrap=col != "why"
+            col, justify="left" if col in ("image", "class", "why", "size") else "right", no_wrap=col != "why"
         )
     for g in rows:
         x1, y1, x2, y2 = g["box_orig_xyxy"]
@@ -156,7 +158,7 @@ def gts_table(title: str, rows: list[dict[str, Any]]) -> Table:
         t.add_row(
             g["image"],
             "" if g["ann_id"] is None else str(g["ann_id"]),
-            str(g["class"]),
+            label(g["class"]),
             f"{x2 - x1:.0f}×{y2 - y1:.0f}",
             g["bucket"],
             Text(str(g["num_pos"]), style=BAD if g["num_pos"] == 0 else ""),
@@ -186,14 +188,15 @@ def images_table(doc: dict[str, Any]) -> Table:
 
 
 def offenders_table(doc: dict[str, Any]) -> Table:
+    label = scan_doc_names(doc).label
     t = _table("Background offenders that look like missing labels (confident, overlap no GT)")
-    for col in ("image", "level", "class", "score", "box orig (xyxy)", "loss"):
+    for col in ("image", "level", "pred class", "score", "box orig (xyxy)", "loss"):
         t.add_column(col, justify="left" if col == "image" else "right", no_wrap=True)
     for o in doc["offenders"]:
         t.add_row(
             o["image"],
             "" if o["stride"] is None else f"s{o['stride']:g}",
-            str(o["pred_class"]),
+            label(o["pred_class"]),
             f"{o['score']:.3f}",
             ", ".join(f"{v:.0f}" for v in o["box_orig_xyxy"]),
             _fmt(o["contribution"]),
@@ -222,7 +225,8 @@ def render_scan(console: Console, doc: dict[str, Any]) -> None:
         head.append(" · INTERRUPTED: partial results", style=BAD)
     ap = doc.get("coco") is not None
     parts: list[Any] = [head, Text(""), summary(doc), Text("")]
-    cls_label = lambda r: str(r["class"]) + ("" if r["category_id"] is None else f" ({r['category_id']})")  # noqa: E731
+    names = scan_doc_names(doc)
+    cls_label = lambda r: names.label(r["class"])  # noqa: E731
     cls_ap, size_ap = (("AP", "AP50"), ("AP",)) if ap else ((), ())
     parts += [group_table("Classes", doc["classes"], "class", cls_label, cls_ap), Text("")]
     parts += [
@@ -230,10 +234,10 @@ def render_scan(console: Console, doc: dict[str, Any]) -> None:
         Text(""),
     ]
     parts += [levels_table(doc), Text(""), images_table(doc), Text("")]
-    parts += [gts_table(f"GTs by loss (top {len(doc['top_gts'])})", doc["top_gts"]), Text("")]
+    parts += [gts_table(f"GTs by loss (top {len(doc['top_gts'])})", doc["top_gts"], names), Text("")]
     if doc["missed_high_loss"]:
         parts += [
-            gts_table("High loss and missed (not matched at IoU 0.5)", doc["missed_high_loss"]),
+            gts_table("High loss and missed (not matched at IoU 0.5)", doc["missed_high_loss"], names),
             Text(""),
         ]
     listed = doc["orphans"]["listed"]
@@ -243,7 +247,7 @@ def render_scan(console: Console, doc: dict[str, Any]) -> None:
             for o in listed
         ]
         parts += [
-            gts_table(f"GTs with no positive ({len(listed)} of {doc['orphans']['count']})", rows[:30]),
+            gts_table(f"GTs with no positive ({len(listed)} of {doc['orphans']['count']})", rows[:30], names),
             Text(""),
         ]
     if doc["offenders"]:
