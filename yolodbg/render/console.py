@@ -296,9 +296,21 @@ def gt_columns(ex: Explanation, shown: list[GtRow]) -> list[Column]:
     return cols
 
 
-def gt_legend(ex: Explanation, shown: list[GtRow], kept: list[Column]) -> list[Text | Table]:
+def _hanging(console: Console, key: str, detail: Text) -> Text:
+    """``  key detail`` with the detail wrapped under itself (a hanging indent), no trailing blanks."""
+    lead = len(INDENT) + len(key) + 1
+    out = Text()
+    for i, line in enumerate(detail.wrap(console, max(console.width - lead, 20))):
+        line.rstrip()
+        out.append("\n" if i else "")
+        out.append(INDENT + (key if i == 0 else " " * len(key)) + " ")
+        out.append_text(line)
+    return out
+
+
+def gt_legend(console: Console, ex: Explanation, shown: list[GtRow], kept: list[Column]) -> list[Text]:
     """Under the GT table: what the recipe's columns mean, then one indented line per GT with a reason or flags."""
-    out: list[Text | Table] = []
+    out: list[Text] = []
     align = align_column(ex)
     headers = {c.header for c in kept}
     meanings = []
@@ -308,16 +320,11 @@ def gt_legend(ex: Explanation, shown: list[GtRow], kept: list[Column]) -> list[T
         meanings.append(align.legend)
     if meanings:
         out.append(Text("; ".join(meanings), style="dim"))
-    details = [(g, d) for g in shown if (d := _why_detail(g)) is not None]
+    details = [(_gt_key(ex, g), d) for g in shown if (d := _why_detail(g)) is not None]
     if details:
         out.append(Text("why (image/gt):"))
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True)
-        grid.add_column(overflow="fold", ratio=1)
-        for g, d in details:
-            grid.add_row(INDENT, _gt_key(ex, g), d)
-        out.append(grid)
+        key_width = max(len(k) for k, _ in details)
+        out += [_hanging(console, k.ljust(key_width), d) for k, d in details]
     return out
 
 
@@ -403,7 +410,7 @@ def render_explain(
     console.print(_title(f"Ground-truth boxes{where} by contribution ({len(shown)} of {n})"))
     if shown:
         kept = _print_fitted(console, gt_columns(ex, shown), wide)
-        for part in gt_legend(ex, shown, kept):
+        for part in gt_legend(console, ex, shown, kept):
             console.print(part)
     negatives = ex.breakdown.negatives
     if negatives or image is not None:
