@@ -54,6 +54,7 @@ def compare(preds, gt, recipe_specs, top, names_file, json_out, bundle_spec):
     """
     from rich.console import Console
 
+    from yolodbg.class_names import load_names_file
     from yolodbg.compare import compare_bundles, compare_recipes
     from yolodbg.errors import InputError
     from yolodbg.paths import check_outputs
@@ -66,6 +67,8 @@ def compare(preds, gt, recipe_specs, top, names_file, json_out, bundle_spec):
         raise InputError(
             f"compare takes one bundle with several -r recipes, or two bundles; got {len(preds)} bundles"
         )
+    if names_file is not None:
+        load_names_file(names_file)  # a bad --names fails before any replay, named as itself
     recipes = [get_recipe(s) for s in recipe_specs]
     bundles = [bundle_spec.load(p) for p in preds]
     if len(bundles) == 2:

@@ -99,6 +99,11 @@ def header(ex: Explanation) -> Text:
         out.append(f" · {t.letterbox_mode} letterbox ({t.letterbox_from}) for {n} image{'s' * (n != 1)}")
     if ex.class_names.source:
         out.append(f"\nclass names from {ex.class_names.source}")
+        nc = int(ex.result.pred_scores.shape[-1])
+        unnamed = [c for c in range(nc) if ex.class_names.name_of(c) is None]
+        if unnamed:
+            listed = ", ".join(map(str, unnamed[:8])) + (", ..." if len(unnamed) > 8 else "")
+            out.append(f" (none for class {listed} of {nc}: written as the id alone)", style=WARN_STYLE)
     return out
 
 
