@@ -103,7 +103,8 @@ def _negative_doc(n: Negative, local: list[int], names: ClassNames) -> dict[str,
 
 
 def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, Any]:
-    """The explain document; it always holds every GT of the batch (``focus_image`` is recorded only)."""
+    """The explain document; it always holds every GT and image of the batch. With ``focus_image`` (recorded)
+    its ``negatives`` are that image's own costliest background anchors, as the explanation ranked them."""
     bd, res, rec, b = ex.breakdown, ex.breakdown.result, ex.recipe, ex.bundle
     images_info = {i.index: i for i in b.images}
     local = ex.targets.local_index().tolist()

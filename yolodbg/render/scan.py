@@ -290,13 +290,15 @@ def render_trend(console: Console, doc: dict[str, Any]) -> None:
     ):
         rows = doc[key]
         g = _table(f"{title} ({len(rows)})")
-        for col in ("image", "ann", "cls", "size", "loss per checkpoint", "reasons"):
+        for col in ("image", "ann", "class", "size", "loss per checkpoint", "reasons"):
             g.add_column(col, no_wrap=col != "loss per checkpoint")
         for r in rows[:30]:
             g.add_row(
                 r["image"],
                 "" if r["ann_id"] is None else str(r["ann_id"]),
-                str(r["class"]),
+                ClassNames(
+                    {r["class"]: r["category_id"]} if r.get("category_id") is not None else None
+                ).label(r["class"]),
                 r["bucket"],
                 " ".join(_fmt(x, 3) for x in r["loss"]),
                 ", ".join(sorted({x for x in r["reasons"] if x})),
