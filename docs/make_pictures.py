@@ -78,7 +78,7 @@ def overlay_picture(ex) -> Image.Image:
     """The overlay of image ``IMAGE``, drawn as ``explain --plot`` draws it."""
     from yolodbg.render import overlay
 
-    roots, names = overlay.image_roots(None, GT), overlay.class_names(ex, GT)
+    roots, names = overlay.image_roots(None, GT), overlay.class_labels(ex)
     return overlay.render_overlay(ex, IMAGE, roots=roots, names=names)
 
 
@@ -92,7 +92,7 @@ def report_picture(ex, browser: str) -> Image.Image:
 
     with tempfile.TemporaryDirectory() as tmp:
         page, shot = Path(tmp) / "report.html", Path(tmp) / "report.png"
-        html.write_html(ex, page, roots=overlay.image_roots(None, GT), names=overlay.class_names(ex, GT))
+        html.write_html(ex, page, roots=overlay.image_roots(None, GT), names=overlay.class_labels(ex))
         flags = [
             *CHROMIUM_FLAGS,
             f"--user-data-dir={Path(tmp) / 'profile'}",

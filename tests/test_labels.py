@@ -177,4 +177,4 @@ def test_every_gt_of_a_crowded_image_is_labelled(monkeypatch):
 
 def test_class_label_is_the_name_or_the_index():
     assert overlay.class_label(1, ["circle", "square"]) == "square"
-    assert overlay.class_label(5, ["circle"]) == "cls 5" and overlay.class_label(0, None) == "cls 0"
+    assert overlay.class_label(5, ["circle"]) == "5" and overlay.class_label(0, None) == "0"

@@ -13,7 +13,7 @@ from yolodbg import bundle
 from yolodbg.cli import main
 from yolodbg.explain import explain
 from yolodbg.render import _draw
-from yolodbg.render.overlay import class_names, line_width, pct, render_overlay, write_overlays
+from yolodbg.render.overlay import class_labels, line_width, pct, render_overlay, write_overlays
 
 RED, BLACK = _draw.RAMP[-1], (0, 0, 0)
 GREY = (128, 128, 128)
@@ -43,8 +43,8 @@ def on_image(tmp_path, coco_file):
 
 
 def test_gt_on_the_original_image(on_image, tmp_path):
-    ex, ann = on_image
-    img = render_overlay(ex, 0, roots=[tmp_path], names=class_names(ex, ann), top=0)
+    ex, _ann = on_image
+    img = render_overlay(ex, 0, roots=[tmp_path], names=class_labels(ex), top=0)
     # 200x100 is enlarged by 640/200 = 3.2 to 640x320; the legend starts at row 320 with a grey rule
     assert img.width == 640 and img.height > 320
     assert img.getpixel((5, 5)) == GREY and img.getpixel((5, 320)) == (200, 200, 200)
@@ -54,7 +54,7 @@ def test_gt_on_the_original_image(on_image, tmp_path):
     assert line_width((640, 320)) == 2
     assert [img.getpixel((x, 112)) for x in (62, 63, 64, 65, 66, 67)] == [GREY, BLACK, RED, RED, BLACK, GREY]
     assert img.getpixel((256, 150)) == RED and img.getpixel((160, 191)) == RED  # right and bottom edges
-    assert class_names(ex, ann) == ["c1", "c3", "c5"]
+    assert class_labels(ex) == ["c1 (1)", "c3 (3)", "c5 (5)"]
 
 
 def test_blank_canvas_without_the_image_file(on_image):

@@ -90,6 +90,7 @@ class Breakdown:
     background_by_level: list[dict]
     negatives: list[Negative]
     violations: list[str] = field(default_factory=list)
+    focus: int | None = None  # the batch element the negatives were ranked in (None: the whole batch)
 
     @property
     def terms(self) -> dict[str, float]:
@@ -119,11 +120,13 @@ def build(
     images: tuple[ImageInfo, ...] = (),
     top: int = 10,
     positives: bool = True,
+    focus: int | None = None,
 ) -> Breakdown:
     """Reduce a recipe's ledger into the report; checks conservation (``violations``).
 
     ``positives=False`` leaves each GT row's ``positives`` list empty (its counts stay): a scan
-    reads only the per-GT sums and does not need one dict per positive anchor.
+    reads only the per-GT sums and does not need one dict per positive anchor. ``focus``: the
+    ``top`` negatives are ranked within that batch element only (``explain --image``), not the batch.
     """
     m = len(targets)
     bs = result.batch_size
@@ -156,8 +159,8 @@ def build(
         )
     background = {t: float(per_gt[t][0]) for t in term_names}
     by_level = _background_by_level(result, bg)
-    negatives = _negatives(result, targets, top, bg)
-    return Breakdown(result, targets, gts, rows, background, by_level, negatives, violations)
+    negatives = _negatives(result, targets, top, bg, focus)
+    return Breakdown(result, targets, gts, rows, background, by_level, negatives, violations, focus)
 
 
 def _conservation(result: LossResult, per_gt: dict[str, torch.Tensor]) -> list[str]:
@@ -293,12 +296,18 @@ def _background_by_level(result: LossResult, bg: dict[str, torch.Tensor]) -> lis
     ]
 
 
-def _negatives(result: LossResult, targets: Targets, top: int, bg: dict[str, torch.Tensor]) -> list[Negative]:
+def _negatives(
+    result: LossResult, targets: Targets, top: int, bg: dict[str, torch.Tensor], focus: int | None = None
+) -> list[Negative]:
     n = result.fg.shape[1]
     if top <= 0:
         return []
     dense = {t: bg[t].reshape(-1) for t in result.terms}  # rank by what the framework logs
     totals = sum(dense.values())  # positives carry no background element in the logged terms
+    if focus is not None:  # rank the focused image's own anchors: the others' elements do not compete
+        mine = torch.zeros_like(totals, dtype=torch.bool)
+        mine[focus * n : (focus + 1) * n] = True
+        totals = torch.where(mine, totals, torch.zeros_like(totals))
     k = min(top, int((totals > 0).sum()))
     if k == 0:
         return []
@@ -315,7 +324,7 @@ def _negatives(result: LossResult, targets: Targets, top: int, bg: dict[str, tor
         top_iou, top_gt = ious.max(-1)
         has = (targets.batch_idx[None, :] == b_t[:, None]).any(-1).tolist()
         for i, (v, j) in enumerate(zip(top_iou.tolist(), top_gt.tolist(), strict=True)):
-            if has[i]:
+            if has[i] and v > 0:  # an anchor that overlaps no GT has no best GT (not the image's first)
                 best_iou_l[i], best_gt_l[i] = v, j
     term_l = {t: dense[t][best].tolist() for t in dense}
     total_l = totals[best].tolist()

@@ -262,6 +262,23 @@ def _explain(doc: dict, tol: _Tol) -> list[str]:
     by_level = doc["background"].get("by_level")
     if by_level:
         bad += _parts_add_up("background.by_level[{}].terms", [lv["terms"] for lv in by_level], bg, {}, tol)
+    bad += _negative_gts(doc.get("negatives", []), len(gts))
+    return bad
+
+
+def _negative_gts(negatives: list[dict], num_gt: int) -> list[str]:
+    """A background anchor names a best GT only when it overlaps one (best IoU > 0), and one that exists."""
+    bad = []
+    for i, n in enumerate(negatives):
+        best, iou = n.get("best_gt"), n.get("best_iou")
+        if best is not None and iou is not None and iou <= 0:
+            bad.append(
+                f"negatives[{i}].best_gt: is {best}, but best_iou is {iou}; an anchor that overlaps no GT has null"
+            )
+        if best is not None and not 0 <= best < num_gt:
+            bad.append(f"negatives[{i}].best_gt: {best} is not a GT row (0..{num_gt - 1})")
+        if (best is None) != (n.get("best_gt_index") is None):
+            bad.append(f"negatives[{i}].best_gt_index: must be null exactly when best_gt is null")
     return bad
 
 

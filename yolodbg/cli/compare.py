@@ -13,6 +13,7 @@ from yolodbg.cli.options import (
     debug_option,
     gt_option,
     json_option,
+    names_option,
     recipe_option,
     say_wrote,
     top_option,
@@ -29,11 +30,12 @@ from yolodbg.cli.options import (
     metavar="NAME[:k=v,..]|FILE.toml",
 )
 @top_option("Rows of the GT tables.")
+@names_option
 @json_option("the yolodbg.compare/1 JSON")
 @wide_option
 @bundle_options
 @debug_option
-def compare(preds, gt, recipe_specs, top, json_out, wide, bundle_spec):
+def compare(preds, gt, recipe_specs, top, names_file, json_out, wide, bundle_spec):
     """Compare loss variants on one batch, or one loss on two bundles of the same images.
 
     \b
@@ -59,7 +61,7 @@ def compare(preds, gt, recipe_specs, top, json_out, wide, bundle_spec):
     from yolodbg.render import fit, jsonout
 
     check_outputs(("--json", json_out), inputs=(*preds, gt))
-    cmp = _comparison(preds, gt, recipe_specs, bundle_spec)
+    cmp = _comparison(preds, gt, recipe_specs, bundle_spec, names_file)
     if json_out:
         jsonout.write(compare_doc(cmp), json_out)
         say_wrote(json_out)
@@ -68,8 +70,9 @@ def compare(preds, gt, recipe_specs, top, json_out, wide, bundle_spec):
     _exit_on_violations(cmp)
 
 
-def _comparison(preds, gt, recipe_specs, bundle_spec):
+def _comparison(preds, gt, recipe_specs, bundle_spec, names_file):
     """Two bundles under one recipe, or one bundle under several recipes (anything else: usage error)."""
+    from yolodbg.class_names import load_names_file
     from yolodbg.compare import compare_bundles, compare_recipes
     from yolodbg.errors import InputError
     from yolodbg.recipes import get_recipe, recipe_for_head
@@ -78,6 +81,8 @@ def _comparison(preds, gt, recipe_specs, bundle_spec):
         raise InputError(
             f"compare takes one bundle with several -r recipes, or two bundles; got {len(preds)} bundles"
         )
+    if names_file is not None:
+        load_names_file(names_file)  # a bad --names fails before any replay, named as itself
     recipes = [get_recipe(s) for s in recipe_specs]
     bundles = [bundle_spec.load(p) for p in preds]
     if len(bundles) == 2:
@@ -86,13 +91,13 @@ def _comparison(preds, gt, recipe_specs, bundle_spec):
                 f"two bundles are compared under one recipe; got {len(recipes)} (-r); drop all but one"
             )
         recipe = recipes[0] if recipes else recipe_for_head(bundles[0].head, bundles[0].outputs)
-        return compare_bundles(bundles[0], bundles[1], recipe, gt)
+        return compare_bundles(bundles[0], bundles[1], recipe, gt, names_file)
     if len(recipes) < 2:
         raise InputError(
             "compare needs two or more recipes for one bundle (e.g. -r yolov8 -r yolov8:box=giou), "
             "or two bundles (A.pt B.pt)"
         )
-    return compare_recipes(bundles[0], recipes, gt)
+    return compare_recipes(bundles[0], recipes, gt, names_file)
 
 
 def _exit_on_violations(cmp) -> None:

@@ -13,6 +13,7 @@ from yolodbg.cli.options import (
     debug_option,
     gt_option,
     json_option,
+    names_option,
     recipe_option,
     say_wrote,
     top_option,
@@ -27,9 +28,12 @@ from yolodbg.cli.options import (
     "--image",
     "image",
     metavar="ID",
-    help="Focus the tables on one image (COCO id, file name or batch index); numbers stay batch-wide.",
+    help="Focus on one image (COCO id, file name or batch index): its own GTs and background anchors, "
+    "ranked within it; shares stay of the batch total.",
 )
 @top_option("Rows of the GT table and number of background anchors listed.")
+@names_option
+@click.option("--wide", is_flag=True, help="Show every column, even past the terminal's width.")
 @json_option("the yolodbg.explain/1 JSON")
 @click.option(
     "--plot",
@@ -51,7 +55,7 @@ from yolodbg.cli.options import (
 )
 @bundle_options
 @debug_option
-def explain(preds, gt, recipe_spec, image, top, json_out, bundle_spec, **pictures):
+def explain(preds, gt, recipe_spec, image, top, names_file, wide, json_out, bundle_spec, **pictures):
     """Break one batch's loss down per GT box, per anchor and per term.
 
     PREDS is a prediction bundle (.pt): the raw train-mode head output of a batch, saved
@@ -61,7 +65,7 @@ def explain(preds, gt, recipe_spec, image, top, json_out, bundle_spec, **picture
     Examples:
       yolodbg explain sample_data/yolov8n_val.pt --gt sample_data/coco_val.json
       yolodbg explain sample_data/yolov8n_train_step.pt          # replays a training step
-      yolodbg explain preds.pt --gt labels/ --image 000123 --top 30
+      yolodbg explain preds.pt --gt labels/ --image 000123 --top 30 --names data.yaml
       yolodbg explain preds.pt --gt ann.json --json - | jq .terms
       yolodbg explain preds.pt --gt ann.json --plot plots/ --html report.html
 
@@ -83,14 +87,14 @@ def explain(preds, gt, recipe_spec, image, top, json_out, bundle_spec, **picture
     check_outputs(*outputs, folders=(("--plot", pictures["plot_dir"]),), inputs=(preds, gt))
     b = bundle_spec.load(preds)
     recipe = get_recipe(recipe_spec) if recipe_spec else None
-    ex = run_explain(b, gt, recipe, top=max(top, 1) if json_out else top)
     focus = _resolve_image(b, image) if image is not None else None
+    ex = run_explain(b, gt, recipe, top=max(top, 1) if json_out else top, focus=focus, names_file=names_file)
     if json_out:
         jsonout.write(explain_doc(ex, focus), json_out)
         say_wrote(json_out)
     err = Console(stderr=True)
     if json_out != "-":
-        render.render_explain(Console(), ex, top, focus)
+        render.render_explain(Console(), ex, top, focus, wide=wide)
     if pictures["plot_dir"] is not None or pictures["html_out"] is not None:
         _pictures(ex, gt, focus, err, **pictures)
     if ex.nonfinite is not None:
@@ -111,7 +115,7 @@ def _pictures(ex, gt, focus, err, plot_dir, html_out, images_dir) -> None:
     """``--plot`` overlays and the ``--html`` report (messages on stderr: stdout may carry JSON)."""
     from yolodbg.render import html, overlay
 
-    roots, names = overlay.image_roots(images_dir, gt), overlay.class_names(ex, gt)
+    roots, names = overlay.image_roots(images_dir, gt), overlay.class_labels(ex)
     if plot_dir is not None:
         images = None if focus is None else [focus]
         paths = overlay.write_overlays(ex, plot_dir, roots=roots, names=names, images=images)

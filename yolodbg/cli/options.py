@@ -75,6 +75,18 @@ def say_wrote(target, detail: str = "") -> None:
         click.echo(f"wrote {target}{detail}", err=True)
 
 
+def names_option(f):
+    """``--names FILE`` (parameter ``names_file``): class names for every table, overlay and JSON ``class_name``."""
+    return click.option(
+        "--names",
+        "names_file",
+        type=click.Path(path_type=Path, exists=True, dir_okay=False),
+        metavar="FILE",
+        help="Class names: a data.yaml (its names: list or mapping) or a text file, one name a line, in "
+        "class-index order. Default: the COCO json's categories, else the bundle's meta.names.",
+    )(f)
+
+
 def top_option(help_text: str):
     """``--top N``: how many rows a table lists (default 15)."""
     return click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help=help_text)

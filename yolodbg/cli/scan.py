@@ -19,6 +19,7 @@ from yolodbg.cli.options import (
     debug_option,
     gt_option,
     json_option,
+    names_option,
     recipe_option,
     say_wrote,
     top_option,
@@ -139,9 +140,23 @@ def executor(ray_address: str | None, workers: int, n_bundles: int):
     "--map/--no-map", "evaluate", default=True, show_default=True, help="Decode and COCOeval the predictions."
 )
 @wide_option
+@names_option
 @bundle_options
 @debug_option
-def scan(paths, gt, recipe_spec, workers, ray_address, json_out, rows, top, evaluate, wide, bundle_spec):
+def scan(
+    paths,
+    gt,
+    recipe_spec,
+    workers,
+    ray_address,
+    json_out,
+    rows,
+    top,
+    evaluate,
+    wide,
+    names_file,
+    bundle_spec,
+):
     """Aggregate the loss of many bundles: per class, size, level and image, with COCO mAP beside it.
 
     PATH is a bundle file, a folder of bundles (searched recursively) or a glob pattern;
@@ -159,15 +174,19 @@ def scan(paths, gt, recipe_spec, workers, ray_address, json_out, rows, top, eval
     that repeats an image id of an earlier one (two checkpoints in one folder) is left out of
     every sum and of mAP, with a warning (JSON: duplicates).
     """
+    from yolodbg.class_names import for_scan, load_names_file
     from yolodbg.paths import check_outputs
     from yolodbg.scan.run import allocator, expand_all
 
+    if names_file is not None:
+        load_names_file(names_file)  # a bad --names fails before the scan, not after it
     allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
     job = _job(gt, recipe_spec, bundle_spec, evaluate)
     files = expand_all(paths)
     check_outputs(("--json", json_out), ("--rows", rows), inputs=(*files, gt))
     agg = _scan_files(files, job, workers, ray_address, top, rows)
     doc = agg.summary()
+    doc["class_names"] = for_scan(doc, names_file, gt)
     _report(doc, json_out, lambda console: _render_scan(console, doc, wide), wide)
     if agg.interrupted:
         _stderr().print(

@@ -59,6 +59,7 @@ class GtChange:
     totals: tuple[float | None, ...]
     terms: tuple[dict[str, float] | None, ...]
     delta: tuple[float | None, ...]  # per column: total − baseline total
+    class_label: str = ""  # the class as every report writes it (``square (2)``; yolodbg.class_names)
 
     @property
     def change(self) -> float:
@@ -126,15 +127,19 @@ def _ident(key: Key) -> str:
     return f"ann {key[2]}" if key[1] == "ann" else f"#{key[2]}"
 
 
-def compare_recipes(bundle: Bundle, recipes: list[Recipe], gt: str | Path | None = None) -> Comparison:
+def compare_recipes(
+    bundle: Bundle, recipes: list[Recipe], gt: str | Path | None = None, names_file: str | Path | None = None
+) -> Comparison:
     """Every recipe on the same bundle and ground truth; the first is the baseline."""
     if len(recipes) < 2:
         raise InputError("compare needs at least two recipes (-r A -r B) for one bundle, or two bundles")
-    cols = [Column(_label(r, recipes), _run(bundle, gt, r, i)) for i, r in enumerate(recipes)]
+    cols = [Column(_label(r, recipes), _run(bundle, gt, r, i, names_file)) for i, r in enumerate(recipes)]
     return _build("recipes", cols)
 
 
-def compare_bundles(a: Bundle, b: Bundle, recipe: Recipe, gt: str | Path | None = None) -> Comparison:
+def compare_bundles(
+    a: Bundle, b: Bundle, recipe: Recipe, gt: str | Path | None = None, names_file: str | Path | None = None
+) -> Comparison:
     """Two bundles of the same images (two checkpoints, two steps) under one recipe."""
     ka, kb = image_keys(a), image_keys(b)
     for src, keys in ((a.source, ka), (b.source, kb)):
@@ -148,7 +153,7 @@ def compare_bundles(a: Bundle, b: Bundle, recipe: Recipe, gt: str | Path | None 
             f"{a.source} and {b.source} cover different images (only in the first: {_few(only_a)}; only in the "
             f"second: {_few(only_b)}){hint}; compare needs two bundles of the same images"
         )
-    cols = [Column(Path(x.source).name, _run(x, gt, recipe, i)) for i, x in enumerate((a, b))]
+    cols = [Column(Path(x.source).name, _run(x, gt, recipe, i, names_file)) for i, x in enumerate((a, b))]
     return _build("bundles", cols)
 
 
@@ -164,11 +169,11 @@ def _label(r: Recipe, recipes: list[Recipe]) -> str:
     return r.label if sum(x.label == r.label for x in recipes) == 1 else f"{r.label}@{recipes.index(r)}"
 
 
-def _run(b: Bundle, gt, recipe: Recipe, i: int) -> Explanation:
+def _run(b: Bundle, gt, recipe: Recipe, i: int, names_file: str | Path | None = None) -> Explanation:
     from yolodbg.errors import YolodbgError
 
     try:
-        return explain(b, gt, recipe, top=0)
+        return explain(b, gt, recipe, top=0, names_file=names_file)
     except YolodbgError as e:
         raise type(e)(f"compare column {chr(65 + i)} ({recipe.label}): {e}") from None
 
@@ -223,6 +228,7 @@ def _gt_changes(cols: list[Column]) -> tuple[list[GtChange], list[dict[Key, GtRo
         keys = image_keys(c.bundle)
         rows_by_col.append({gt_key(keys[g.image_index], g): g for g in c.explanation.breakdown.gts})
     order = _union([list(r) for r in rows_by_col])
+    names = cols[0].explanation.class_names
     out = []
     for key in order:
         rows = [r.get(key) for r in rows_by_col]
@@ -239,6 +245,7 @@ def _gt_changes(cols: list[Column]) -> tuple[list[GtChange], list[dict[Key, GtRo
                 totals=tuple(g.total if g else None for g in rows),
                 terms=tuple(dict(g.terms) if g else None for g in rows),
                 delta=tuple(None if g is None or base is None else g.total - base for g in rows),
+                class_label=names.label(ref.cls),
             )
         )
     out.sort(key=lambda c: (-c.change, str(c.key)))

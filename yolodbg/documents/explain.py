@@ -10,6 +10,7 @@ from yolodbg.documents.common import versions
 if TYPE_CHECKING:
     from yolodbg.breakdown import GtRow, ImageRow, Negative
     from yolodbg.bundle import ImageInfo
+    from yolodbg.class_names import ClassNames
     from yolodbg.explain import Explanation
 
 SCHEMA = "yolodbg.explain/1"
@@ -48,7 +49,7 @@ def _image_doc(im: ImageRow, images_info: dict[int, ImageInfo]) -> dict[str, Any
     }
 
 
-def _gt_doc(g: GtRow) -> dict[str, Any]:
+def _gt_doc(g: GtRow, names: ClassNames) -> dict[str, Any]:
     """One GT row (``gts[]``): its positives, its terms and, when it has none, the reason."""
     return {
         "image_index": g.image_index,
@@ -57,6 +58,7 @@ def _gt_doc(g: GtRow) -> dict[str, Any]:
         "ann_id": g.ann_id,
         "class": g.cls,
         "category_id": g.category_id,
+        "class_name": names.name_of(g.cls),
         "box_xyxy": list(g.box_xyxy),
         "num_pos": g.num_pos,
         "num_zero_weight": g.num_zero_weight,
@@ -74,12 +76,13 @@ def _gt_doc(g: GtRow) -> dict[str, Any]:
     }
 
 
-def _negative_doc(n: Negative, local: list[int]) -> dict[str, Any]:
+def _negative_doc(n: Negative, local: list[int], names: ClassNames) -> dict[str, Any]:
     """One costly background anchor (``negatives[]``); ``local``: each target row's index in its image."""
     return {
         "image_index": n.image_index,
         **n.anchor,
         "pred_class": n.pred_class,
+        "class_name": names.name_of(n.pred_class),
         "score": n.score,
         "box_xyxy": list(n.box_xyxy),
         "best_iou": n.best_iou,
@@ -92,7 +95,8 @@ def _negative_doc(n: Negative, local: list[int]) -> dict[str, Any]:
 
 
 def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, Any]:
-    """The explain document; it always holds every GT of the batch (``focus_image`` is recorded only)."""
+    """The explain document; it always holds every GT and image of the batch. With ``focus_image`` (recorded)
+    its ``negatives`` are that image\'s own costliest background anchors, as the explanation ranked them."""
     bd, res, rec, b = ex.breakdown, ex.breakdown.result, ex.recipe, ex.bundle
     images_info = {i.index: i for i in b.images}
     local = ex.targets.local_index().tolist()
@@ -111,9 +115,9 @@ def explain_doc(ex: Explanation, focus_image: int | None = None) -> dict[str, An
         "logged": None if ex.logged is None else ex.logged.doc(),
         "input": _input_doc(ex),
         "images": [_image_doc(im, images_info) for im in bd.images],
-        "gts": [_gt_doc(g) for g in bd.gts],
+        "gts": [_gt_doc(g, ex.class_names) for g in bd.gts],
         "background": {"terms": bd.background, "by_level": bd.background_by_level},
-        "negatives": [_negative_doc(n, local) for n in bd.negatives],
+        "negatives": [_negative_doc(n, local, ex.class_names) for n in bd.negatives],
         "ignored": [
             {
                 "image_index": i.image_index,

@@ -78,7 +78,7 @@ def terms_grid(cmp: Comparison) -> fit.Grid:
 
 def _gt_cells(g: GtChange) -> list[str]:
     x1, y1, x2, y2 = g.box_xyxy
-    return [g.image, g.ident, str(g.cls), f"{x2 - x1:.0f}×{y2 - y1:.0f}"]
+    return [g.image, g.ident, g.class_label or str(g.cls), f"{x2 - x1:.0f}×{y2 - y1:.0f}"]
 
 
 def _gt_columns() -> list[fit.Col]:
@@ -86,7 +86,7 @@ def _gt_columns() -> list[fit.Col]:
     return [
         fit.Col("image", justify="left", key=True),
         fit.Col("gt", key=True),
-        fit.Col("cls", drop=2),
+        fit.Col("class", justify="left", drop=2),
         fit.Col("w×h px", drop=3),
     ]
 

@@ -1,21 +1,33 @@
-"""Console report of ``explain`` (rich). Readable without colour; colour only marks meaning."""
+"""Console report of ``explain`` (rich). Readable without colour; colour only marks meaning.
+
+Every table fits the console by leaving out its least important columns (named under it), never
+by cutting a value (:mod:`yolodbg.render.fit_columns`); ``wide`` shows every column. What does not
+fit a cell (a reason's sentence, the winner of a conflict, YOLOX's dynamic-k arithmetic) goes on
+its own indented line under the table. A class is written the one way :mod:`yolodbg.class_names`
+decides (``square (2)``).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from yolodbg.breakdown import GtRow, Negative
 from yolodbg.explain import Explanation
 from yolodbg.logged import RTOL
+from yolodbg.render.fit_columns import Column, dropped_note, fit, number_format, print_table
 
 REASON_STYLE = "yellow"
 WARN_STYLE = "bold yellow"
+INDENT = "  "
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:
+    """One number on its own (not in a column: a column's numbers share :func:`number_format`)."""
     if v is None:
         return "—"
     if v == 0:
@@ -36,6 +48,45 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
+@dataclass(frozen=True)
+class AlignColumn:
+    """What a recipe's per-positive ``align`` number is: the GT table's header and its legend line."""
+
+    header: str
+    legend: str
+
+
+# the assigner number each recipe family records as a positive's ``align`` (None: nothing beyond IoU)
+ALIGN_COLUMNS: dict[str, AlignColumn | None] = {
+    "yolov8": AlignColumn(
+        "TAL align", "TAL align = mean alignment metric s^α·IoU^β of its positives (higher is better)"
+    ),
+    "yolo26": AlignColumn(
+        "TAL align", "TAL align = mean alignment metric s^α·IoU^β of its positives (higher is better)"
+    ),
+    "yolov5": AlignColumn(
+        "anchor ratio",
+        "anchor ratio = mean YOLOv5 shape ratio max(w/aw, aw/w, h/ah, ah/h) of its positives "
+        "(lower is better; a match needs it below anchor_t)",
+    ),
+    "yolox": AlignColumn(
+        "SimOTA cost",
+        "SimOTA cost = mean assignment cost of its positives (lower is better; 1e5 = outside prior)",
+    ),
+    "yolov1": None,  # its align is the responsible predictor's IoU: the IoU column already shows it
+}
+GENERIC_ALIGN = AlignColumn("align", "align = mean assigner metric of its positives")
+
+
+def align_column(ex: Explanation) -> AlignColumn | None:
+    """The align column of the recipe (or of the recipe it derives from); a generic one otherwise."""
+    for klass in type(ex.recipe).__mro__:
+        name = klass.__dict__.get("name")
+        if isinstance(name, str) and name in ALIGN_COLUMNS:
+            return ALIGN_COLUMNS[name]
+    return GENERIC_ALIGN
+
+
 def header(ex: Explanation) -> Text:
     b, t = ex.bundle, ex.targets
     h, w = t.input_size
@@ -46,43 +97,45 @@ def header(ex: Explanation) -> Text:
     if t.letterbox_mode is not None:  # images without scale/pad: say whose letterbox mapped their GT
         n = len(t.letterbox_applied)
         out.append(f" · {t.letterbox_mode} letterbox ({t.letterbox_from}) for {n} image{'s' * (n != 1)}")
+    if ex.class_names.source:
+        out.append(f"\nclass names from {ex.class_names.source}")
+        nc = int(ex.result.pred_scores.shape[-1])
+        unnamed = [c for c in range(nc) if ex.class_names.name_of(c) is None]
+        if unnamed:
+            listed = ", ".join(map(str, unnamed[:8])) + (", ..." if len(unnamed) > 8 else "")
+            out.append(f" (none for class {listed} of {nc}: written as the id alone)", style=WARN_STYLE)
     return out
 
 
-def summary(ex: Explanation) -> Table:
+def summary_columns(ex: Explanation) -> list[Column]:
     bd, res = ex.breakdown, ex.breakdown.result
     total = bd.total
-    table = Table(title="Summary", title_justify="left", show_edge=False, box=None, pad_edge=False)
-    table.add_column("", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("share", justify="right")
-    table.add_column("from GTs", justify="right")
-    table.add_column("background", justify="right")
     if math.isclose(res.objective, total * res.batch_size, rel_tol=1e-5):
         how = f"total × batch {res.batch_size}"
     else:  # recipes whose objective is not total × batch (yolov1: the sum of the terms)
         how = "= total" if math.isclose(res.objective, total, rel_tol=1e-5) else ""
-    table.add_row("objective", _fmt(res.objective), "", "", how)
-    table.add_row(Text("total", style="bold"), Text(_fmt(total), style="bold"), "100%", "", "")
+    rows: list[tuple[Text | str, float | None, str, float | None, float | str | None, str]] = [
+        ("objective", res.objective, "", None, how, ""),
+        (Text("total", style="bold"), total, "100%", None, None, "bold"),
+    ]
     for name, value in res.terms.items():
-        gts = sum(g.terms[name] for g in bd.gts)
-        table.add_row(
-            f"  {name}",
-            _fmt(value),
-            _pct(value / total) if total else "—",
-            _fmt(gts),
-            _fmt(bd.background[name]),
-        )
+        gts = math.fsum(g.terms[name] for g in bd.gts)
+        rows.append((f"  {name}", value, _pct(value / total) if total else "—", gts, bd.background[name], ""))
     for name, value in res.extra_terms.items():  # not logged by the framework (e.g. the o2m branch)
-        gts = sum(g.terms[name] for g in bd.gts)
-        table.add_row(
-            Text(f"  {name}", style="dim"),
-            Text(_fmt(value), style="dim"),
-            "",
-            _fmt(gts),
-            _fmt(bd.background[name]),
-        )
-    return table
+        gts = math.fsum(g.terms[name] for g in bd.gts)
+        rows.append((Text(f"  {name}", style="dim"), value, "", gts, bd.background[name], "dim"))
+    values = number_format(r[1] for r in rows)
+    parts = number_format([r[3] for r in rows] + [r[4] for r in rows if not isinstance(r[4], str)])
+    return [
+        Column("", [r[0] for r in rows], "left"),
+        Column("value", [Text(values(r[1]), style=r[5]) for r in rows]),
+        Column("share", [r[2] for r in rows]),
+        Column("from GTs", ["" if r[3] is None else parts(r[3]) for r in rows]),
+        Column(
+            "background",
+            [r[4] if isinstance(r[4], str) else "" if r[4] is None else parts(r[4]) for r in rows],
+        ),
+    ]
 
 
 def logged_table(ex: Explanation) -> Table | None:
@@ -100,12 +153,13 @@ def logged_table(ex: Explanation) -> Table | None:
         ("", "left"),
     ):
         table.add_column(name, justify=justify, no_wrap=True)
+    fmt = number_format([r.logged for r in cmp.rows] + [r.replay for r in cmp.rows if r.term is not None])
     for r in cmp.rows:
         if r.term is None:
-            table.add_row(r.name, _fmt(r.logged), "—", "—", Text("no such term", style="dim"))
+            table.add_row(r.name, fmt(r.logged), "—", "—", Text("no such term", style="dim"))
             continue
         mark = Text("ok", style="green") if r.agrees else Text(f"differs > {RTOL:g}", style="bold red")
-        table.add_row(f"{r.name} → {r.term}", _fmt(r.logged), _fmt(r.replay), f"{r.rel_diff:.1e}", mark)
+        table.add_row(f"{r.name} → {r.term}", fmt(r.logged), fmt(r.replay), f"{r.rel_diff:.1e}", mark)
     return table
 
 
@@ -134,62 +188,149 @@ def counts(ex: Explanation) -> Text:
     return text
 
 
-def gt_table(ex: Explanation, limit: int, image: int | None = None) -> Table:
+def _image_label(ex: Explanation, index: int) -> str:
+    images = ex.bundle.images
+    return images[index].label if index < len(images) else str(index)
+
+
+def image_rows(ex: Explanation, limit: int, focus: int | None = None) -> list:
+    """The ``limit`` images that cost the most (the focused one always among them), most costly first."""
+    rows = sorted(ex.breakdown.images, key=lambda r: -r.total)
+    shown = rows[: max(limit, 1)]
+    if focus is not None and all(r.index != focus for r in shown):
+        shown.append(ex.breakdown.images[focus])
+    return shown
+
+
+def images_columns(ex: Explanation, rows: list, focus: int | None = None) -> list[Column]:
+    """Each image's loss (the logged terms summed) and its share of the batch total; ``>`` marks the focus."""
     bd = ex.breakdown
+    total = bd.total
     names = list(bd.result.terms)
-    rows = [g for g in bd.gts if image is None or g.image_index == image]
+    loss = number_format([r.total for r in rows] + [math.fsum(r.background[n] for n in names) for r in rows])
+    cols = [
+        Column(
+            "image", [("> " if r.index == focus else "  ") + _image_label(ex, r.index) for r in rows], "left"
+        ),
+        Column("GTs", [str(r.num_gt) for r in rows]),
+        Column("positives", [str(r.num_pos) for r in rows], rank=2),
+        Column("loss", [loss(r.total) for r in rows]),
+        Column("share", [_pct(r.total / total) if total else "—" for r in rows]),
+        Column("background", [loss(math.fsum(r.background[n] for n in names)) for r in rows], rank=1),
+    ]
+    return cols
+
+
+def focus_line(ex: Explanation, focus: int) -> Text:
+    """``focus: image 4 (val_003.jpg) · loss 0.0123, 2.3% of the batch · 0 GTs · 0 positive anchors``."""
+    row = ex.breakdown.images[focus]
+    info = ex.bundle.images[focus] if focus < len(ex.bundle.images) else None
+    total = ex.breakdown.total
+    text = Text("focus: ", style="bold")
+    text.append(f"image {_image_label(ex, focus)}")
+    if info is not None and info.file_name and info.file_name != info.label:
+        text.append(f" ({info.file_name})")
+    share = f", {_pct(row.total / total)} of the batch" if total else ""
+    bg = math.fsum(row.background[n] for n in ex.breakdown.result.terms)
+    text.append(f" · loss {_fmt(row.total)}{share} · {row.num_gt} GTs · {row.num_pos} positive anchors")
+    if row.total > 0:
+        text.append(f" · background {_pct(bg / row.total)} of it")
+    return text
+
+
+def _why_code(g: GtRow) -> Text:
+    return Text(g.reason.code, style=REASON_STYLE) if g.reason is not None else Text("")
+
+
+def _why_detail(g: GtRow) -> Text | None:
+    """A GT's reason sentence and its positives' flags (``2 outside_box``), or None when it has neither."""
+    text = Text()
+    if g.reason is not None:
+        text.append(g.reason.code, style=REASON_STYLE)
+        text.append(f": {g.reason.detail}")
+    neighbours = 0
+    for flag, n in g.flags.items():
+        if flag.startswith("offset_"):  # YOLOv5: which cell each positive sits in (all in the JSON)
+            neighbours += 0 if flag == "offset_centre" else n
+            continue
+        text.append(f"{' · ' if len(text) else ''}{n} {flag}", style="dim")
+    if neighbours:
+        text.append(f"{' · ' if len(text) else ''}{neighbours} from neighbour cells", style="dim")
+    return text if len(text) else None
+
+
+def _gt_key(ex: Explanation, g: GtRow) -> str:
+    return f"{_image_label(ex, g.image_index)}/{g.gt_index}"
+
+
+def gt_rows(ex: Explanation, limit: int, image: int | None = None) -> tuple[list[GtRow], int]:
+    """The GTs to list (``image``'s own when focused), most costly first, and how many there are."""
+    rows = [g for g in ex.breakdown.gts if image is None or g.image_index == image]
     rows.sort(key=lambda g: -g.total)
-    shown = rows[:limit]
-    title = f"Ground-truth boxes by contribution ({len(shown)} of {len(rows)})"
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
-    for col, just in (
-        ("image", "left"),
-        ("gt", "right"),
-        ("ann", "right"),
-        ("cls", "right"),
-        ("w×h px", "right"),
-        ("pos", "right"),
-        ("IoU", "right"),
-        ("align", "right"),
-    ):
-        table.add_column(col, justify=just, no_wrap=True)
+    return rows[:limit], len(rows)
+
+
+def gt_columns(ex: Explanation, shown: list[GtRow]) -> list[Column]:
+    """The GT table's columns, most important first in rank (0 is never dropped)."""
+    names = list(ex.breakdown.result.terms)
+    label = ex.class_names.label
+    cols = [
+        Column("image", [_image_label(ex, g.image_index) for g in shown], "left"),
+        Column("gt", [str(g.gt_index) for g in shown]),
+        Column("ann", ["" if g.ann_id is None else str(g.ann_id) for g in shown], rank=6),
+        Column("class", [label(g.cls) for g in shown], "left", rank=1),
+        Column("w×h px", [f"{g.size[0]:.0f}×{g.size[1]:.0f}" for g in shown], rank=5),
+        Column(
+            "pos", [Text(str(g.num_pos), style="bold red" if g.num_pos == 0 else "") for g in shown], rank=2
+        ),
+        Column("IoU", ["—" if g.mean_iou is None else f"{g.mean_iou:.2f}" for g in shown], rank=3),
+    ]
+    align = align_column(ex)
+    if align is not None:
+        fmt = number_format((g.mean_align for g in shown), 3)
+        cols.append(Column(align.header, [fmt(g.mean_align) for g in shown], rank=4))
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("share", justify="right", no_wrap=True)
-    one2one = any("o2o_anchor" in g.details for g in shown)
-    if one2one:
-        table.add_column("o2o match", no_wrap=True)
-    table.add_column("why", overflow="fold", ratio=1)
-    images = {i.index: i for i in ex.bundle.images}
-    for g in shown:
-        w, h = g.size
-        why = Text()
-        if g.reason is not None:
-            why.append(g.reason.code, style=REASON_STYLE)
-            why.append(f": {g.reason.detail}")
-        neighbours = 0
-        for flag, n in g.flags.items():
-            if flag.startswith("offset_"):  # YOLOv5: which cell each positive sits in (all in the JSON)
-                neighbours += 0 if flag == "offset_centre" else n
-                continue
-            why.append(f"{' · ' if len(why) else ''}{n} {flag}", style="dim")
-        if neighbours:
-            why.append(f"{' · ' if len(why) else ''}{neighbours} from neighbour cells", style="dim")
-        table.add_row(
-            images[g.image_index].label if g.image_index in images else str(g.image_index),
-            str(g.gt_index),
-            "" if g.ann_id is None else str(g.ann_id),
-            str(g.cls) if g.category_id is None else f"{g.cls} ({g.category_id})",
-            f"{w:.0f}×{h:.0f}",
-            Text(str(g.num_pos), style="bold red" if g.num_pos == 0 else ""),
-            _fmt(g.mean_iou, 2),
-            _fmt(g.mean_align, 3),
-            *(_fmt(g.terms[n]) for n in names),
-            _pct(g.share),
-            *([_o2o_cell(g.details)] if one2one else []),
-            why,
-        )
-    return table
+        fmt = number_format(g.terms[name] for g in shown)
+        all_zero = all(g.terms[name] == 0 for g in ex.breakdown.gts)  # a background-only or switched-off term
+        cols.append(Column(name, [fmt(g.terms[name]) for g in shown], rank=5 if all_zero else 1))
+    cols.append(Column("share", [_pct(g.share) for g in shown], rank=1))
+    if any("o2o_anchor" in g.details for g in shown):
+        cols.append(Column("o2o match", [_o2o_cell(g.details) for g in shown], "left", rank=4))
+    if any(g.reason is not None for g in shown):
+        cols.append(Column("why", [_why_code(g) for g in shown], "left", rank=2))
+    return cols
+
+
+def _hanging(console: Console, key: str, detail: Text) -> Text:
+    """``  key detail`` with the detail wrapped under itself (a hanging indent), no trailing blanks."""
+    lead = len(INDENT) + len(key) + 1
+    out = Text()
+    for i, line in enumerate(detail.wrap(console, max(console.width - lead, 20))):
+        line.rstrip()
+        out.append("\n" if i else "")
+        out.append(INDENT + (key if i == 0 else " " * len(key)) + " ")
+        out.append_text(line)
+    return out
+
+
+def gt_legend(console: Console, ex: Explanation, shown: list[GtRow], kept: list[Column]) -> list[Text]:
+    """Under the GT table: what the recipe's columns mean, then one indented line per GT with a reason or flags."""
+    out: list[Text] = []
+    align = align_column(ex)
+    headers = {c.header for c in kept}
+    meanings = []
+    if "IoU" in headers:
+        meanings.append("IoU = mean IoU of its positives' predicted boxes")
+    if align is not None and align.header in headers:
+        meanings.append(align.legend)
+    if meanings:
+        out.append(Text("; ".join(meanings), style="dim"))
+    details = [(_gt_key(ex, g), d) for g in shown if (d := _why_detail(g)) is not None]
+    if details:
+        out.append(Text("why (image/gt):"))
+        key_width = max(len(k) for k, _ in details)
+        out += [_hanging(console, k.ljust(key_width), d) for k, d in details]
+    return out
 
 
 def _o2o_cell(details: dict) -> Text:
@@ -201,39 +342,91 @@ def _o2o_cell(details: dict) -> Text:
     return Text(f"{level_label(a['level'], a['stride'])} {a['cell'][0]},{a['cell'][1]}{mark}")
 
 
-def negatives_table(ex: Explanation, image: int | None = None) -> Table:
-    bd = ex.breakdown
-    names = list(bd.result.terms)
-    rows = [n for n in bd.negatives if image is None or n.image_index == image]
-    table = Table(
-        title=f"Background anchors by contribution (top {len(rows)})",
-        title_justify="left",
-        show_edge=False,
-        header_style="bold",
-    )
-    for col in ("image", "level", "cell", "class", "score", "best IoU", "GT"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for name in names:
-        if any(n.terms.get(name) for n in rows):
-            table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("hint", no_wrap=True)
-    shown_terms = [name for name in names if any(n.terms.get(name) for n in rows)]
+def negatives_columns(ex: Explanation, rows: list[Negative]) -> list[Column]:
+    """The background table's columns; a term column only when one of the rows has that term."""
+    names = [name for name in ex.breakdown.result.terms if any(n.terms.get(name) for n in rows)]
     local = ex.targets.local_index().tolist()
-    images = {i.index: i for i in ex.bundle.images}
-    for n in rows:
-        a = n.anchor
-        table.add_row(
-            images[n.image_index].label if n.image_index in images else str(n.image_index),
-            level_label(a["level"], a["stride"]),
-            f"{a['cell'][0]},{a['cell'][1]}" + (f" a{a['slot']}" if a["slot"] else ""),
-            str(n.pred_class),
-            f"{n.score:.3f}",
-            f"{n.best_iou:.2f}",
-            "" if n.best_gt is None else str(local[n.best_gt]),
-            *(_fmt(n.terms.get(name, 0.0)) for name in shown_terms),
-            Text(n.hint, style=REASON_STYLE if n.hint else ""),
+    label = ex.class_names.label
+    cols = [
+        Column("image", [_image_label(ex, n.image_index) for n in rows], "left"),
+        Column("level", [level_label(n.anchor["level"], n.anchor["stride"]) for n in rows], rank=2),
+        Column(
+            "cell",
+            [
+                f"{n.anchor['cell'][0]},{n.anchor['cell'][1]}"
+                + (f" a{n.anchor['slot']}" if n.anchor["slot"] else "")
+                for n in rows
+            ],
+            rank=2,
+        ),
+        Column("pred class", [label(n.pred_class) for n in rows], "left", rank=1),
+        Column("score", [f"{n.score:.3f}" for n in rows], rank=1),
+        Column("best IoU", [f"{n.best_iou:.2f}" for n in rows], rank=3),
+        Column("best GT", ["" if n.best_gt is None else str(local[n.best_gt]) for n in rows], rank=3),
+    ]
+    for name in names:
+        fmt = number_format(n.terms.get(name, 0.0) for n in rows)
+        cols.append(Column(name, [fmt(n.terms.get(name, 0.0)) for n in rows]))
+    if any(n.hint for n in rows):
+        cols.append(
+            Column("hint", [Text(n.hint, style=REASON_STYLE if n.hint else "") for n in rows], "left", rank=1)
         )
-    return table
+    return cols
+
+
+def _title(text: str) -> Text:
+    return Text(text, style="bold")
+
+
+def _print_fitted(console: Console, columns: list[Column], wide: bool) -> list[Column]:
+    kept, dropped = fit(columns, console.width, wide)
+    print_table(console, kept)
+    note = dropped_note(dropped, console.width)
+    if note is not None:
+        console.print(note)
+    return kept
+
+
+def render_explain(
+    console: Console, ex: Explanation, top: int, image: int | None = None, *, wide: bool = False
+) -> None:
+    """The whole report: header, summary, logged check, counts, images, GTs, background, warnings."""
+    console.print(header(ex))
+    console.print()
+    console.print(_title("Summary"))
+    _print_fitted(console, summary_columns(ex), wide)
+    logged = logged_table(ex)
+    if logged is not None:
+        console.print()
+        console.print(logged)
+    console.print()
+    console.print(counts(ex))
+    console.print()
+    if image is not None:
+        console.print(focus_line(ex, image))
+        console.print()
+    images = image_rows(ex, top, image)
+    n_img = len(ex.breakdown.images)
+    console.print(_title(f"Images by loss ({len(images)} of {n_img}; share of the batch total)"))
+    _print_fitted(console, images_columns(ex, images, image), wide)
+    console.print()
+    shown, n = gt_rows(ex, top, image)
+    where = "" if image is None else f" of image {_image_label(ex, image)}"
+    console.print(_title(f"Ground-truth boxes{where} by contribution ({len(shown)} of {n})"))
+    if shown:
+        kept = _print_fitted(console, gt_columns(ex, shown), wide)
+        for part in gt_legend(console, ex, shown, kept):
+            console.print(part)
+    negatives = ex.breakdown.negatives
+    if negatives or image is not None:
+        console.print()
+        console.print(_title(f"Background anchors{where} by contribution (top {len(negatives)})"))
+        if negatives:
+            _print_fitted(console, negatives_columns(ex, negatives), wide)
+    w = warnings_block(ex)
+    if w is not None:
+        console.print()
+        console.print(w, end="")
 
 
 def warnings_block(ex: Explanation) -> Text | None:
@@ -248,17 +441,3 @@ def warnings_block(ex: Explanation) -> Text | None:
         text.append("CONSERVATION VIOLATED: ", style="bold red")
         text.append(v + "\n")
     return text
-
-
-def render_explain(console: Console, ex: Explanation, top: int, image: int | None = None) -> None:
-    parts = [header(ex), Text(""), summary(ex), Text("")]
-    logged = logged_table(ex)
-    if logged is not None:
-        parts += [logged, Text("")]
-    parts += [counts(ex), Text(""), gt_table(ex, top, image)]
-    if ex.breakdown.negatives:
-        parts += [Text(""), negatives_table(ex, image)]
-    w = warnings_block(ex)
-    if w is not None:
-        parts += [Text(""), w]
-    console.print(Group(*parts))

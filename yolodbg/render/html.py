@@ -18,7 +18,7 @@ from yolodbg import __version__
 from yolodbg.atomic import atomic_write
 from yolodbg.explain import Explanation
 from yolodbg.render._draw import ramp
-from yolodbg.render.console import level_label
+from yolodbg.render.console import align_column, level_label
 from yolodbg.render.overlay import pct, render_overlay
 
 MAX_OVERLAYS = 16  # inline overlays of at most this many images (the costliest), to keep the file small
@@ -143,7 +143,9 @@ def _gts(ex: Explanation, names: Sequence[str] | None) -> str:
             f'<span class="bar" style="width:{round(60 * g.share / vmax)}px;background:{bar}"></span></td>'
             f'<td class="why">{why}</td></tr>'
         )
-    head = ["image", "gt", "ann", "class", "w×h px", "pos", "IoU", "align", *terms, "share", "why"]
+    align = align_column(ex)
+    head = ["image", "gt", "ann", "class", "w×h px", "pos", "IoU", align.header if align else "align", *terms]
+    head += ["share", "why"]
     return _table(head, rows, sortable=True)
 
 
@@ -161,7 +163,7 @@ def _negatives(ex: Explanation, names: Sequence[str] | None) -> str:
             f"{_num(n.best_iou, f'{n.best_iou:.2f}')}{_td('' if n.best_gt is None else str(local[n.best_gt]))}"
             f"{_num(n.contribution)}{_td(n.hint, 'code')}</tr>"
         )
-    head = ["image", "level", "cell", "class", "score", "best IoU", "GT", "loss", "hint"]
+    head = ["image", "level", "cell", "pred class", "score", "best IoU", "best GT", "loss", "hint"]
     return _table(head, rows, sortable=True)
 
 

@@ -12,7 +12,6 @@ original-image pixels through the letterbox when it is known, else in network-in
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,17 +93,9 @@ def find_image(roots: Sequence[Path], file_name: str | None, image_id) -> Path |
     return None
 
 
-def class_names(ex: Explanation, gt: str | Path | None = None) -> list[str] | None:
-    """Class index -> name: the COCO json's category names, else the bundle's ``meta["names"]``."""
-    if gt is not None and Path(gt).is_file() and ex.targets.category_ids:
-        try:
-            cats = json.loads(Path(gt).read_text(encoding="utf-8")).get("categories", [])
-            by_id = {c["id"]: str(c.get("name", c["id"])) for c in cats}
-            return [by_id.get(c, str(c)) for c in ex.targets.category_ids]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-    names = ex.bundle.meta.get("names")
-    return [str(n) for n in names] if isinstance(names, (list, tuple)) else None
+def class_labels(ex: Explanation) -> list[str]:
+    """Class index -> how every report writes it (``square (2)``; :class:`yolodbg.class_names.ClassNames`)."""
+    return ex.class_names.labels(ex.result.pred_scores.shape[-1])
 
 
 def image_negatives(ex: Explanation, image: int, k: int) -> list[dict]:
@@ -176,7 +167,7 @@ class Label:
 def class_label(cls: int, names: Sequence[str] | None) -> str:
     """How an overlay writes class ``cls`` (an index into the model's classes): its name when known.
     The one place label and legend text get a class from."""
-    return names[cls] if names is not None and 0 <= cls < len(names) else f"cls {cls}"
+    return names[cls] if names is not None and 0 <= cls < len(names) else str(cls)
 
 
 def _draw_ignored(ex: Explanation, image: int, draw: ImageDraw.ImageDraw, view: View, lw: int) -> list[Label]:
@@ -349,7 +340,7 @@ __all__ = [
     "Label",
     "View",
     "class_label",
-    "class_names",
+    "class_labels",
     "image_roots",
     "line_width",
     "pct",

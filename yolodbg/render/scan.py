@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from yolodbg.class_names import ClassNames, scan_doc_names
 from yolodbg.render import fit
 from yolodbg.render.console import _fmt, level_label
 from yolodbg.render.fit import numbers
@@ -192,15 +193,18 @@ def levels_grid(doc: dict[str, Any]) -> fit.Grid:
     return grid
 
 
-def gts_grid(title: str, rows: list[dict[str, Any]]) -> fit.Grid:
+def gts_grid(title: str, rows: list[dict[str, Any]], names: ClassNames | None = None) -> fit.Grid:
     """GT rows: who, size, positives, loss, share, detected and the reason code (never cut: the
     box size, size bucket and detected are left out first when space is short)."""
+    label = (names or ClassNames()).label
     drops = {"w×h orig": 3, "size": 2, "detected": 1, "share": 4}
-    heads = ("image", "ann", "cls", "w×h orig", "size", "pos", "loss", "share", "detected", "why")
+    heads = ("image", "ann", "class", "w×h orig", "size", "pos", "loss", "share", "detected", "why")
     grid = fit.Grid(
         title,
         [
-            fit.Col(h, justify="left" if h in ("image", "why", "size") else "right", drop=drops.get(h, 0))
+            fit.Col(
+                h, justify="left" if h in ("image", "class", "why", "size") else "right", drop=drops.get(h, 0)
+            )
             for h in heads
         ],
     )
@@ -211,7 +215,7 @@ def gts_grid(title: str, rows: list[dict[str, Any]]) -> fit.Grid:
         grid.row(
             g["image"],
             "" if g["ann_id"] is None else str(g["ann_id"]),
-            str(g["class"]),
+            label(g["class"]),
             f"{x2 - x1:.0f}×{y2 - y1:.0f}",
             g["bucket"],
             Text(str(g["num_pos"]), style=BAD if g["num_pos"] == 0 else ""),
@@ -249,7 +253,8 @@ def images_grid(doc: dict[str, Any]) -> fit.Grid:
 
 
 def offenders_grid(doc: dict[str, Any]) -> fit.Grid:
-    heads = ("image", "level", "class", "score", "box orig (xyxy)", "loss")
+    label = scan_doc_names(doc).label
+    heads = ("image", "level", "pred class", "score", "box orig (xyxy)", "loss")
     grid = fit.Grid(
         "Background offenders that look like missing labels (confident, overlap no GT)",
         [
@@ -262,7 +267,7 @@ def offenders_grid(doc: dict[str, Any]) -> fit.Grid:
         grid.row(
             o["image"],
             "" if o["stride"] is None else f"s{o['stride']:g}",
-            str(o["pred_class"]),
+            label(o["pred_class"]),
             f"{o['score']:.3f}",
             ", ".join(f"{v:.0f}" for v in o["box_orig_xyxy"]),
             loss[k],
@@ -292,17 +297,20 @@ def render_scan(console: Console, doc: dict[str, Any], wide: bool = False) -> No
         head.append(" · INTERRUPTED: partial results", style=BAD)
     ap = doc.get("coco") is not None
     parts: list[Any] = [head, Text(""), *summary(doc, width, wide), Text("")]
-    cls_label = lambda r: str(r["class"]) + ("" if r["category_id"] is None else f" ({r['category_id']})")  # noqa: E731
+    names = scan_doc_names(doc)
+    cls_label = lambda r: names.label(r["class"])  # noqa: E731
     cls_ap, size_ap = (("AP", "AP50"), ("AP",)) if ap else ((), ())
     grids = [
         group_grid("Classes", doc["classes"], "class", cls_label, cls_ap),
         group_grid("Sizes (original px²)", doc["sizes"], "size", lambda r: r["bucket"], size_ap),
         levels_grid(doc),
         images_grid(doc),
-        gts_grid(f"GTs by loss (top {len(doc['top_gts'])})", doc["top_gts"]),
+        gts_grid(f"GTs by loss (top {len(doc['top_gts'])})", doc["top_gts"], names),
     ]
     if doc["missed_high_loss"]:
-        grids.append(gts_grid("High loss and missed (not matched at IoU 0.5)", doc["missed_high_loss"]))
+        grids.append(
+            gts_grid("High loss and missed (not matched at IoU 0.5)", doc["missed_high_loss"], names)
+        )
     listed = doc["orphans"]["listed"]
     if listed:
         rows = [
@@ -310,7 +318,7 @@ def render_scan(console: Console, doc: dict[str, Any], wide: bool = False) -> No
             for o in listed
         ]
         grids.append(
-            gts_grid(f"GTs with no positive ({len(listed)} of {doc['orphans']['count']})", rows[:30])
+            gts_grid(f"GTs with no positive ({len(listed)} of {doc['orphans']['count']})", rows[:30], names)
         )
     if doc["offenders"]:
         grids.append(offenders_grid(doc))
@@ -376,14 +384,16 @@ def tracked_gts(title: str, rows: list[dict[str, Any]], width: int, wide: bool) 
     if not rows:
         return [Text(f"{title}: none", style="bold")]
     shown = rows[:30]
-    heads = ("image", "ann", "cls", "size", "reasons", "loss per checkpoint")
+    heads = ("image", "ann", "class", "size", "reasons", "loss per checkpoint")
     grid = fit.Grid(f"{title} ({len(rows)})", [fit.Col(h, justify="left") for h in heads])
     losses = [" ".join(numbers(r["loss"], 3)) for r in shown]
     for r, loss in zip(shown, losses, strict=True):
         grid.row(
             r["image"],
             "" if r["ann_id"] is None else str(r["ann_id"]),
-            str(r["class"]),
+            ClassNames({r["class"]: r["category_id"]} if r.get("category_id") is not None else None).label(
+                r["class"]
+            ),
             r["bucket"],
             ", ".join(sorted({x for x in r["reasons"] if x})),
             loss,

@@ -125,6 +125,7 @@ class GtTracker:
                 "ann_id": g.ann_id,
                 "gt_index": g.gt_index,
                 "class": g.cls,
+                "category_id": g.category_id,
                 "bucket": g.bucket,
                 "num_pos": [None] * self.n,
                 "loss": [None] * self.n,
