@@ -28,6 +28,9 @@ COMMANDS = {
     "yolodbg recipes yolov9 (unknown)": ["-m", "yolodbg", "recipes", "yolov9"],
     "yolodbg --help": ["-m", "yolodbg", "--help"],
     "yolodbg --version": ["-m", "yolodbg", "--version"],
+    "yolodbg explain --help": ["-m", "yolodbg", "explain", "--help"],
+    "yolodbg explain --head yolov9 (unknown head)": ["-m", "yolodbg", "explain", "x.pt", "--head", "yolov9"],
+    "yolodbg explain --imgsz abc (bad size)": ["-m", "yolodbg", "explain", "x.pt", "--imgsz", "abc"],
     "yolodbg explain (missing argument)": ["-m", "yolodbg", "explain"],
     "yolodbg explain --bogus (unknown option)": ["-m", "yolodbg", "explain", "--bogus"],
 }

@@ -283,6 +283,7 @@ def test_decode_on_the_replay_sigmoid_equals_the_head_decode(bs, size, nc, threa
 
     from yolodbg.api import replay
     from yolodbg.evaluate.decode import _same_sigmoid
+    from yolodbg.recipes.yolov8 import YoloV8
 
     out = ultra_output(bs=bs, size=size, nc=nc, seed=nc, scale=3.0)
     rows = [[i % bs, i % nc, 0.2 + 0.05 * i, 0.3 + 0.04 * i, 0.1 + 0.02 * i, 0.15] for i in range(6)]
@@ -293,7 +294,7 @@ def test_decode_on_the_replay_sigmoid_equals_the_head_decode(bs, size, nc, threa
         res = replay(out, batch(rows), input_size=size).result
         shared = _same_sigmoid(res.pred_scores, out["scores"])
         assert shared == (bs * nc * res.pred_scores.shape[1] % (64 * threads) == 0)
-        ours, head = decode(b, res), decode(b, None)
+        ours, head = decode(b, res, recipe=YoloV8()), decode(b, None)
     finally:
         torch.set_num_threads(before)
     assert ours, "no image decoded"
@@ -302,6 +303,51 @@ def test_decode_on_the_replay_sigmoid_equals_the_head_decode(bs, size, nc, threa
         assert torch.equal(d.labels, h.labels)
     if shared:  # the replay's probabilities are the head's, every element
         assert torch.equal(res.pred_scores.transpose(1, 2), out["scores"].sigmoid())
+
+
+def _toy_own_scores():
+    """A toy subclass of yolov8 (not registered) that declares its scores not the head's sigmoid."""
+    from yolodbg.recipes.yolov8 import YoloV8
+
+    class OwnScores(YoloV8):
+        name = "toy-own-scores"
+        scores_are_head_sigmoid = False
+
+    return OwnScores
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_the_decode_reuses_the_replay_scores_only_when_the_recipe_declares_them_the_heads(
+    declared, monkeypatch
+):
+    """``Recipe.scores_are_head_sigmoid`` decides, not the recipe's name: a toy subclass of yolov8 that
+    declares False gets the head's own sigmoid; yolov8 (True) hands its scores to the decode."""
+    from helpers import batch
+
+    from yolodbg.api import replay
+    from yolodbg.heads import ultralytics as head
+    from yolodbg.recipes.yolov8 import YoloV8
+
+    recipe = YoloV8() if declared else _toy_own_scores()()
+    assert recipe.scores_are_head_sigmoid is declared
+    out = ultra_output(bs=2, size=(128, 128), nc=4, seed=4, scale=3.0)
+    b = bundle.from_object({"yolodbg": 1, "head": "ultralytics", "outputs": out, "input_size": [128, 128]})
+    res = replay(out, batch([[0, 1, 0.4, 0.4, 0.3, 0.3], [1, 2, 0.6, 0.5, 0.2, 0.4]]), recipe=recipe).result
+    assert res.recipe == recipe.name
+    seen = []
+    real = head.inference
+
+    def spy(bundle_, parsed=None, probs=None):
+        seen.append(probs)
+        return real(bundle_, parsed, probs)
+
+    monkeypatch.setattr(head, "inference", spy)
+    ours = decode(b, res, recipe=recipe)
+    assert len(seen) == 1
+    assert (seen[0] is res.pred_scores) is declared and (seen[0] is None) is not declared
+    for d, h in zip(ours, decode(b, None), strict=True):  # the same detections either way
+        assert torch.equal(d.boxes, h.boxes) and torch.equal(d.scores, h.scores)
+        assert torch.equal(d.labels, h.labels)
 
 
 @pytest.mark.parity

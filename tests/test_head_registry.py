@@ -121,3 +121,43 @@ def test_registering_a_second_family_under_a_taken_name_is_refused():
                 name="yolox", recognise=_queries, parse=_parse, default_recipe="yolox", letterbox="yolox"
             )
         )
+
+
+def test_a_deferred_hook_imports_its_module_only_when_called():
+    """``heads.deferred``: declaring a hook loads nothing; each call looks the function up in the module
+    the loader returns (the built-in families' torch code loads with the first bundle)."""
+    loads = []
+
+    class Module:
+        @staticmethod
+        def recognise(outputs):
+            return heads.Recognition() if outputs == "mine" else None
+
+    def load():
+        loads.append(1)
+        return Module
+
+    hook = heads.deferred(load, "recognise")
+    assert loads == [] and hook.__name__ == "recognise"
+    assert hook("mine") == heads.Recognition() and hook("other") is None
+    assert len(loads) == 2
+
+
+def test_the_builtin_hooks_are_the_family_modules_functions():
+    from yolodbg.heads import ultralytics, yolov1, yolov5, yolox
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    for name, module, file in [
+        ("ultralytics", ultralytics, "yolov8n_val.pt"),
+        ("yolov5", yolov5, "yolov5n_val.pt"),
+        ("yolox", yolox, "yolox_val.pt"),
+        ("yolov1", yolov1, "yolov1_val.pt"),
+    ]:
+        b = bundle.load(sample / file)
+        family = heads.family(name)
+        claim = family.recognise(b.outputs)
+        assert claim is not None and claim == module.recognise(b.outputs)
+        parsed = family.parse(b)
+        assert type(parsed) is type(module.parse_bundle(b)) and parsed.nc == module.parse_bundle(b).nc
+        if family.level_shapes is not None:
+            assert family.shapes(b.outputs) == module.level_shapes(b.outputs)

@@ -2,8 +2,10 @@
 
 The cases run one after the other in one fresh interpreter, which reports after each its exit code
 and whether torch (or pycocotools) is imported so far: the recipe catalogue (``recipes``,
-``recipes NAME``, a bad name or variant), ``--help``, ``--version`` and usage errors that click
-detects. Deterministic, not timed.
+``recipes NAME``, a bad name or variant), ``--help`` of the group and of every command,
+``--version``, usage errors that click detects (no argument, an unknown option or ``--head``) and
+malformed bundle options (``--imgsz``, ``--strides``), which are refused before the command reads
+any input. Deterministic, not timed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+COMMANDS = ("explain", "compare", "scan", "snapshot", "check", "trend", "capture", "validate", "recipes")
 
 CASES = {
     "recipes": (["recipes"], 0),
@@ -38,6 +42,23 @@ CASES = {
     "missing argument": (["explain"], 2),
     "bad option value": (["scan", "x", "--top", "many"], 2),
     "unknown group option": (["--bogus"], 2),
+    # every subcommand's help: the --head choices come from the head-family declarations (no torch)
+    **{f"{c} --help": ([c, "--help"], 0) for c in COMMANDS},
+    # usage errors of every subcommand: no argument, an unknown option
+    **{f"{c} (no argument)": ([c], 2) for c in COMMANDS if c != "recipes"},
+    **{f"{c} --bogus": ([c, "--bogus"], 2) for c in COMMANDS},
+    # the bundle options, refused before the command reads any input
+    "unknown --head": (["explain", "x.pt", "--head", "yolov9"], 2),
+    "unknown --head (compare)": (["compare", "x.pt", "--head", "nope"], 2),
+    "unknown --head (scan)": (["scan", "x", "--head", "nope"], 2),
+    "bad --imgsz": (["explain", "x.pt", "--imgsz", "abc"], 2),
+    "bad --imgsz (three sizes)": (["snapshot", "x.pt", "-o", "s.json", "--imgsz", "1,2,3"], 2),
+    "bad --imgsz (scan)": (["scan", "x", "--imgsz", "640.5"], 2),
+    "bad --imgsz (check)": (["check", "s.json", "--imgsz", "0"], 2),
+    "bad --strides": (["compare", "x.pt", "--strides", "8,nan"], 2),
+    "bad --strides (trend)": (["trend", "x", "--strides", "-8"], 2),
+    "bad --nc": (["explain", "x.pt", "--nc", "0"], 2),
+    "bad --letterbox": (["explain", "x.pt", "--letterbox", "darknet"], 2),
 }
 
 PROBE = """
@@ -107,3 +128,25 @@ def test_importing_the_recipe_catalogue_imports_no_torch():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip().endswith("False"), out.stdout
+
+
+def test_the_head_family_declarations_import_no_torch_until_a_hook_runs():
+    """``yolodbg.heads`` is the declarations: names, default recipes, letterboxes and post-processing
+    read without torch; the first hook that reads a tensor imports the family's module."""
+    code = (
+        "import json, sys\n"
+        "from yolodbg import heads\n"
+        "f = heads.family('ultralytics')\n"
+        "decl = [heads.names(), f.default_recipe, f.recipe_name({'one2one': {}}), f.letterbox, f.postprocess.iou]\n"
+        "before = sorted(m for m in ('torch', 'pycocotools', 'yolodbg.heads.ultralytics') if m in sys.modules)\n"
+        "import torch\n"
+        "claims = heads.recognise({'boxes': torch.zeros(1, 64, 8), 'scores': torch.zeros(1, 2, 8)})\n"
+        "after = 'yolodbg.heads.ultralytics' in sys.modules\n"
+        "print(json.dumps([decl, before, [n for n, _ in claims], after]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    decl, before, claimed, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert decl == [["ultralytics", "yolov5", "yolox", "yolov1"], "yolov8", "yolo26", "ultralytics", 0.7]
+    assert before == []
+    assert claimed == ["ultralytics"] and after is True

@@ -97,10 +97,12 @@ def top_option(help_text: str):
 
 @dataclass(frozen=True)
 class BundleSpec:
-    """The bundle options as given on the command line (text, parsed only when used).
+    """The bundle options as given on the command line (text, kept as given: a snapshot records it).
 
-    Parsing waits for :meth:`load` (or the accessors) so a command checks its outputs and other
-    inputs first, in the same order whatever the options are.
+    :func:`bundle_options` checks the number-valued ones (:meth:`check`) once click has parsed the
+    whole command line and before the command runs: a bad ``--imgsz`` is a usage error, reported
+    after click's own (a missing argument) and before the command reads any input or loads torch,
+    in the same order whatever the order of the options.
     """
 
     head: str | None = None
@@ -109,6 +111,11 @@ class BundleSpec:
     nc: int | None = None
     image_ids: str | None = None
     letterbox: str | None = None
+
+    def check(self) -> None:
+        """Refuse a malformed ``--imgsz`` or ``--strides`` (``click.BadParameter``: exit 2, one line)."""
+        self.input_size()
+        self.stride_values()
 
     def input_size(self) -> tuple[int, int] | None:
         """``--imgsz`` as (H, W) pixels."""
@@ -166,8 +173,10 @@ BUNDLE_FIELDS = ("head", "imgsz", "strides", "nc", "image_ids", "letterbox")
 
 
 class HeadChoice(click.Choice):
-    """``--head``: the registered head families (:mod:`yolodbg.heads`), read when click first needs them
-    (importing the families loads torch, which a bare ``yolodbg --help`` does not need)."""
+    """``--head``: the registered head families (:mod:`yolodbg.heads`), read each time click needs them,
+    so a family registered after the command line was built is offered too. The registry holds the
+    families' declarations only (their torch code loads with a bundle): ``--help`` and an unknown
+    ``--head`` load no torch."""
 
     def __init__(self) -> None:
         super().__init__(())
@@ -212,6 +221,7 @@ def bundle_options(f):
     @functools.wraps(f)
     def wrapper(*args, **kwargs):
         spec = BundleSpec(**{name: kwargs.pop(name) for name in BUNDLE_FIELDS})
+        spec.check()
         return f(*args, bundle_spec=spec, **kwargs)
 
     return wrapper

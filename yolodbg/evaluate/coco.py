@@ -420,7 +420,8 @@ def evaluate(ex, gt: str | Path | None, bundle_key: Any = 0, pp: PostProcess | N
     if ex.bundle.family.decode_reads_parsed:
         parsed = ex.recipe.parse(ex.bundle)  # cached by the recipe: no second parse of the outputs
     pp = pp or postprocess_for(ex.bundle)
-    dets = to_original(decode(ex.bundle, res, pp, parsed), ex.targets, clip=pp.json != "yolox")
+    dets = decode(ex.bundle, res, pp, parsed, ex.recipe)
+    dets = to_original(dets, ex.targets, clip=pp.json != "yolox")
     be = evaluate_bundle(
         ex.bundle, ex.targets, dets, gt, int(res.pred_scores.shape[-1]), bundle_key, json_style=pp.json
     )

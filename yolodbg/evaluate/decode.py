@@ -17,7 +17,8 @@ decoded boxes and scores go through the NMS above with the parameters its head f
 note says so).
 
 Each head family (:mod:`yolodbg.heads`) declares its decode and its validator defaults
-(:class:`PostProcess`); this module holds what they share (NMS, top-k) and the dispatch.
+(:class:`PostProcess`, in the torch-free :mod:`yolodbg.evaluate.postprocess`); this module holds
+what they share (NMS, top-k) and the dispatch.
 
 Boxes are then mapped to original-image pixels, ``(x - pad) / scale``, and clipped to the image.
 """
@@ -31,30 +32,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from yolodbg.evaluate.postprocess import PostProcess
 from yolodbg.geometry import cxcywh_to_xyxy
 
 if TYPE_CHECKING:
     from yolodbg.bundle import Bundle
     from yolodbg.groundtruth import Targets
+    from yolodbg.recipes.base import Recipe
     from yolodbg.result import LossResult
-
-
-@dataclass(frozen=True)
-class PostProcess:
-    """Inference post-processing parameters (validation defaults of the framework)."""
-
-    conf: float = 0.001  # keep (box, class) rows with score > conf
-    iou: float = 0.7  # NMS suppresses boxes with IoU > iou
-    max_det: int = 300  # detections per image
-    multi_label: bool = True  # one row per class above conf (else the best class only)
-    max_nms: int = 30000  # rows entering NMS, best scores first
-    max_wh: float = 7680.0  # class offset of class-aware NMS, pixels
-    exact: bool = True  # the decode follows the framework's own code path
-    source: str = "Ultralytics 8.4.190 DetectionValidator defaults (conf 0.001, iou 0.7, max_det 300)"
-    # how the evaluator writes its COCO json: "ultralytics" (boxes clipped to the image, xywh from the
-    # centre, bbox rounded to 3 decimals and score to 5, as Ultralytics and YOLOv5 do) or "yolox"
-    # (boxes only divided by the resize scale, xywh from the corner, unrounded)
-    json: str = "ultralytics"
 
 
 @dataclass(frozen=True)
@@ -305,22 +290,35 @@ def topk_e2e(boxes: Tensor, scores: Tensor, pp: PostProcess) -> list[Detections]
 
 
 def decode(
-    bundle: Bundle, result: LossResult | None, pp: PostProcess | None = None, parsed: Any = None
+    bundle: Bundle,
+    result: LossResult | None,
+    pp: PostProcess | None = None,
+    parsed: Any = None,
+    recipe: Recipe | None = None,
 ) -> list[Detections]:
     """Per image detections in network-input pixels, post-processed as the framework evaluates.
 
     The head family's own decode (:attr:`yolodbg.heads.HeadFamily.decode`) when it has one and can
-    run; else ``result`` (the replay) supplies boxes and scores for the generic NMS.
+    run; else ``result`` (the replay) supplies boxes and scores for the generic NMS. ``recipe``, the
+    one that computed ``result``, says whether the family's decode may reuse its class scores.
     """
     pp = pp or postprocess_for(bundle)
     own = bundle.family.decode
-    dets = own(bundle, result, pp, parsed) if own is not None else None
+    dets = own(bundle, pp, parsed, head_probs(result, recipe)) if own is not None else None
     if dets is not None:
         return dets
     boxes, scores = result.pred_boxes, result.pred_scores
     boxes = boxes.materialize() if hasattr(boxes, "materialize") else boxes
     scores = scores.materialize() if hasattr(scores, "materialize") else scores
     return [nms_image(bx.float(), sc.float(), pp) for bx, sc in zip(boxes, scores, strict=True)]
+
+
+def head_probs(result: LossResult | None, recipe: Recipe | None) -> Tensor | None:
+    """The replay's class probabilities when its recipe declares them the head's own sigmoid
+    (:attr:`~yolodbg.recipes.base.Recipe.scores_are_head_sigmoid`), else None."""
+    if result is None or recipe is None or not recipe.scores_are_head_sigmoid:
+        return None
+    return result.pred_scores
 
 
 # the names these helpers had before the head families decoded in their own modules

@@ -1,24 +1,21 @@
 """Head families: raw head outputs -> named tensors per anchor (one module per head family).
 
-Each family module parses its framework's train-mode output and registers a
-:class:`~yolodbg.heads.registry.HeadFamily` (how a bare output is recognised, its level shapes,
-default recipe, default letterbox, inference decode and mAP post-processing) with one
-:func:`~yolodbg.heads.registry.register` call. Importing this package registers the built-in
-families, in the order ``--head`` lists them; consumers read them through the names below.
+Each family is declared once, by a :class:`~yolodbg.heads.registry.HeadFamily` given to
+:func:`~yolodbg.heads.registry.register`: the built-in ones in :mod:`yolodbg.heads.families`
+(name, default recipe, default letterbox, mAP post-processing, and hooks into the family's
+module), whose import registers them in the order ``--head`` lists them. The family modules
+(:mod:`~yolodbg.heads.ultralytics`, :mod:`~yolodbg.heads.yolov5`, :mod:`~yolodbg.heads.yolox`,
+:mod:`~yolodbg.heads.yolov1`) recognise, parse and decode a bundle's tensors; they are imported
+when a bundle is handled, so importing this package loads no torch. Consumers read the registry
+through the names below.
 """
 
-# each import registers its family; the order is the order of --head and of the recogniser's claims
-# isort: off
-from yolodbg.heads import ultralytics  # noqa: F401
-from yolodbg.heads import yolov5  # noqa: F401
-from yolodbg.heads import yolox  # noqa: F401
-from yolodbg.heads import yolov1  # noqa: F401
-
-# isort: on
+from yolodbg.heads import families  # noqa: F401  (registers the built-in families)
 from yolodbg.heads.registry import (
     HeadFamily,
     Recognition,
     ambiguity,
+    deferred,
     family,
     get,
     names,
@@ -32,6 +29,7 @@ __all__ = [
     "HeadFamily",
     "Recognition",
     "ambiguity",
+    "deferred",
     "family",
     "get",
     "names",

@@ -1,9 +1,10 @@
 """The head-family registry: every head family yolodbg knows, declared once.
 
 A head family is one shape of raw train-mode output (Ultralytics' anchor-free DFL head, YOLOv5's
-anchor-based ``Detect``, YOLOX's decoupled head, YOLOv1's cell grid). Each family module in
-:mod:`yolodbg.heads` describes itself with a :class:`HeadFamily` and calls :func:`register` once,
-where its parser is defined; everything that used to ask ``if head == "yolox"`` asks the registry:
+anchor-based ``Detect``, YOLOX's decoupled head, YOLOv1's cell grid). Each family is declared by
+one :class:`HeadFamily` given to :func:`register` (the built-in ones in
+:mod:`yolodbg.heads.families`); everything that used to ask ``if head == "yolox"`` asks the
+registry:
 
 * bundle loading: the known names (``--head``, a bundle's ``head`` field) and, for a bare output,
   which family produced it (:func:`recognise`);
@@ -12,6 +13,10 @@ where its parser is defined; everything that used to ask ``if head == "yolox"`` 
 * the default recipe of a bundle (``explain`` without ``-r``);
 * the default letterbox of ``--gt`` boxes (the loader of the family's framework);
 * inference decode and post-processing for mAP (the framework validator's parameters).
+
+A declaration holds data (names, defaults) and hooks (callables). The hooks of a built-in family
+are :func:`deferred`: they import the family's module, which reads tensors with torch, at their
+first call, so the declarations (``--head``'s choices, ``--help``, usage errors) load no torch.
 
 This module imports nothing from yolodbg, so any layer may read it without an import cycle.
 
@@ -49,9 +54,12 @@ class HeadFamily:
     """Everything yolodbg needs to know about one head family, in one place.
 
     ``decode`` returns the per-image detections of a bundle in network-input pixels, as the
-    framework's validator computes them (``decode(bundle, result, postprocess, parsed)``), or None
+    framework's validator computes them (``decode(bundle, postprocess, parsed, probs)``), or None
     when it cannot (no parsed output at hand, or no framework decode): then the replay's decoded
-    boxes and scores go through the generic NMS with :attr:`postprocess`.
+    boxes and scores go through the generic NMS with :attr:`postprocess`. ``probs`` are the
+    replay's class probabilities when its recipe declares them the head's own
+    (``Recipe.scores_are_head_sigmoid``), else None: a decode may reuse them where it can prove
+    them equal to what it would compute.
     """
 
     name: str
@@ -82,6 +90,17 @@ class HeadFamily:
     def shapes(self, outputs: Any) -> tuple[tuple[int, int], ...] | None:
         """``(H, W)`` of every feature level, or None (no strided levels, or a malformed output)."""
         return self.level_shapes(outputs) if self.level_shapes is not None else None
+
+
+def deferred(load: Callable[[], Any], name: str) -> Callable[..., Any]:
+    """The function ``name`` of the module ``load()`` returns, looked up at each call: ``load`` imports
+    the family's torch code (inside the function), so declaring a hook imports nothing."""
+
+    def hook(*args: Any, **kwargs: Any) -> Any:
+        return getattr(load(), name)(*args, **kwargs)
+
+    hook.__name__ = hook.__qualname__ = name
+    return hook
 
 
 _FAMILIES: dict[str, HeadFamily] = {}

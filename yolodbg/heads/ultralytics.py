@@ -19,8 +19,9 @@ from torch import Tensor
 
 from yolodbg.anchors import Anchors, level_map_shapes
 from yolodbg.errors import BundleError
-from yolodbg.evaluate.decode import Detections, PostProcess, nms_best_rows, same_sigmoid, topk_e2e
-from yolodbg.heads.registry import HeadFamily, Recognition, register
+from yolodbg.evaluate.decode import Detections, nms_best_rows, same_sigmoid, topk_e2e
+from yolodbg.evaluate.postprocess import PostProcess
+from yolodbg.heads.registry import Recognition
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -338,9 +339,13 @@ def parse_bundle(bundle: Any) -> UltralyticsOutput:
     )
 
 
-def detections(bundle: Any, result: Any, pp: PostProcess, parsed: Any = None) -> list[Detections]:
-    """The validator's detections: NMS on the DFL decode, or the top-k selection of end-to-end heads."""
-    probs = result.pred_scores if result is not None and result.recipe == "yolov8" else None
+def detections(
+    bundle: Any, pp: PostProcess, parsed: Any = None, probs: Tensor | None = None
+) -> list[Detections]:
+    """The validator's detections: NMS on the DFL decode, or the top-k selection of end-to-end heads.
+
+    ``probs``: the replay's class probabilities when its recipe declares them the head's sigmoid
+    (reused by :func:`inference` only where they equal it bit for bit)."""
     boxes, scores, end2end = inference(bundle, parsed, probs)
     if end2end:
         return topk_e2e(boxes.transpose(1, 2), scores.transpose(1, 2), pp)
@@ -368,24 +373,3 @@ def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
     else:
         feats = out
     return level_map_shapes(feats)
-
-
-def _recipe_for_outputs(outputs: Any) -> str | None:
-    """End-to-end outputs (a ``one2one`` branch, YOLO26) replay the ``yolo26`` loss."""
-    return "yolo26" if isinstance(outputs, dict) and "one2one" in outputs else None
-
-
-FAMILY = register(
-    HeadFamily(
-        name="ultralytics",
-        recognise=recognise,
-        parse=parse_bundle,
-        default_recipe="yolov8",
-        recipe_for_outputs=_recipe_for_outputs,
-        letterbox="ultralytics",
-        postprocess=PostProcess(),
-        level_shapes=level_shapes,
-        decode=detections,
-        decode_reads_parsed=True,
-    )
-)

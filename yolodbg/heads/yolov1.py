@@ -19,8 +19,7 @@ from torch import Tensor
 
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
-from yolodbg.evaluate.decode import PostProcess
-from yolodbg.heads.registry import HeadFamily, Recognition, register
+from yolodbg.heads.registry import Recognition
 
 PAPER_GRID, PAPER_BOXES, PAPER_CLASSES = 7, 2, 20
 DEFAULT_CELL_PX = 64  # input pixels per cell when nothing says otherwise (448 / 7, the paper's input)
@@ -191,18 +190,3 @@ def parse_bundle(bundle: Any) -> Yolov1Output:
 def recognise(outputs: Any) -> Recognition | None:
     """One ``(B, S, S, C)`` tensor (no levels) is YOLOv1's grid."""
     return Recognition() if isinstance(outputs, Tensor) and outputs.ndim == 4 else None
-
-
-FAMILY = register(
-    HeadFamily(
-        name="yolov1",
-        recognise=recognise,
-        parse=parse_bundle,
-        default_recipe="yolov1",
-        letterbox="ultralytics",
-        # no framework validator: the replay's decoded boxes and scores through the generic NMS
-        postprocess=PostProcess(
-            iou=0.5, exact=False, source="no framework post-processing: conf·p(c) > 0.001, NMS at IoU 0.5"
-        ),
-    )
-)

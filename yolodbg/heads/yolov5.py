@@ -20,10 +20,11 @@ from torch import Tensor
 
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
-from yolodbg.evaluate.decode import Detections, PostProcess, nms
+from yolodbg.evaluate.decode import Detections, nms
+from yolodbg.evaluate.postprocess import PostProcess
 from yolodbg.geometry import cxcywh_to_xyxy
 from yolodbg.heads.lazy import LazyAnchorTensor
-from yolodbg.heads.registry import HeadFamily, Recognition, register
+from yolodbg.heads.registry import Recognition
 
 # Pixel anchors of the yolov5{n,s,m,l,x}.yaml (3 levels) and yolov5{n,s,m,l,x}6.yaml (4 levels) models.
 DEFAULT_ANCHORS_PX: dict[int, tuple[tuple[tuple[float, float], ...], ...]] = {
@@ -342,9 +343,10 @@ def parse_bundle(bundle: Any) -> V5Output:
 
 
 def detections(
-    bundle: Any, result: Any, pp: PostProcess, parsed: V5Output | None = None
+    bundle: Any, pp: PostProcess, parsed: V5Output | None = None, probs: Tensor | None = None
 ) -> list[Detections] | None:
-    """``val.py``'s detections from the parsed output (None without one: the replay's boxes are used)."""
+    """``val.py``'s detections from the parsed output (None without one: the replay's boxes are used).
+    ``probs`` is not read: the detection score needs the objectness too."""
     return validator_detections(parsed, pp) if parsed is not None else None
 
 
@@ -361,20 +363,3 @@ def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
     if not all(isinstance(t, Tensor) and t.ndim == 5 for t in outputs):
         return None
     return tuple((int(t.shape[2]), int(t.shape[3])) for t in outputs)
-
-
-FAMILY = register(
-    HeadFamily(
-        name="yolov5",
-        recognise=recognise,
-        parse=parse_bundle,
-        default_recipe="yolov5",
-        letterbox="yolov5",
-        postprocess=PostProcess(
-            iou=0.6, source="YOLOv5 7.0 val.py defaults (conf 0.001, iou 0.6, max_det 300, multi-label)"
-        ),
-        level_shapes=level_shapes,
-        decode=detections,
-        decode_reads_parsed=True,
-    )
-)

@@ -27,9 +27,10 @@ from torch import Tensor
 
 from yolodbg.anchors import Anchors, level_map_shapes
 from yolodbg.errors import BundleError
-from yolodbg.evaluate.decode import Detections, PostProcess, batched_nms
+from yolodbg.evaluate.decode import Detections, batched_nms
+from yolodbg.evaluate.postprocess import PostProcess
 from yolodbg.heads.lazy import LazyAnchorTensor
-from yolodbg.heads.registry import HeadFamily, Recognition, register
+from yolodbg.heads.registry import Recognition
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -258,9 +259,10 @@ def parse_bundle(bundle: Any) -> YoloxOutput:
 
 
 def detections(
-    bundle: Any, result: Any, pp: PostProcess, parsed: YoloxOutput | None = None
+    bundle: Any, pp: PostProcess, parsed: YoloxOutput | None = None, probs: Tensor | None = None
 ) -> list[Detections] | None:
-    """The evaluator's detections from the raw maps (None without a parsed output: the replay's boxes are used)."""
+    """The evaluator's detections from the raw maps (None without a parsed output: the replay's boxes are
+    used). ``probs`` is not read: the head's eval outputs are decoded from the maps as YOLOX does."""
     return validator_detections(bundle.outputs, parsed.strides, pp) if parsed is not None else None
 
 
@@ -274,25 +276,3 @@ def recognise(outputs: Any) -> Recognition | None:
 def level_shapes(outputs: Any) -> tuple[tuple[int, int], ...] | None:
     """``(H, W)`` of every level of per-level ``(B, C, H, W)`` maps, or None if malformed."""
     return level_map_shapes(outputs)
-
-
-FAMILY = register(
-    HeadFamily(
-        name="yolox",
-        recognise=recognise,
-        parse=parse_bundle,
-        default_recipe="yolox",
-        letterbox="yolox",
-        postprocess=PostProcess(
-            conf=0.01,
-            iou=0.65,
-            max_det=100000,
-            multi_label=False,
-            source="YOLOX 0.3.0 eval defaults (test_conf 0.01, nmsthre 0.65, best class, no max_det)",
-            json="yolox",
-        ),
-        level_shapes=level_shapes,
-        decode=detections,
-        decode_reads_parsed=True,
-    )
-)

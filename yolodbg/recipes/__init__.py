@@ -56,7 +56,7 @@ def get_recipe(spec: str) -> Recipe:
 
 def recipe_for_head(head: str, outputs: object = None) -> Recipe:
     """The default recipe the head family declares (``yolo26`` for end-to-end Ultralytics outputs)."""
-    from yolodbg import heads  # the families load torch; the catalogue does not need them
+    from yolodbg import heads  # the catalogue itself does not need the head families
 
     family = heads.get(head)
     if family is None:

@@ -168,8 +168,9 @@ class Recipe:
     (checked when the recipe is built), the head check, the bundle parsed once per bundle by its
     head family's parser (:meth:`parse`, shared by :meth:`input_layout`, :meth:`run` and
     ``evaluate``), and the optional capabilities other commands read, each with a default here:
-    :attr:`assigner_keys` (``compare``), :attr:`reduction` (``compare``'s why-table) and
-    :meth:`reachable` with its :attr:`recall_ceiling` name (the scan's recall ceiling).
+    :attr:`assigner_keys` (``compare``), :attr:`reduction` (``compare``'s why-table),
+    :meth:`reachable` with its :attr:`recall_ceiling` name (the scan's recall ceiling) and
+    :attr:`scores_are_head_sigmoid` (the inference decode for mAP).
 
     A recipe module imports no torch at import time: the catalogue (``yolodbg recipes``, ``-r``
     checks) is the classes alone, and :meth:`replay` imports the module that computes the loss
@@ -191,6 +192,10 @@ class Recipe:
     reduction: ClassVar[str] = "see yolodbg recipes"
     # the name of the rule :meth:`reachable` applies, as the scan's JSON reports it (recall_ceiling.hook)
     recall_ceiling: ClassVar[str] = "reason_reachable"
+    # the result's ``pred_scores`` are the head's own class probabilities, the sigmoid of its main
+    # branch's logits as (B, N, nc) float32: the family's inference decode (mAP) may reuse them
+    # instead of computing the sigmoid again, where it proves them equal bit for bit
+    scores_are_head_sigmoid: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any] | None = None, *, label: str | None = None):
         specs = {p.key: p for p in self.PARAMS}

@@ -187,54 +187,102 @@ def replay_branch(
 
     ``class_weights``: ``(nc,)`` float32 factors of the class elements (the criterion's ``class_weights``,
     see :mod:`yolodbg.recipes.class_weights`), multiplied in before the sum as the framework does.
+    The two steps of the framework's ``__call__``: the task-aligned assignment (:func:`_assign`),
+    then the terms over it, each divided by the normaliser S (:func:`_terms`).
     """
     forms = TermForms(box=forms) if isinstance(forms, str) else forms
-    pred_scores = branch.pred_scores
-    dtype = pred_scores.dtype
+    st = _assign(out, branch, targets, tal)
+    a = st.assignment
+    s = a.target_scores.sum().clamp(min=1)
+    fgi = a.fg.nonzero(as_tuple=True)  # indexing by these = by the mask (same rows, same order), one nonzero
+    t = _terms(forms, branch, st, s, fgi, gains, class_weights)
+    return BranchReplay(
+        items=t.items,
+        per_anchor=t.per_anchor,
+        assignment=a,
+        gt_row_of_slot=st.row_of_slot,
+        pred_boxes_px=st.pred_px,
+        scores=st.scores,
+        target_scores_sum=float(s),
+        dfl_reach=t.dfl_reach,
+        target_dist=t.target_dist,
+        box_iou_px=_box_iou_px(a.fg.shape, fgi, t.pred_fg, st.stride_t, a.target_bboxes),
+    )
+
+
+@dataclass(frozen=True)
+class _Assigned:
+    """One branch's task-aligned assignment and the anchor layout its terms read."""
+
+    assignment: TalAssignment
+    points: Tensor  # (N, 2) anchor points, grid units
+    stride_t: Tensor  # (N, 1) stride of each anchor
+    imgsz: Tensor  # (2,) the input size the loss derives (first level × first stride)
+    row_of_slot: Tensor  # (B, M) global target row of each GT slot, -1 for padding
+    scores: Tensor  # (B, N, nc) sigmoid of the class logits
+    pred_px: LazyAnchorTensor  # (B, N, 4) xyxy input pixels, decoded where read
+    grid_rows: Callable[[Tensor, Tensor], Tensor]  # (b, a) -> (K, 4) xyxy grid units of those anchors
+
+
+def _assign(out: UltralyticsOutput, branch: Branch, targets: Targets, tal: TalParams) -> _Assigned:
+    """The framework's setup (anchors, GT slots, sigmoid scores, decoded boxes) and TAL's assignment."""
+    dtype = branch.pred_scores.dtype
     points, stride_t = make_anchors(out, dtype)
     imgsz = torch.tensor(out.level_shapes[0], dtype=dtype) * out.strides[0]
     gt_labels, gt_bboxes, mask_gt, row_of_slot = gt_slots(targets, imgsz)
-
-    scores = pred_scores.detach().sigmoid()
+    scores = branch.pred_scores.detach().sigmoid()
     pred_px, grid_rows = _lazy_pred_boxes(branch, points, stride_t, gt_bboxes.dtype)
     grid = anchor_axes(out, dtype)
     a = assign(scores, pred_px, points * stride_t, gt_labels, gt_bboxes, mask_gt, out.strides, tal, grid)
+    return _Assigned(a, points, stride_t, imgsz, row_of_slot, scores, pred_px, grid_rows)
 
-    target_scores = a.target_scores
-    s = target_scores.sum().clamp(min=1)
-    fg = a.fg
-    fgi = fg.nonzero(as_tuple=True)  # indexing by these = by the mask (same rows, same order), one nonzero
 
+@dataclass(frozen=True)
+class _Terms:
+    """The three terms of one branch: logged items, per-anchor values, and what reports read of them."""
+
+    items: dict[str, Tensor]
+    per_anchor: dict[str, Tensor]
+    pred_fg: Tensor  # (K, 4) predicted xyxy grid units of the positives
+    target_dist: Tensor  # (B, N, 4) ltrb target distances, grid units
+    dfl_reach: float
+
+
+def _terms(
+    forms: TermForms,
+    branch: Branch,
+    st: _Assigned,
+    s: Tensor,
+    fgi: tuple[Tensor, Tensor],
+    gains: Gains,
+    class_weights: Tensor | None,
+) -> _Terms:
+    """Class, box and DFL (or L1) terms in the framework's order, each summed once and divided by S."""
+    a = st.assignment
     cls_el = _cls_elements(
-        forms, pred_scores, target_scores.to(dtype), fgi if a.sparse else None, class_weights
+        forms,
+        branch.pred_scores,
+        a.target_scores.to(branch.pred_scores.dtype),
+        fgi if a.sparse else None,
+        class_weights,
     )
     cls_item = cls_el.sum() / s
 
     weight = a.target_weight  # target_scores.sum(-1): (B, N), zero off the foreground
-    target_grid = a.target_bboxes / stride_t
-    pred_fg = grid_rows(*fgi)
+    target_grid = a.target_bboxes / st.stride_t
+    pred_fg = st.grid_rows(*fgi)
     box_fg = _box_elements(forms, pred_fg, target_grid[fgi], weight[fgi])
     box_item = box_fg.sum() / s
 
+    points = st.points
     target_dist = torch.cat((points - target_grid[..., :2], target_grid[..., 2:] - points), -1)
-    dist_fg, dist_name, reach = _dist_elements(branch, target_dist, fgi, weight[fgi], stride_t, imgsz)
+    dist_fg, dist_name, reach = _dist_elements(branch, target_dist, fgi, weight[fgi], st.stride_t, st.imgsz)
     dist_item = dist_fg.sum() / s
 
     items, per_anchor = _gained(
-        gains, s, fgi, fg.shape, dist_name, (box_item, box_fg), (cls_item, cls_el), (dist_item, dist_fg)
+        gains, s, fgi, a.fg.shape, dist_name, (box_item, box_fg), (cls_item, cls_el), (dist_item, dist_fg)
     )
-    return BranchReplay(
-        items=items,
-        per_anchor=per_anchor,
-        assignment=a,
-        gt_row_of_slot=row_of_slot,
-        pred_boxes_px=pred_px,
-        scores=scores,
-        target_scores_sum=float(s),
-        dfl_reach=reach,
-        target_dist=target_dist,
-        box_iou_px=_box_iou_px(fg.shape, fgi, pred_fg, stride_t, a.target_bboxes),
-    )
+    return _Terms(items, per_anchor, pred_fg, target_dist, reach)
 
 
 def _gained(

@@ -152,6 +152,7 @@ class YoloV8(UltralyticsRecipe):
     )
     assigner_keys = ("branch",)
     reduction = "Σ over anchors ÷ S = Σ t̂ (batch-wide, clamped ≥ 1)"
+    scores_are_head_sigmoid = True  # the TAL replay's σ(logits) of the replayed branch
     TOPK_KEYS = ("assigner.topk", "assigner.topk2")
 
     def check_branches(self, out: UltralyticsOutput, bundle: Bundle) -> None:
