@@ -322,7 +322,9 @@ def gt_legend(console: Console, ex: Explanation, shown: list[GtRow], kept: list[
     if align is not None and align.header in headers:
         meanings.append(align.legend)
     if meanings:
-        out += [Text(line, style=NOTE_STYLE) for line in note_lines("; ".join(meanings).split(" "), console.width)]
+        out += [
+            Text(line, style=NOTE_STYLE) for line in note_lines("; ".join(meanings).split(" "), console.width)
+        ]
     details = [(_gt_key(ex, g), d) for g in shown if (d := _why_detail(g)) is not None]
     if details:
         out.append(Text("why (image/gt):"))

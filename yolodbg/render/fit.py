@@ -135,7 +135,9 @@ def hidden_note(dropped: Sequence[Col], width: int) -> list[str]:
     """``not shown at 80 columns: a, b (--wide shows them)``, wrapped between names, never inside one."""
     names = [f"{c.header}," for c in dropped]
     names[-1] = names[-1][:-1]
-    return note_lines(["not", "shown", "at", str(width), "columns:", *names, "(--wide", "shows", "them)"], width)
+    return note_lines(
+        ["not", "shown", "at", str(width), "columns:", *names, "(--wide", "shows", "them)"], width
+    )
 
 
 def note_lines(words: Sequence[str], width: int) -> list[str]:
