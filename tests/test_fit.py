@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console, Group
 
 from yolodbg.render import fit
@@ -30,9 +35,11 @@ def _grid() -> fit.Grid:
 
 
 def test_one_notation_per_column():
-    assert fit.numbers([0.6556, 0.0017]) == ["0.6556", "0.0017"]
+    assert fit.numbers([0.6556, 0.0123]) == ["0.6556", "0.0123"]
+    assert fit.numbers([0.6556, 0.0017]) == ["0.65560", "0.00170"]  # more places, not scientific
     assert fit.numbers([0.0017, 8.4e-05]) == ["1.700e-03", "8.400e-05"]  # not 0.0017 above 8.4e-05
-    assert fit.numbers([12000.0, 3.0], 2) == ["1.200e+04", "3.000e+00"]
+    assert fit.numbers([12000.0, 3.0], 2) == ["12000.00", "3.00"]
+    assert fit.numbers([2e6, 3.0], 2) == ["2.000e+06", "3.000e+00"]
     assert fit.numbers([None, 0.0, -0.25], signed=True) == ["—", "0", "-0.2500"]
     assert fit.numbers([float("nan"), 1.0]) == ["nan", "1.0000"]
 
@@ -79,3 +86,69 @@ def test_lines_never_break_a_part():
     out = fit.lines(parts, 30, indent="    ", sep=" ")
     assert " ".join(" ".join(out).split()) == " ".join(parts)
     assert out[0] == "yolodbg snapshot" and all(line.startswith("    ") for line in out[1:])
+
+
+def _notation(text: str) -> str:
+    return "sci" if "e" in text else "fixed"
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(-1e9, 1e9, allow_nan=False)), min_size=1, max_size=20))
+def test_a_column_never_mixes_fixed_and_scientific_notation(values):
+    fmt = fit.number_format(values)
+    kinds = {_notation(fmt(v)) for v in values if v is not None and v != 0}
+    assert len(kinds) <= 1
+    for v in values:
+        if v is not None and v != 0:
+            assert float(fmt(v)) == pytest.approx(v, rel=1e-2, abs=1e-6)
+
+
+def test_number_format_examples():
+    assert [fit.number_format([0.0022, 0.000975])(v) for v in (0.0022, 0.000975)] == ["0.002200", "0.000975"]
+    assert [fit.number_format([0.5, 0.0123])(v) for v in (0.5, 0.0123)] == ["0.5000", "0.0123"]
+    assert [fit.number_format([0.1, 4.3e-6])(v) for v in (0.1, 4.3e-6)] == ["1.000e-01", "4.300e-06"]
+    assert fit.number_format([1.0])(0.0) == "0" and fit.number_format([1.0])(None) == "—"
+
+
+def test_the_highest_rank_goes_first_and_rank_zero_never():
+    cols = [fit.Col("a", ["x" * 10]), fit.Col("b", ["y" * 10], drop=2), fit.Col("c", ["z" * 10], drop=1)]
+    kept, dropped = fit.choose_columns(cols, 22)
+    assert [c.header for c in kept] == ["a", "c"] and [c.header for c in dropped] == ["b"]
+    assert fit.table_width(kept) == 22  # two spaces between columns, nothing at the edges
+    kept, dropped = fit.choose_columns(cols, 5)
+    assert [c.header for c in kept] == ["a"]
+    kept, dropped = fit.choose_columns(cols, fit.WIDE)
+    assert len(kept) == 3 and not dropped
+
+
+def _console(width: int) -> Console:
+    return Console(width=width, record=True, color_system=None, file=open("/dev/null", "w"))
+
+
+def test_show_fits_the_console_or_prints_the_wide_table_whole():
+    narrow = _console(30)
+    kept = fit.show(narrow, _grid())
+    text = narrow.export_text()
+    assert [c.header for c in kept] == ["image", "loss", "reason"]
+    assert "not shown at 30 columns: box size, share" in " ".join(text.split())
+    assert "…" not in text and all(len(line.rstrip()) <= 30 for line in text.splitlines())
+    wide = _console(30)
+    assert len(fit.show(wide, _grid(), wide=True)) == 5
+    header = next(line for line in wide.export_text().splitlines() if line.startswith("image"))
+    assert header.split() == ["image", "loss", "box", "size", "share", "reason"]  # whole, not cropped at 30
+
+
+PINNED = [
+    *(Path(__file__).parent / "report_widths").glob("*.txt"),
+    *(Path(__file__).parent / "explain_layout" / "expected").glob("*.txt"),
+]
+
+
+@pytest.mark.parametrize("path", PINNED, ids=lambda p: p.name)
+def test_every_report_draws_tables_one_way_plain_columns_without_rules(path):
+    text = path.read_text(encoding="utf-8")
+    assert not set(text) & set("━┃│╇┡┗┛┏┓─"), (
+        f"{path.name}: a boxed table (every report uses render/fit.table)"
+    )
+    for line in text.splitlines():
+        if line.lstrip().startswith("not shown at"):
+            assert line.startswith("  not shown at ") and "columns: " in line

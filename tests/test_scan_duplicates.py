@@ -61,7 +61,7 @@ def test_cli_warns_about_the_repeat_and_exits_0(tmp_path):
     )
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.split())
-    assert "bundles · images │ 1 · 2" in text
+    assert "bundles · images 1 · 2" in text
     assert (
         "warning: " in text and "epoch2_0.pt: repeats image id(s) 0, 1 of" in text and "epoch1_0.pt" in text
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -136,22 +136,16 @@ class LossResult:
         *,
         ledger: dict[str, TermLedger] | None = None,
         gt_reasons: dict[int, GtReason] | None = None,
-        **fields: Any,
+        **other: Any,
     ) -> LossResult:
-        """A result whose assignment parts come from ``branch``; ``fields`` are the other fields by name.
+        """A result whose assignment parts come from ``branch``; ``other`` are the other fields by name.
 
         ``ledger`` and ``gt_reasons`` replace the branch's when given (a recipe of two branches
         merges both branches' ledgers and reasons).
         """
-        return cls(
-            ledger=branch.ledger if ledger is None else ledger,
-            positives=branch.positives,
-            anchors=branch.anchors,
-            pred_boxes=branch.pred_boxes,
-            pred_scores=branch.pred_scores,
-            fg=branch.fg,
-            gt_of_anchor=branch.gt_of_anchor,
-            target_score=branch.target_score,
-            gt_reasons=branch.gt_reasons if gt_reasons is None else gt_reasons,
-            **fields,
-        )
+        parts = {f.name: getattr(branch, f.name) for f in fields(BranchResult)}  # same names, not copied
+        if ledger is not None:
+            parts["ledger"] = ledger
+        if gt_reasons is not None:
+            parts["gt_reasons"] = gt_reasons
+        return cls(**parts, **other)

@@ -1,7 +1,7 @@
 """Console report of ``explain`` (rich). Readable without colour; colour only marks meaning.
 
 Every table fits the console by leaving out its least important columns (named under it), never
-by cutting a value (:mod:`yolodbg.render.fit_columns`); ``wide`` shows every column. What does not
+by cutting a value (:mod:`yolodbg.render.fit`, the layout of every report); ``wide`` shows every column. What does not
 fit a cell (a reason's sentence, the winner of a conflict, YOLOX's dynamic-k arithmetic) goes on
 its own indented line under the table. A class is written the one way :mod:`yolodbg.class_names`
 decides (``square (2)``).
@@ -13,13 +13,12 @@ import math
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from yolodbg.breakdown import GtRow, Negative
 from yolodbg.explain import Explanation
 from yolodbg.logged import RTOL
-from yolodbg.render.fit_columns import Column, dropped_note, fit, number_format, print_table
+from yolodbg.render.fit import NOTE_STYLE, Col, Grid, note_lines, number_format, show
 
 REASON_STYLE = "yellow"
 WARN_STYLE = "bold yellow"
@@ -107,7 +106,7 @@ def header(ex: Explanation) -> Text:
     return out
 
 
-def summary_columns(ex: Explanation) -> list[Column]:
+def summary_columns(ex: Explanation) -> list[Col]:
     bd, res = ex.breakdown, ex.breakdown.result
     total = bd.total
     if math.isclose(res.objective, total * res.batch_size, rel_tol=1e-5):
@@ -127,40 +126,41 @@ def summary_columns(ex: Explanation) -> list[Column]:
     values = number_format(r[1] for r in rows)
     parts = number_format([r[3] for r in rows] + [r[4] for r in rows if not isinstance(r[4], str)])
     return [
-        Column("", [r[0] for r in rows], "left"),
-        Column("value", [Text(values(r[1]), style=r[5]) for r in rows]),
-        Column("share", [r[2] for r in rows]),
-        Column("from GTs", ["" if r[3] is None else parts(r[3]) for r in rows]),
-        Column(
+        Col("", [r[0] for r in rows], "left"),
+        Col("value", [Text(values(r[1]), style=r[5]) for r in rows]),
+        Col("share", [r[2] for r in rows]),
+        Col("from GTs", ["" if r[3] is None else parts(r[3]) for r in rows]),
+        Col(
             "background",
             [r[4] if isinstance(r[4], str) else "" if r[4] is None else parts(r[4]) for r in rows],
         ),
     ]
 
 
-def logged_table(ex: Explanation) -> Table | None:
+def logged_grid(ex: Explanation) -> Grid | None:
     """The trainer's logged loss items beside the replayed terms (bundles that recorded them)."""
     if ex.logged is None:
         return None
     cmp = ex.logged
     title = "Replay vs logged" + ("" if cmp.checked else " (variant recipe: not checked)")
-    table = Table(title=title, title_justify="left", show_edge=False, box=None, pad_edge=False)
-    for name, justify in (
-        ("logged item", "left"),
-        ("logged", "right"),
-        ("replay", "right"),
-        ("rel diff", "right"),
-        ("", "left"),
-    ):
-        table.add_column(name, justify=justify, no_wrap=True)
     fmt = number_format([r.logged for r in cmp.rows] + [r.replay for r in cmp.rows if r.term is not None])
+    grid = Grid(
+        title,
+        [
+            Col("logged item", justify="left", key=True),
+            Col("logged"),
+            Col("replay"),
+            Col("rel diff"),
+            Col("", justify="left"),
+        ],
+    )
     for r in cmp.rows:
         if r.term is None:
-            table.add_row(r.name, fmt(r.logged), "—", "—", Text("no such term", style="dim"))
+            grid.row(r.name, fmt(r.logged), "—", "—", Text("no such term", style="dim"))
             continue
         mark = Text("ok", style="green") if r.agrees else Text(f"differs > {RTOL:g}", style="bold red")
-        table.add_row(f"{r.name} → {r.term}", fmt(r.logged), fmt(r.replay), f"{r.rel_diff:.1e}", mark)
-    return table
+        grid.row(f"{r.name} → {r.term}", fmt(r.logged), fmt(r.replay), f"{r.rel_diff:.1e}", mark)
+    return grid
 
 
 def counts(ex: Explanation) -> Text:
@@ -202,21 +202,21 @@ def image_rows(ex: Explanation, limit: int, focus: int | None = None) -> list:
     return shown
 
 
-def images_columns(ex: Explanation, rows: list, focus: int | None = None) -> list[Column]:
+def images_columns(ex: Explanation, rows: list, focus: int | None = None) -> list[Col]:
     """Each image's loss (the logged terms summed) and its share of the batch total; ``>`` marks the focus."""
     bd = ex.breakdown
     total = bd.total
     names = list(bd.result.terms)
     loss = number_format([r.total for r in rows] + [math.fsum(r.background[n] for n in names) for r in rows])
     cols = [
-        Column(
+        Col(
             "image", [("> " if r.index == focus else "  ") + _image_label(ex, r.index) for r in rows], "left"
         ),
-        Column("GTs", [str(r.num_gt) for r in rows]),
-        Column("positives", [str(r.num_pos) for r in rows], rank=2),
-        Column("loss", [loss(r.total) for r in rows]),
-        Column("share", [_pct(r.total / total) if total else "—" for r in rows]),
-        Column("background", [loss(math.fsum(r.background[n] for n in names)) for r in rows], rank=1),
+        Col("GTs", [str(r.num_gt) for r in rows]),
+        Col("positives", [str(r.num_pos) for r in rows], drop=2),
+        Col("loss", [loss(r.total) for r in rows]),
+        Col("share", [_pct(r.total / total) if total else "—" for r in rows]),
+        Col("background", [loss(math.fsum(r.background[n] for n in names)) for r in rows], drop=1),
     ]
     return cols
 
@@ -270,34 +270,32 @@ def gt_rows(ex: Explanation, limit: int, image: int | None = None) -> tuple[list
     return rows[:limit], len(rows)
 
 
-def gt_columns(ex: Explanation, shown: list[GtRow]) -> list[Column]:
+def gt_columns(ex: Explanation, shown: list[GtRow]) -> list[Col]:
     """The GT table's columns, most important first in rank (0 is never dropped)."""
     names = list(ex.breakdown.result.terms)
     label = ex.class_names.label
     cols = [
-        Column("image", [_image_label(ex, g.image_index) for g in shown], "left"),
-        Column("gt", [str(g.gt_index) for g in shown]),
-        Column("ann", ["" if g.ann_id is None else str(g.ann_id) for g in shown], rank=6),
-        Column("class", [label(g.cls) for g in shown], "left", rank=1),
-        Column("w×h px", [f"{g.size[0]:.0f}×{g.size[1]:.0f}" for g in shown], rank=5),
-        Column(
-            "pos", [Text(str(g.num_pos), style="bold red" if g.num_pos == 0 else "") for g in shown], rank=2
-        ),
-        Column("IoU", ["—" if g.mean_iou is None else f"{g.mean_iou:.2f}" for g in shown], rank=3),
+        Col("image", [_image_label(ex, g.image_index) for g in shown], "left"),
+        Col("gt", [str(g.gt_index) for g in shown]),
+        Col("ann", ["" if g.ann_id is None else str(g.ann_id) for g in shown], drop=6),
+        Col("class", [label(g.cls) for g in shown], "left", drop=1),
+        Col("w×h px", [f"{g.size[0]:.0f}×{g.size[1]:.0f}" for g in shown], drop=5),
+        Col("pos", [Text(str(g.num_pos), style="bold red" if g.num_pos == 0 else "") for g in shown], drop=2),
+        Col("IoU", ["—" if g.mean_iou is None else f"{g.mean_iou:.2f}" for g in shown], drop=3),
     ]
     align = align_column(ex)
     if align is not None:
         fmt = number_format((g.mean_align for g in shown), 3)
-        cols.append(Column(align.header, [fmt(g.mean_align) for g in shown], rank=4))
+        cols.append(Col(align.header, [fmt(g.mean_align) for g in shown], drop=4))
     for name in names:
         fmt = number_format(g.terms[name] for g in shown)
         all_zero = all(g.terms[name] == 0 for g in ex.breakdown.gts)  # a background-only or switched-off term
-        cols.append(Column(name, [fmt(g.terms[name]) for g in shown], rank=5 if all_zero else 1))
-    cols.append(Column("share", [_pct(g.share) for g in shown], rank=1))
+        cols.append(Col(name, [fmt(g.terms[name]) for g in shown], drop=5 if all_zero else 1))
+    cols.append(Col("share", [_pct(g.share) for g in shown], drop=1))
     if any("o2o_anchor" in g.details for g in shown):
-        cols.append(Column("o2o match", [_o2o_cell(g.details) for g in shown], "left", rank=4))
+        cols.append(Col("o2o match", [_o2o_cell(g.details) for g in shown], "left", drop=4))
     if any(g.reason is not None for g in shown):
-        cols.append(Column("why", [_why_code(g) for g in shown], "left", rank=2))
+        cols.append(Col("why", [_why_code(g) for g in shown], "left", drop=2))
     return cols
 
 
@@ -313,7 +311,7 @@ def _hanging(console: Console, key: str, detail: Text) -> Text:
     return out
 
 
-def gt_legend(console: Console, ex: Explanation, shown: list[GtRow], kept: list[Column]) -> list[Text]:
+def gt_legend(console: Console, ex: Explanation, shown: list[GtRow], kept: list[Col]) -> list[Text]:
     """Under the GT table: what the recipe's columns mean, then one indented line per GT with a reason or flags."""
     out: list[Text] = []
     align = align_column(ex)
@@ -324,7 +322,9 @@ def gt_legend(console: Console, ex: Explanation, shown: list[GtRow], kept: list[
     if align is not None and align.header in headers:
         meanings.append(align.legend)
     if meanings:
-        out.append(Text("; ".join(meanings), style="dim"))
+        out += [
+            Text(line, style=NOTE_STYLE) for line in note_lines("; ".join(meanings).split(" "), console.width)
+        ]
     details = [(_gt_key(ex, g), d) for g in shown if (d := _why_detail(g)) is not None]
     if details:
         out.append(Text("why (image/gt):"))
@@ -342,49 +342,36 @@ def _o2o_cell(details: dict) -> Text:
     return Text(f"{level_label(a['level'], a['stride'])} {a['cell'][0]},{a['cell'][1]}{mark}")
 
 
-def negatives_columns(ex: Explanation, rows: list[Negative]) -> list[Column]:
+def negatives_columns(ex: Explanation, rows: list[Negative]) -> list[Col]:
     """The background table's columns; a term column only when one of the rows has that term."""
     names = [name for name in ex.breakdown.result.terms if any(n.terms.get(name) for n in rows)]
     local = ex.targets.local_index().tolist()
     label = ex.class_names.label
     cols = [
-        Column("image", [_image_label(ex, n.image_index) for n in rows], "left"),
-        Column("level", [level_label(n.anchor["level"], n.anchor["stride"]) for n in rows], rank=2),
-        Column(
+        Col("image", [_image_label(ex, n.image_index) for n in rows], "left"),
+        Col("level", [level_label(n.anchor["level"], n.anchor["stride"]) for n in rows], drop=2),
+        Col(
             "cell",
             [
                 f"{n.anchor['cell'][0]},{n.anchor['cell'][1]}"
                 + (f" a{n.anchor['slot']}" if n.anchor["slot"] else "")
                 for n in rows
             ],
-            rank=2,
+            drop=2,
         ),
-        Column("pred class", [label(n.pred_class) for n in rows], "left", rank=1),
-        Column("score", [f"{n.score:.3f}" for n in rows], rank=1),
-        Column("best IoU", [f"{n.best_iou:.2f}" for n in rows], rank=3),
-        Column("best GT", ["" if n.best_gt is None else str(local[n.best_gt]) for n in rows], rank=3),
+        Col("pred class", [label(n.pred_class) for n in rows], "left", drop=1),
+        Col("score", [f"{n.score:.3f}" for n in rows], drop=1),
+        Col("best IoU", [f"{n.best_iou:.2f}" for n in rows], drop=3),
+        Col("best GT", ["" if n.best_gt is None else str(local[n.best_gt]) for n in rows], drop=3),
     ]
     for name in names:
         fmt = number_format(n.terms.get(name, 0.0) for n in rows)
-        cols.append(Column(name, [fmt(n.terms.get(name, 0.0)) for n in rows]))
+        cols.append(Col(name, [fmt(n.terms.get(name, 0.0)) for n in rows]))
     if any(n.hint for n in rows):
         cols.append(
-            Column("hint", [Text(n.hint, style=REASON_STYLE if n.hint else "") for n in rows], "left", rank=1)
+            Col("hint", [Text(n.hint, style=REASON_STYLE if n.hint else "") for n in rows], "left", drop=1)
         )
     return cols
-
-
-def _title(text: str) -> Text:
-    return Text(text, style="bold")
-
-
-def _print_fitted(console: Console, columns: list[Column], wide: bool) -> list[Column]:
-    kept, dropped = fit(columns, console.width, wide)
-    print_table(console, kept)
-    note = dropped_note(dropped, console.width)
-    if note is not None:
-        console.print(note)
-    return kept
 
 
 def render_explain(
@@ -393,12 +380,11 @@ def render_explain(
     """The whole report: header, summary, logged check, counts, images, GTs, background, warnings."""
     console.print(header(ex))
     console.print()
-    console.print(_title("Summary"))
-    _print_fitted(console, summary_columns(ex), wide)
-    logged = logged_table(ex)
+    show(console, Grid("Summary", summary_columns(ex)), wide)
+    logged = logged_grid(ex)
     if logged is not None:
         console.print()
-        console.print(logged)
+        show(console, logged, wide)
     console.print()
     console.print(counts(ex))
     console.print()
@@ -407,22 +393,26 @@ def render_explain(
         console.print()
     images = image_rows(ex, top, image)
     n_img = len(ex.breakdown.images)
-    console.print(_title(f"Images by loss ({len(images)} of {n_img}; share of the batch total)"))
-    _print_fitted(console, images_columns(ex, images, image), wide)
+    title = f"Images by loss ({len(images)} of {n_img}; share of the batch total)"
+    show(console, Grid(title, images_columns(ex, images, image)), wide)
     console.print()
     shown, n = gt_rows(ex, top, image)
     where = "" if image is None else f" of image {_image_label(ex, image)}"
-    console.print(_title(f"Ground-truth boxes{where} by contribution ({len(shown)} of {n})"))
-    if shown:
-        kept = _print_fitted(console, gt_columns(ex, shown), wide)
+    title = f"Ground-truth boxes{where} by contribution ({len(shown)} of {n})"
+    if not shown:
+        console.print(Text(title, style="bold"))
+    else:
+        kept = show(console, Grid(title, gt_columns(ex, shown)), wide)
         for part in gt_legend(console, ex, shown, kept):
             console.print(part)
     negatives = ex.breakdown.negatives
     if negatives or image is not None:
         console.print()
-        console.print(_title(f"Background anchors{where} by contribution (top {len(negatives)})"))
-        if negatives:
-            _print_fitted(console, negatives_columns(ex, negatives), wide)
+        title = f"Background anchors{where} by contribution (top {len(negatives)})"
+        if not negatives:
+            console.print(Text(title, style="bold"))
+        else:
+            show(console, Grid(title, negatives_columns(ex, negatives)), wide)
     w = warnings_block(ex)
     if w is not None:
         console.print()

@@ -1,51 +1,74 @@
 """Tables that fit the console: columns are chosen by width, a value is never cut.
 
-Rich shrinks a table that is wider than the console by cutting cells to ``0.…``. The
-reports here instead know each column's natural width (its widest cell) and its
-importance: when the table does not fit, the least important columns are left out (and
-named under the table, ``--wide`` shows them); when even the essential ones do not fit, the
-remaining columns continue in a second table that repeats the key columns. Numbers of one
-column share one notation (:func:`numbers`), so fixed and scientific never mix in it.
+The one table layout of every report (``explain``, ``compare``, ``scan``, ``check``, ``trend``,
+``recipes``). Rich shrinks a table that is wider than the console by cutting cells to ``0.…``.
+The reports here instead know each column's natural width (its widest cell) and its rank
+(``Col.drop``): when the table does not fit, the columns of the highest rank are left out first
+(and named under the table in one wording, ``not shown at 80 columns: … (--wide shows them)``);
+when even the essential ones do not fit, the remaining columns continue in a second table that
+repeats the key columns. Tables are plain columns two spaces apart with a bold header, so they
+paste into an issue as they look. Numbers of one column share one notation
+(:func:`number_format`, :func:`numbers`), so fixed and scientific never mix in it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.cells import cell_len
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 WIDE = 10_000  # the console width of --wide: every column, lines as long as their content
-PAD = 2  # rich's default cell padding: one space each side
+GAP = 2  # columns are two spaces apart (padding 1 on each side, none at the table's edges)
 NOTE_STYLE = "dim"
+NOTE_INDENT = "  "  # notes under a table (left-out columns, legends) are indented this much
+SCI_BELOW = 1e-4  # a column holding a smaller nonzero magnitude is written in scientific notation
+SCI_FROM = 1e6  # ... and one holding a magnitude at least this large
+
+
+def number_format(
+    values: Iterable[float | None], digits: int = 4, signed: bool = False
+) -> Callable[[float | None], str]:
+    """A formatter for every number of one column: one notation for all of them.
+
+    Fixed with ``digits`` decimals, more (up to 6) when the smallest nonzero magnitude needs them
+    for two significant digits; scientific (``1.234e-05``) for the whole column when a magnitude is
+    below 1e-4 or at least 1e6. Zero is ``0``, a missing value ``—``, non-finite ``nan``/``inf``;
+    ``signed`` writes ``+`` before positive values (a column of differences).
+    """
+    mags = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    sci = bool(mags) and (min(mags) < SCI_BELOW or max(mags) >= SCI_FROM)
+    places = digits
+    if mags and not sci:
+        places = min(max(digits, math.ceil(-math.log10(min(mags))) + 1 + (min(mags) < 1)), 6)
+    spec = f"{'+' if signed else ''}.{3 if sci else places}{'e' if sci else 'f'}"
+
+    def fmt(v: float | None) -> str:
+        if v is None:
+            return "—"
+        if v == 0:
+            return "0"
+        if not math.isfinite(v):
+            return str(v)
+        return format(v, spec)
+
+    return fmt
 
 
 def numbers(values: Iterable[float | None], digits: int = 4, signed: bool = False) -> list[str]:
-    """One column of numbers in one notation: fixed with ``digits`` decimals, or scientific for all
-    of them when any non-zero value is below 1e-3 or from 1e4 up (``0`` and ``—`` stay as they are).
+    """One column of numbers written by one :func:`number_format`.
 
     >>> numbers([0.5, 0.25]), numbers([0.5, 2e-5]), numbers([None, 0.0, 1.5], 2, signed=True)
     (['0.5000', '0.2500'], ['5.000e-01', '2.000e-05'], ['—', '0', '+1.50'])
     """
     vals = list(values)
-    finite = [abs(v) for v in vals if v is not None and math.isfinite(v) and v != 0]
-    sci = any(a < 1e-3 or a >= 1e4 for a in finite)
-    spec = f"{'+' if signed else ''}.{3 if sci else digits}{'e' if sci else 'f'}"
-    return [_number(v, spec) for v in vals]
-
-
-def _number(v: float | None, spec: str) -> str:
-    if v is None:
-        return "—"
-    if v == 0:
-        return "0"
-    if not math.isfinite(v):
-        return str(v)
-    return format(v, spec)
+    fmt = number_format(vals, digits, signed)
+    return [fmt(v) for v in vals]
 
 
 def cell_width(cell: Any) -> int:
@@ -56,15 +79,16 @@ def cell_width(cell: Any) -> int:
 
 @dataclass
 class Col:
-    """A table column: ``drop`` 0 is always shown; a larger ``drop`` is left out earlier when the
-    table is too wide; ``key`` columns are repeated in a continuation table."""
+    """A table column: ``drop`` is its rank, 0 always shown, a larger one left out earlier when the
+    table is too wide (the rightmost first among equals); ``key`` columns (what names a row) are
+    repeated in a continuation table."""
 
     header: str
+    cells: list[Any] = field(default_factory=list)
     justify: str = "right"
     drop: int = 0
     key: bool = False
     style: str = ""
-    cells: list[Any] = field(default_factory=list)
 
     @property
     def width(self) -> int:
@@ -72,8 +96,8 @@ class Col:
 
 
 def table_width(cols: Sequence[Col]) -> int:
-    """Width of a rich table without outer edge: each cell padded, one rule between columns."""
-    return sum(c.width + PAD for c in cols) + max(len(cols) - 1, 0)
+    """Width of a table as :func:`table` draws it: the columns' widths and two spaces between them."""
+    return sum(c.width for c in cols) + GAP * max(len(cols) - 1, 0)
 
 
 class Grid:
@@ -101,7 +125,7 @@ class Grid:
         for i, part in enumerate(continue_columns(kept, width if not wide else WIDE)):
             if i:
                 out.append(Text("(continued)", style=NOTE_STYLE))
-            out.append(_table(part))
+            out.append(table(part))
         if dropped:
             out += [Text(line, style=NOTE_STYLE) for line in hidden_note(dropped, width)]
         return out
@@ -111,8 +135,15 @@ def hidden_note(dropped: Sequence[Col], width: int) -> list[str]:
     """``not shown at 80 columns: a, b (--wide shows them)``, wrapped between names, never inside one."""
     names = [f"{c.header}," for c in dropped]
     names[-1] = names[-1][:-1]
-    words = ["not", "shown", "at", str(width), "columns:", *names, "(--wide", "shows", "them)"]
-    return ["  " + line for line in lines(words, width - 2, indent="  ", sep=" ")]
+    return note_lines(
+        ["not", "shown", "at", str(width), "columns:", *names, "(--wide", "shows", "them)"], width
+    )
+
+
+def note_lines(words: Sequence[str], width: int) -> list[str]:
+    """A note under a table: indented, wrapped between words at ``width``, continuation lines indented
+    further (every report's notes read the same)."""
+    return [NOTE_INDENT + line for line in lines(words, width - len(NOTE_INDENT), indent="  ", sep=" ")]
 
 
 def choose_columns(cols: Sequence[Col], width: int) -> tuple[list[Col], list[Col]]:
@@ -146,13 +177,27 @@ def continue_columns(cols: list[Col], width: int) -> list[list[Col]]:
     return parts
 
 
-def _table(cols: Sequence[Col]) -> Table:
-    table = Table(show_edge=False, header_style="bold")
+def table(cols: Sequence[Col]) -> Table:
+    """Plain columns two spaces apart under a bold header: no box, nothing to misread when pasted."""
+    out = Table(box=None, padding=(0, 1), pad_edge=False, show_edge=False, header_style="bold")
     for c in cols:
-        table.add_column(c.header, justify=c.justify, no_wrap=True, min_width=c.width, style=c.style or None)
-    for i in range(len(cols[0].cells) if cols else 0):
-        table.add_row(*(c.cells[i] for c in cols))
-    return table
+        out.add_column(c.header, justify=c.justify, no_wrap=True, min_width=c.width, style=c.style or None)
+    for i in range(max((len(c.cells) for c in cols), default=0)):
+        out.add_row(*(c.cells[i] if i < len(c.cells) else "" for c in cols))
+    return out
+
+
+def show(console: Console, grid: Grid, wide: bool = False) -> list[Col]:
+    """Print ``grid`` fitted to ``console``'s width and return the columns shown; with ``wide`` a
+    table wider than the console is printed whole, not cropped."""
+    kept, _ = choose_columns(grid.cols, WIDE if wide else console.width)
+    for part in grid.render(console.width, wide):
+        need = console.measure(part, options=console.options.update_width(WIDE)).maximum
+        if isinstance(part, Table) and need > console.width:
+            console.print(part, width=need, crop=False)
+        else:
+            console.print(part)
+    return kept
 
 
 def lines(parts: Iterable[str], width: int, indent: str = "  ", sep: str = " · ") -> list[str]:
@@ -171,8 +216,6 @@ def lines(parts: Iterable[str], width: int, indent: str = "  ", sep: str = " · 
     return out
 
 
-def console(wide: bool = False, **kwargs: Any):
+def console(wide: bool = False, **kwargs: Any) -> Console:
     """The report's console: the terminal's width (80 through a pipe), or unbounded with ``--wide``."""
-    from rich.console import Console
-
     return Console(width=WIDE, **kwargs) if wide else Console(**kwargs)
