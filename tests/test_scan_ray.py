@@ -104,7 +104,7 @@ def test_ray_map_gives_the_local_report_in_file_order_with_bounded_flight(tmp_pa
     fake = FakeRay()
     with RayPool("local", ray_module=fake) as pool:
         assert fake.init_kwargs["address"] == "local" and pool.cpus() == 3
-        remote = scan(paths, ScanJob(), workers=1, ray=pool).summary()
+        remote = scan(paths, ScanJob(), workers=1, executor=pool).summary()
     assert _same(local, remote)
     assert fake.order == [0, 1, 2, 3, 4]
     assert fake.max_in_flight == 2  # 2 × workers
@@ -118,7 +118,7 @@ def test_trend_on_ray_equals_trend_here(tmp_path):
         _write(tmp_path / f"ep{epoch}", n=2, bs=2, epoch=epoch, name=f"e{epoch}_")
     local = trend([tmp_path], ScanJob())
     with RayPool("local", ray_module=FakeRay()) as pool:
-        remote = trend([tmp_path], ScanJob(), workers=2, ray=pool)
+        remote = trend([tmp_path], ScanJob(), workers=2, executor=pool)
     assert len(local["checkpoints"]) == 3 and _same(local, remote)
 
 
@@ -127,7 +127,7 @@ def test_a_lost_ray_task_names_its_bundle_and_the_scan_goes_on(tmp_path):
     fake = FakeRay(lost={str(paths[1])})
     seen = []
     with RayPool("", ray_module=fake) as pool:
-        agg = scan(paths, ScanJob(evaluate=False), workers=2, ray=pool, on_record=seen.append)
+        agg = scan(paths, ScanJob(evaluate=False), workers=2, executor=pool, on_record=seen.append)
     assert fake.init_kwargs["address"] is None  # --ray alone: Ray's own default
     assert agg.bundles == 2
     failed = [r for r in seen if isinstance(r, Failed)]
@@ -143,7 +143,7 @@ def test_ctrl_c_cancels_the_tasks_in_flight(tmp_path):
         raise KeyboardInterrupt
 
     with RayPool("", ray_module=fake) as pool:
-        agg = scan(paths, ScanJob(evaluate=False), workers=2, ray=pool, on_record=hard_stop)
+        agg = scan(paths, ScanJob(evaluate=False), workers=2, executor=pool, on_record=hard_stop)
     assert agg.interrupted and agg.bundles == 1
     assert fake.cancelled == [
         str(p) for p in paths[1:5]
@@ -155,7 +155,7 @@ def test_a_session_of_the_caller_is_used_and_left_running(tmp_path):
     paths = _write(tmp_path, n=1, bs=2)
     fake = FakeRay(initialized=True)
     with RayPool("auto", ray_module=fake) as pool:
-        assert scan(paths, ScanJob(evaluate=False), ray=pool).bundles == 1
+        assert scan(paths, ScanJob(evaluate=False), executor=pool).bundles == 1
     assert fake.init_kwargs is None and not fake.shut
 
 

@@ -214,7 +214,7 @@ def _scan_files(files, job, workers: int, ray_address: str | None, top: int, row
         try:
             with render.progress(_stderr()) as bar:
                 on_record = _progress_callback(bar, "scan", len(files), sink.write)
-                agg = run_scan(files, job, workers=n_workers, top=top, on_record=on_record, ray=ray)
+                agg = run_scan(files, job, workers=n_workers, top=top, on_record=on_record, executor=ray)
             ok = True
         finally:
             sink.close(keep=ok)
@@ -336,7 +336,7 @@ def _trend_checkpoints(run_dirs, cps, job, workers: int, ray_address: str | None
     with executor(ray_address, workers, total) as (n_workers, ray), render.progress(_stderr()) as bar:
         on_record = _progress_callback(bar, "trend", total)
         return run_trend(
-            run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, ray=ray
+            run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, executor=ray
         )
 
 

@@ -286,11 +286,11 @@ def scan(
     workers: int = 1,
     top: int = 15,
     on_record: Callable[[BundleRecord | Failed], None] | None = None,
-    ray: Executor | None = None,
+    executor: Executor | None = None,
 ) -> ScanAggregate:
     """Scan bundles into a :class:`ScanAggregate` (``interrupted`` is set when Ctrl-C stopped it).
 
-    ``ray``: the executor to map on (a ``RayPool`` for ``--ray``; any
+    ``executor``: what maps the bundles (a ``RayPool`` for ``--ray``; any
     :class:`~yolodbg.scan.executor.Executor` will do); None runs locally on ``workers``."""
     from yolodbg.scan.aggregate import ScanAggregate
 
@@ -304,5 +304,5 @@ def scan(
         if on_record is not None:
             on_record(rec)
 
-    agg.interrupted = drive(paths, job, sink, workers, ray)
+    agg.interrupted = drive(paths, job, sink, workers, executor)
     return agg

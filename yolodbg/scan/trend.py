@@ -165,11 +165,11 @@ def trend(
     window: int = WINDOW,
     on_record: Callable[[Any], None] | None = None,
     cps: list[Checkpoint] | None = None,
-    ray: Executor | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Scan every checkpoint (``cps``: as :func:`checkpoints` groups ``specs``) -> ``yolodbg.trend/1``.
 
-    ``ray``: the executor to map on (a ``RayPool`` for ``--ray``); None runs locally on ``workers``."""
+    ``executor``: what maps the bundles (a ``RayPool`` for ``--ray``); None runs locally on ``workers``."""
     cps = checkpoints(specs) if cps is None else cps
     if not cps:
         raise InputError("trend: no bundles found; pass RUN_DIR folders or bundle files")
@@ -190,7 +190,7 @@ def trend(
         if on_record is not None:
             on_record(rec)
 
-    interrupted = drive(files, job, sink, workers, ray)
+    interrupted = drive(files, job, sink, workers, executor)
     docs = [a.summary() for a in aggs]
     seen = [i for i, a in enumerate(aggs) if a.bundles]
     return trend_doc(cps, docs, tracker, seen, window, interrupted)
