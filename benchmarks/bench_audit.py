@@ -473,6 +473,24 @@ def run_scan(root: Path, bundles: list[Path], gt: Path, out: Path, workers: int)
 # ---------------------------------------------------------------------------------------------- main
 
 
+def timing(args, bundles: list[Path], gt: Path, audit: bool) -> None:
+    """``yolodbg scan`` and ``yolodbg audit`` on the same bundles and labels, ``--rounds`` times
+    interleaved (this machine's speed drifts by minutes): the best time of each and their ratio."""
+    runs = args.cache / "runs"
+    scan_times, audit_times = [], []
+    for _ in range(args.rounds):
+        scan_times.append(run_scan(args.audit_root, bundles, gt, runs / "scan_timing.json", args.workers))
+        if audit:
+            audit_times.append(
+                run_audit(args.audit_root, bundles, gt, runs / "audit_timing.json", args.workers)[0]
+            )
+    line = f"\ntimes on {len(bundles)} bundles, {args.workers} worker(s), best of {args.rounds}: scan {min(scan_times):.1f} s"
+    if audit:
+        ratio = min(audit_times) / min(scan_times)
+        line += f"; audit {min(audit_times):.1f} s = {ratio:.2f}x scan (target <= 1.2x)"
+    print(line)
+
+
 def fmt(x: float | None) -> str:
     return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -600,7 +618,8 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes of audit and scan (default 1)"
     )
-    parser.add_argument("--no-scan", action="store_true", help="skip timing `yolodbg scan`")
+    parser.add_argument("--no-scan", action="store_true", help="skip timing `yolodbg scan` against audit")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved scan/audit timings (best of)")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
     args = parser.parse_args()
     args.cache, args.audit_root, args.model = (p.resolve() for p in (args.cache, args.audit_root, args.model))
@@ -628,15 +647,7 @@ def main() -> None:
     results = [run_one(args, ctx, seed, rate) for rate in rates for seed in seeds]
 
     if not args.no_scan:
-        gt = args.cache / "runs" / f"val_noisy_seed{seeds[0]}_noise{rates[0]:g}.json"
-        scan_seconds = run_scan(args.audit_root, bundles, gt, args.cache / "runs" / "scan.json", args.workers)
-        line = f"\nyolodbg scan on the same {len(bundles)} bundles: {scan_seconds:.1f} s"
-        if audit:
-            audit_seconds = results[0]["ours"]["seconds"]
-            line += (
-                f"; audit {audit_seconds:.1f} s = {audit_seconds / scan_seconds:.2f}x scan (target <= 1.2x)"
-            )
-        print(line)
+        timing(args, bundles, args.cache / "runs" / f"val_noisy_seed{seeds[0]}_noise{rates[0]:g}.json", audit)
     if len(results) > 1:
         summary(results)
     if args.json:
