@@ -503,6 +503,22 @@ def yolodbg_cli(
     return time.perf_counter() - t0, proc
 
 
+def checkout_state(root: Path) -> str:
+    """The commit of ``root`` (``+dirty`` with uncommitted changes under yolodbg/), or '' outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "yolodbg"], capture_output=True, text=True
+        )
+    except OSError:
+        return ""
+    if head.returncode:
+        return ""
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def audit_available(root: Path) -> bool:
     return (root / "yolodbg" / "audit").is_dir() or (root / "yolodbg" / "audit.py").is_file()
 
@@ -601,6 +617,7 @@ def run_one(args, ctx: dict, seed: int, rate: float) -> dict:
             "types": type_aps_ours(doc, noisy, injected),
             "any_type": type_aps_ours(doc, noisy, injected, any_type=True),
             "seconds": audit_seconds,
+            "checkout": checkout_state(args.audit_root),
             "issues": {
                 t: sum(i["type"] == t for i in doc["issues"])
                 for t in sorted({i["type"] for i in doc["issues"]})
@@ -636,7 +653,8 @@ def run_one(args, ctx: dict, seed: int, rate: float) -> dict:
         "errors: an upper bound"
     )
     if ours:
-        print("audit issues: " + ", ".join(f"{n} {t}" for t, n in ours["issues"].items()))
+        issues = ", ".join(f"{n} {t}" for t, n in ours["issues"].items())
+        print(f"audit ({args.audit_root} at {ours['checkout'] or '?'}) issues: {issues}")
     times = (
         f"times: cleanlab {cleanlab_seconds:.1f} s (image scores {cl['image_seconds']:.1f} s; "
         f"+ decode/NMS {ctx['decode_seconds']:.1f} s)"
