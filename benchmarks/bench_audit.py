@@ -22,7 +22,9 @@ model, cleanlab 2.9, scikit-learn). What it does:
    validator-exact Ultralytics decode (conf 0.001, IoU 0.7, at most 300 per image), mapped to original
    pixels: ``get_label_quality_scores`` per image, ``compute_swap_box_scores``,
    ``compute_badloc_box_scores`` (per label box) and ``compute_overlooked_box_scores`` (per predicted box),
-   all with cleanlab's defaults. Lower cleanlab score = more suspect; ranked here by 1 - score.
+   all with cleanlab's defaults. Lower cleanlab score = more suspect; ranked here by 1 - score. Beside it,
+   cleanlab "tuned": per row, the best of its probability thresholds (``HIGH_GRID`` x ``LOW_GRID``) chosen
+   with the injected errors, an upper bound (its default 0.95 is above nearly every YOLO class score).
 4. **Metrics**: image level, AP and AUROC of the image scores, positive = the image has any injected
    error. Per type, the AP of the box ranking: ``class_swap`` by audit's ``wrong_class`` issues vs cleanlab's
    swap score, ``bad_box`` by ``bad_box`` vs badloc, ``spurious`` by ``spurious_label`` (cleanlab has no
