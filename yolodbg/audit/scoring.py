@@ -1,0 +1,112 @@
+"""Scores of the five issue types, each on one scale: an estimate of the chance the label is wrong.
+
+Every type turns its evidence (numbers the replay computed: class scores at the anchors whose
+decoded box covers a GT, the consensus box of the anchors that agree on an object, ...) into a
+value in [0, 1] with the same meaning, so one ranked list mixes the types fairly and an image's
+score is the noisy-or of its issues. The functions are small and monotone on purpose: a reader
+can check a score by hand from the evidence in the report (docs/audit.md, "How scores are made").
+"""
+
+from __future__ import annotations
+
+import math
+
+# evidence thresholds (IoU of a decoded anchor box with a GT box)
+OWN_IOU = 0.5  # an anchor's box "is on" a GT: its class scores speak about that GT's class
+SUPPORT_IOU = 0.3  # an anchor's box "touches" a GT: any score there is support for the GT existing
+ATTACH_IOU = 0.1  # an anchor may vote for a GT's box (the consensus) from this overlap on
+CLUSTER_IOU = 0.6  # anchors whose boxes overlap the seed's this much are one object (the consensus)
+FREE_IOU = 0.3  # a confident anchor box overlapping every GT less than this is on an unlabelled object
+DUPLICATE_IOU = 0.9  # two GTs of one class this much overlapped are one object labelled twice
+ANCHOR_FLOOR = 0.01  # anchors below this best class score are not evidence of anything
+MISSING_FLOOR = 0.1  # a cluster of background anchors must reach this score to be a missing label
+MAX_ANCHORS = 3000  # evidence anchors per image, best scores first (a bound on the cost)
+
+# calibration (docs/audit.md): where each type's score starts, and what makes it certain
+BOX_IOU_OK = 0.8  # a consensus box this close to the GT is no evidence of a bad box
+BOX_IOU_BAD = 0.3  # ... and this far is full evidence
+SUPPORT_NONE = 0.25  # best support below which a GT has "no support"; 0 support gives score 1
+FLOOR_SCORE = 0.01  # issues scoring below this are not reported
+
+
+def clamp01(x: float) -> float:
+    return 0.0 if x <= 0.0 or math.isnan(x) else 1.0 if x >= 1.0 else float(x)
+
+
+def wrong_class(own: float, other: float) -> float:
+    """The anchors on the GT give another class ``other`` and its own class ``own``.
+
+    ``other × (1 − own / other)``: a confident other class counts fully only when the labelled class
+    gets nothing there; two close scores (a genuinely ambiguous object) count little.
+
+    >>> round(wrong_class(0.05, 0.9), 3), wrong_class(0.6, 0.5)
+    (0.85, 0.0)
+    """
+    if other <= own:
+        return 0.0
+    return clamp01(other - own)
+
+
+def bad_box(conf: float, iou: float) -> float:
+    """The agreeing anchors of the GT's class put the object at a box of IoU ``iou`` with the GT,
+    with best score ``conf``: ``conf × badness``, badness 0 at IoU ≥ 0.8 rising linearly to 1 at IoU ≤ 0.3.
+
+    >>> bad_box(0.9, 0.85), round(bad_box(0.9, 0.55), 3), bad_box(0.9, 0.2)
+    (0.0, 0.45, 0.9)
+    """
+    badness = clamp01((BOX_IOU_OK - iou) / (BOX_IOU_OK - BOX_IOU_BAD))
+    return clamp01(conf * badness)
+
+
+def missing_label(score: float, free_iou: float) -> float:
+    """A cluster of background anchors agrees on an object with best class score ``score`` whose box
+    overlaps every GT at most ``free_iou``: the score, reduced as the overlap nears :data:`FREE_IOU`.
+
+    >>> missing_label(0.8, 0.0), round(missing_label(0.8, 0.15), 3)
+    (0.8, 0.4)
+    """
+    return clamp01(score * clamp01(1.0 - free_iou / FREE_IOU))
+
+
+def spurious_label(support: float) -> float:
+    """The best score of any class at anchors touching the GT is ``support``: 1 with none at all,
+    falling to 0 at :data:`SUPPORT_NONE` (squared: a weak but real object is not a strong suspect).
+
+    >>> spurious_label(0.0), spurious_label(0.125), spurious_label(0.3)
+    (1.0, 0.25, 0.0)
+    """
+    return clamp01(1.0 - support / SUPPORT_NONE) ** 2
+
+
+def duplicate_label(iou: float) -> float:
+    """Two same-class GTs with IoU ``iou`` ≥ 0.9: 0.9 at the threshold, 1 for identical boxes.
+
+    >>> duplicate_label(0.9), duplicate_label(1.0), duplicate_label(0.5)
+    (0.9, 1.0, 0.0)
+    """
+    if iou < DUPLICATE_IOU:
+        return 0.0
+    return clamp01(0.9 + (iou - DUPLICATE_IOU))
+
+
+def persistent(scores: list[float], observed: int) -> float:
+    """One issue seen with ``scores`` in some of the ``observed`` bundles (checkpoints) of its image.
+
+    ``1 − Π(1 − s)^(1/√observed)``: one checkpoint gives its score; the same score in every one of
+    n checkpoints rises (n = 4, s = 0.5 → 0.75); a score seen in one checkpoint of four falls (→ 0.29).
+
+    >>> persistent([0.5], 1), persistent([0.5] * 4, 4), round(persistent([0.5], 4), 2)
+    (0.5, 0.75, 0.29)
+    """
+    observed = max(observed, len(scores), 1)
+    log_keep = sum(math.log1p(-min(s, 1.0 - 1e-12)) for s in scores)
+    return clamp01(1.0 - math.exp(log_keep / math.sqrt(observed)))
+
+
+def image_score(scores: list[float]) -> float:
+    """Chance the image holds at least one label error: the noisy-or of its issues' scores.
+
+    >>> image_score([]), image_score([0.5, 0.5])
+    (0.0, 0.75)
+    """
+    return clamp01(1.0 - math.prod(1.0 - s for s in scores))
