@@ -71,11 +71,20 @@ def test_every_schema_is_valid_json_schema_2020_12():
 
 def test_every_document_kind_yolodbg_writes_has_a_schema():
     from yolodbg import snapshot
+    from yolodbg.audit.merge import SCHEMA as audit_schema
     from yolodbg.render import compare, jsonout
     from yolodbg.scan import trend
     from yolodbg.scan.aggregate import SCHEMA as scan_schema
 
-    written = {jsonout.SCHEMA, compare.SCHEMA, scan_schema, snapshot.SCHEMA, trend.SCHEMA, "yolodbg.check/1"}
+    written = {
+        jsonout.SCHEMA,
+        compare.SCHEMA,
+        scan_schema,
+        snapshot.SCHEMA,
+        trend.SCHEMA,
+        "yolodbg.check/1",
+        audit_schema,
+    }
     assert written == set(SCHEMA_FILES)
 
 
