@@ -261,12 +261,7 @@ def audit_explanation(ex, names: list[str] | None = None, image_ids: list | None
             }
             gts.append(base)
             issues += _gt_issues(base, ev, targets.category_ids, names)
-            if (
-                ev["consensus"] is not None
-                and issues
-                and issues[-1]["type"] == "bad_box"
-                and issues[-1]["ann_key"] == base["ann_key"]
-            ):
+            if ev["consensus"] is not None:  # the object this GT's class agrees on is explained by it
                 claimed.append(ev["consensus"])
         issues += _duplicates(gts[len(gts) - len(rows) :], targets, rows, g_in, cls_in)
         for cl in _free_clusters(img):
@@ -353,7 +348,8 @@ def _gt_issues(base: dict[str, Any], ev: dict[str, Any], cat_ids, names) -> list
                 suggested_category_id=cat_ids[k] if cat_ids and k is not None and k < len(cat_ids) else None,
             )
         )
-    sp = sc.spurious_label(ev["support"])
+    # an object of its class that the GT partly covers is support too (then the box is bad, not spurious)
+    sp = sc.spurious_label(max(ev["support"], ev.get("consensus_score", 0.0)))
     if sp >= sc.FLOOR_SCORE:
         out.append(_issue("spurious_label", sp, base))
     if ev["consensus"] is not None:
@@ -384,6 +380,15 @@ def _duplicates(
     return out
 
 
+def _inside(box: Tensor, regions: Tensor) -> float:
+    """The largest fraction of ``box``'s area inside one of ``regions`` (xyxy)."""
+    lt = torch.maximum(box[:2], regions[:, :2])
+    rb = torch.minimum(box[2:], regions[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area = (box[2:] - box[:2]).clamp(min=0).prod()
+    return float((inter / area.clamp_min(1e-12)).max())
+
+
 def _missing(cl: dict, g_in: Tensor, claimed: list[Tensor], targets, i: int, image_id, names) -> dict | None:
     """A free cluster as a missing label, unless a GT's bad box already explains it."""
     box = cl["box"]
@@ -391,11 +396,8 @@ def _missing(cl: dict, g_in: Tensor, claimed: list[Tensor], targets, i: int, ima
         return None
     free_iou = float(pairwise_iou(box[None], g_in.float()).max()) if g_in.numel() else 0.0
     ignored = [x.box_xyxy for x in targets.ignored if x.image_index == i]
-    if (
-        ignored
-        and float(pairwise_iou(box[None], torch.tensor(ignored, dtype=torch.float32)).max()) >= sc.FREE_IOU
-    ):
-        return None  # on a crowd / ignored region: not a missing label
+    if ignored and _inside(box, torch.tensor(ignored, dtype=torch.float32)) >= 0.5:
+        return None  # mostly inside a crowd / ignored region: not a missing label
     s = sc.missing_label(cl["score"], free_iou)
     orig = _to_original(targets, i, box[None])[0]
     k = cl["class"]

@@ -16,7 +16,7 @@ OWN_IOU = 0.5  # an anchor's box "is on" a GT: its class scores speak about that
 SUPPORT_IOU = 0.3  # an anchor's box "touches" a GT: any score there is support for the GT existing
 ATTACH_IOU = 0.1  # an anchor may vote for a GT's box (the consensus) from this overlap on
 CLUSTER_IOU = 0.6  # anchors whose boxes overlap the seed's this much are one object (the consensus)
-FREE_IOU = 0.3  # a confident anchor box overlapping every GT less than this is on an unlabelled object
+FREE_IOU = 0.5  # a confident anchor box overlapping every GT less than this may be on an unlabelled object
 DUPLICATE_IOU = 0.9  # two GTs of one class this much overlapped are one object labelled twice
 ANCHOR_FLOOR = 0.01  # anchors below this best class score are not evidence of anything
 MISSING_FLOOR = 0.1  # a cluster of background anchors must reach this score to be a missing label
@@ -62,7 +62,7 @@ def missing_label(score: float, free_iou: float) -> float:
     """A cluster of background anchors agrees on an object with best class score ``score`` whose box
     overlaps every GT at most ``free_iou``: the score, reduced as the overlap nears :data:`FREE_IOU`.
 
-    >>> missing_label(0.8, 0.0), round(missing_label(0.8, 0.15), 3)
+    >>> missing_label(0.8, 0.0), round(missing_label(0.8, 0.25), 3)
     (0.8, 0.4)
     """
     return clamp01(score * clamp01(1.0 - free_iou / FREE_IOU))

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.padding import Padding
 from rich.text import Text
 
 from yolodbg import __version__
@@ -118,7 +118,8 @@ def render_audit(console: Console, doc: dict[str, Any], top: int) -> None:
     )
     for x in shown:
         console.print(Text(issue_line(x)), overflow="fold")
-        console.print(Padding(Text(evidence_text(x), style="dim"), (0, 0, 0, 4)), overflow="fold")
+        for line in textwrap.wrap(evidence_text(x), max(20, console.width - 4), break_on_hyphens=False):
+            console.print(Text("    " + line, style="dim"), overflow="fold")
     imgs = [im for im in doc["images"] if im["score"] > 0][:top]
     if imgs:
         console.print()
