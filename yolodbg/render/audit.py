@@ -55,6 +55,10 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def evidence_text(x: dict[str, Any]) -> str:
     """The issue's evidence in one sentence of numbers."""
     ev, t = x.get("evidence") or {}, x["type"]
@@ -68,12 +72,12 @@ def evidence_text(x: dict[str, Any]) -> str:
     elif t == "bad_box":
         edges = ", ".join(f"{k} {v:+g}px" for k, v in ev["edges_px"].items() if abs(v) >= 0.5)
         s = (
-            f"{ev['consensus_anchors']} anchors agree (score {ev['consensus_score']:.3f}) on "
+            f"{_count(ev['consensus_anchors'], 'anchor')} agree (score {ev['consensus_score']:.3f}) on "
             f"{_box(ev['consensus_bbox'])}, IoU {ev['consensus_iou']:.2f} with the GT; {edges or 'no edge moved'}"
         )
     elif t == "missing_label":
         s = (
-            f"{ev['anchors']} background anchors agree on {x.get('class_name')} (score {ev['score']:.3f}); "
+            f"{_count(ev['anchors'], 'background anchor')} agree on {x.get('class_name')} (score {ev['score']:.3f}); "
             f"best IoU with any GT {ev['best_gt_iou']:.2f}"
         )
     elif t == "spurious_label":
@@ -128,7 +132,8 @@ def render_audit(console: Console, doc: dict[str, Any], top: int) -> None:
             name = f" ({im['file_name']})" if im.get("file_name") else ""
             console.print(
                 Text(
-                    f"image {im['image_id']}{name}  score {im['score']:.3f}  {im['issues']} issues  {im['gts']} GTs"
+                    f"image {im['image_id']}{name}  score {im['score']:.3f}  {_count(im['issues'], 'issue')}  "
+                    f"{im['gts']} GTs"
                 ),
                 overflow="fold",
             )
