@@ -188,3 +188,18 @@ def test_a_file_that_is_not_a_bundle_fails_with_exit_2(tmp_path):
     junk.write_bytes(b"not a torch file")
     res = _invoke(junk, "--gt", COCO, "--workers", "1")
     assert res.exit_code == 2 and "junk.pt" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_ray_without_ray_is_one_line(tmp_path):
+    try:
+        import ray  # noqa: F401
+
+        pytest.skip("Ray is installed here")
+    except ImportError:
+        pass
+    _refused(_invoke(BUNDLE, "--gt", COCO, "--ray", "local"), "--ray", "pip install")
+
+
+def test_ray_address_that_is_a_path_is_a_usage_error(tmp_path):
+    res = _invoke(BUNDLE, "--gt", COCO, "--ray", tmp_path)
+    assert res.exit_code == 2 and "not a Ray address" in res.stderr
