@@ -203,3 +203,24 @@ def test_ray_without_ray_is_one_line(tmp_path):
 def test_ray_address_that_is_a_path_is_a_usage_error(tmp_path):
     res = _invoke(BUNDLE, "--gt", COCO, "--ray", tmp_path)
     assert res.exit_code == 2 and "not a Ray address" in res.stderr
+
+
+def test_readme_example_is_what_audit_prints():
+    """The README's audit example (the shipped noisy labels) is the command's output at 80 columns."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("$ yolodbg audit sample_data/yolov8n_val.pt --gt sample_data/coco_val_noisy.json")[1]
+    shown = block.split("```")[0].strip().splitlines()[1:]
+    res = _invoke(
+        BUNDLE, "--gt", SAMPLE / "coco_val_noisy.json", "--top", "4", "--workers", "1", env={"COLUMNS": "80"}
+    )
+    lines = res.stdout.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("A0001"))
+    got = lines[start : start + len(shown)]
+    for want, have in zip(shown, got, strict=True):
+        w, h = want.split(), have.split()
+        assert len(w) == len(h), (want, have)
+        for a, b in zip(w, h, strict=True):
+            try:
+                assert float(a.strip(",;%()[]")) == pytest.approx(float(b.strip(",;%()[]")), abs=0.002)
+            except ValueError:
+                assert a == b, (want, have)
