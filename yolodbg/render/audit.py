@@ -25,7 +25,7 @@ from yolodbg.render import _draw as dr
 from yolodbg.render.html import CSP, STYLE
 from yolodbg.render.overlay import IMAGE_SUFFIXES, find_image
 
-GT_COLOUR, MODEL_COLOUR = (230, 60, 60), (40, 200, 255)
+GT_COLOUR, MODEL_COLOUR = (255, 214, 0), (40, 200, 255)
 CROP_SIDE = 220  # px of the crop's long side in the page
 AUDIT_STYLE = """
 .issue{display:inline-block;width:260px;margin:0 12px 16px 0;vertical-align:top;font-size:13px}
