@@ -28,6 +28,11 @@ def _iou_xywh(a: list[float], b: list[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def spurious_raw(evidence: dict[str, Any]) -> float:
+    """The uncalibrated spurious-label score of a GT from its evidence row."""
+    return sc.spurious_label(max(evidence.get("support", 0.0), evidence.get("consensus_score", 0.0)))
+
+
 def _image_key(image_id: Any) -> str:
     return f"{type(image_id).__name__}:{image_id}"
 
@@ -49,6 +54,8 @@ class AuditAggregate:
             list
         )  # image -> groups of one issue
         self.num_gt = 0
+        n = len(sc.SIZE_EDGES) + 1
+        self._size_counts, self._size_unsupported = [0] * n, [0] * n  # per √area bucket, for calibration
 
     def fail(self, source: str, message: str) -> None:
         self.failed.append(f"{source}: {message}")
@@ -71,8 +78,34 @@ class AuditAggregate:
                 if key not in self._images:
                     self._images[key] = {**im, "source": rec.source}
                     self.num_gt += im["gts"]
+        for g in rec.gts:
+            b = sc.size_bucket(g["bbox"][2], g["bbox"][3])
+            self._size_counts[b] += 1
+            self._size_unsupported[b] += spurious_raw(g["evidence"]) >= 0.5
         for issue in rec.issues:
             self._group(_image_key(issue["image_id"]), {**issue, "source": rec.source})
+
+    def calibration(self) -> dict[str, Any]:
+        """The data-set calibration of spurious labels by size (see :func:`scoring.spurious_factors`)."""
+        factors = sc.spurious_factors(self._size_unsupported, self._size_counts)
+        return {
+            "spurious_label": {
+                "size_edges_px": list(sc.SIZE_EDGES),
+                "gts": list(self._size_counts),
+                "unsupported": list(self._size_unsupported),
+                "factor": [round(f, 4) for f in factors],
+            }
+        }
+
+    def _calibrated(self, factors: list[float]) -> None:
+        """Spurious-label scores times the factor of their size bucket (raw score kept in the evidence)."""
+        for groups in self._groups.values():
+            for group in groups:
+                for x in group:
+                    if x["type"] == "spurious_label" and "raw_score" not in x["evidence"]:
+                        f = factors[sc.size_bucket(x["bbox"][2], x["bbox"][3])]
+                        x["evidence"] = {**x["evidence"], "raw_score": x["score"], "size_factor": round(f, 4)}
+                        x["score"] = round(x["score"] * f, 6)
 
     def _group(self, key: str, issue: dict[str, Any]) -> None:
         for group in self._groups[key]:
@@ -100,6 +133,8 @@ class AuditAggregate:
 
     def document(self) -> dict[str, Any]:
         """The ``yolodbg.audit/1`` document: every issue ranked, every image scored."""
+        calibration = self.calibration()
+        self._calibrated(calibration["spurious_label"]["factor"])
         issues = [self._merged(k, g) for k, groups in self._groups.items() for g in groups]
         issues = [x for x in issues if x["score"] >= sc.FLOOR_SCORE]
         issues.sort(key=lambda x: (-x["score"], str(x["image_id"]), str(x["ann_id"]), x["type"]))
@@ -134,6 +169,7 @@ class AuditAggregate:
             "interrupted": self.interrupted,
             "counts": {t: sum(1 for x in issues if x["type"] == t) for t in TYPES},
             "names": self.names,
+            "calibration": calibration,
             "issues": [_ordered(x) for x in issues],
             "images": images,
             "failed": self.failed,

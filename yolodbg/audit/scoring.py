@@ -89,6 +89,44 @@ def duplicate_label(iou: float) -> float:
     return clamp01(0.9 + (iou - DUPLICATE_IOU))
 
 
+SIZE_EDGES = (16.0, 32.0, 64.0)  # √area buckets (original pixels) of the size calibration
+CALIBRATION_MIN_GTS = 30  # a size bucket needs this many GTs to be calibrated on its own
+CALIBRATION_SMOOTHING = 0.02
+
+
+def size_bucket(w: float, h: float) -> int:
+    """Index of the √area bucket of a box: < 16, < 32, < 64, ≥ 64 px.
+
+    >>> size_bucket(10, 10), size_bucket(20, 40), size_bucket(100, 100)
+    (0, 1, 3)
+    """
+    side = math.sqrt(max(w, 0.0) * max(h, 0.0))
+    return sum(side >= e for e in SIZE_EDGES)
+
+
+def spurious_factors(unsupported: list[int], counts: list[int]) -> list[float]:
+    """Per size bucket, how much "no support" says about a spurious label, from the data set itself.
+
+    A model misses more real objects at some sizes (tiny ones) than at others. Of the GTs of a
+    bucket, a fraction ``u`` is unsupported: spurious labels plus real objects the model misses.
+    The bucket where the model misses least bounds the spurious rate (spurious boxes do not
+    choose a size), so in a bucket with more unsupported GTs, one of them is spurious with chance
+    about ``u_best / u``: the factor (smoothed by 0.02, at most 1; buckets with fewer than 30 GTs
+    get the factor of the whole set).
+
+    >>> [round(f, 3) for f in spurious_factors([1, 10, 2], [100, 100, 100])]
+    [1.0, 0.25, 0.75]
+    """
+    rates = [u / n if n >= CALIBRATION_MIN_GTS else None for u, n in zip(unsupported, counts, strict=True)]
+    known = [r for r in rates if r is not None]
+    if not known:
+        return [1.0] * len(counts)
+    best = min(known)
+    whole = sum(unsupported) / max(sum(counts), 1)
+    c = CALIBRATION_SMOOTHING
+    return [min(1.0, (best + c) / ((whole if r is None else r) + c)) for r in rates]
+
+
 def persistent(scores: list[float], observed: int) -> float:
     """One issue seen with ``scores`` in some of the ``observed`` bundles (checkpoints) of its image.
 
