@@ -164,3 +164,46 @@ def test_scores_are_monotone_in_their_evidence():
     assert sc.spurious_label(0.0) > sc.spurious_label(0.1) > sc.spurious_label(0.3) == 0.0
     assert sc.missing_label(0.9, 0.0) > sc.missing_label(0.9, 0.2) > sc.missing_label(0.5, 0.2)
     assert sc.persistent([0.6], 3) < sc.persistent([0.6, 0.6], 3) < sc.persistent([0.6] * 3, 3)
+
+
+def _record(gts: list[dict], issues: list[dict]):
+    from yolodbg.audit.evidence import BundleAudit
+
+    return BundleAudit(
+        source="b.pt",
+        recipe="yolov8",
+        images=[{"image_id": 1, "file_name": None, "gts": len(gts), "width": 640, "height": 480}],
+        issues=issues,
+        gts=gts,
+    )
+
+
+def test_spurious_scores_are_calibrated_by_how_often_the_model_misses_that_size():
+    """Tiny GTs the model often misses make an unsupported tiny GT a weaker suspect than a large one."""
+    from yolodbg.audit.merge import AuditAggregate
+
+    def gt(k, side, support):
+        return {
+            "image_id": 1,
+            "ann_id": k,
+            "ann_key": k,
+            "bbox": [0, 0, side, side],
+            "evidence": {"support": support},
+        }
+
+    gts = [gt(k, 10, 0.0 if k < 20 else 0.9) for k in range(40)]  # tiny: half unsupported
+    gts += [gt(100 + k, 80, 0.0 if k < 1 else 0.9) for k in range(40)]  # large: 1 of 40 unsupported
+    issues = [
+        {"type": "spurious_label", "score": 1.0, "image_id": 1, "ann_id": k, "ann_key": k, "bbox": g["bbox"],
+         "evidence": {"support": 0.0}, "loss_share": None}
+        for k, g in ((0, gts[0]), (100, gts[40]))
+    ]  # fmt: skip
+    agg = AuditAggregate()
+    agg.add(_record(gts, issues))
+    doc = agg.document()
+    assert validate(doc, "yolodbg.audit/1") == []
+    factor = doc["calibration"]["spurious_label"]["factor"]
+    assert factor[3] == 1.0 and factor[0] == pytest.approx((1 / 40 + 0.02) / (0.5 + 0.02), abs=1e-4)
+    by_ann = {x["ann_id"]: x for x in doc["issues"]}
+    assert by_ann[100]["score"] == 1.0 and by_ann[0]["score"] == pytest.approx(factor[0], abs=1e-5)
+    assert by_ann[0]["evidence"]["raw_score"] == 1.0
