@@ -11,7 +11,7 @@ positives of each GT and the per-GT loss from the breakdown. Per image:
 - per GT: the best score of its own class and of any other class among the anchors whose box is
   on it (IoU ≥ 0.5, and it is their best GT), the best score of any class among the anchors
   touching it (IoU ≥ 0.3: support), the consensus box of the anchors of its class that agree on
-  one object near it (seeded by the anchor with the best score × IoU, box = score-weighted mean
+  one object near it (seeded by the anchor with the best score × IoU², box = score-weighted mean
   of the anchors overlapping the seed's box), and what its assigned positives predict;
 - free clusters: confident anchors whose box overlaps no GT, grouped greedily by score (IoU ≥ 0.6
   with the cluster's seed), each a candidate missing label;
@@ -160,7 +160,7 @@ def _gt_evidence(img: _Image, g: int, cls: int, mine: np.ndarray, gt_box: np.nda
     ev["support"] = float(img.scores[touch].max()) if touch.any() else 0.0
     members = np.flatnonzero(mine & (col >= sc.ATTACH_IOU) & (img.scores[:, cls] >= sc.ANCHOR_FLOOR))
     if len(members):
-        fit = img.scores[members, cls] * col[members]
+        fit = img.scores[members, cls] * col[members] ** 2  # IoU squared: its own object beats a neighbour
         seed = int(members[fit.argmax()])
         box, agree = _consensus(img, cls, members, seed)
         ev["consensus"] = box
