@@ -367,7 +367,7 @@ def _gt_issues(base: dict[str, Any], ev: dict[str, Any], cat_ids, names) -> list
             )
         )
     # an object of its class that the GT partly covers is support too (then the box is bad, not spurious)
-    sp = sc.spurious_label(max(ev["support"], ev.get("consensus_score", 0.0)))
+    sp = sc.spurious_label(sc.spurious_support({**base["evidence"], **ev}))
     if sp >= sc.FLOOR_SCORE:
         out.append(_issue("spurious_label", sp, base))
     if ev["consensus"] is not None:

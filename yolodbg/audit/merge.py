@@ -30,7 +30,7 @@ def _iou_xywh(a: list[float], b: list[float]) -> float:
 
 def spurious_raw(evidence: dict[str, Any]) -> float:
     """The uncalibrated spurious-label score of a GT from its evidence row."""
-    return sc.spurious_label(max(evidence.get("support", 0.0), evidence.get("consensus_score", 0.0)))
+    return sc.spurious_label(sc.spurious_support(evidence))
 
 
 def _image_key(image_id: Any) -> str:

@@ -49,13 +49,15 @@ def wrong_class(own: float, other: float) -> float:
 
 def bad_box(conf: float, iou: float) -> float:
     """The agreeing anchors of the GT's class put the object at a box of IoU ``iou`` with the GT,
-    with best score ``conf``: ``conf × badness``, badness 0 at IoU ≥ 0.8 rising linearly to 1 at IoU ≤ 0.3.
+    with best score ``conf``: ``√conf × badness``, badness 0 at IoU ≥ 0.8 rising linearly to 1 at
+    IoU ≤ 0.3. The square root: a box clearly elsewhere is strong evidence even when the model is
+    only moderately sure of the object (it is sure the object is not where the label says).
 
-    >>> bad_box(0.9, 0.85), round(bad_box(0.9, 0.55), 3), bad_box(0.9, 0.2)
+    >>> bad_box(0.9, 0.85), round(bad_box(0.81, 0.55), 3), round(bad_box(0.81, 0.2), 3)
     (0.0, 0.45, 0.9)
     """
     badness = clamp01((BOX_IOU_OK - iou) / (BOX_IOU_OK - BOX_IOU_BAD))
-    return clamp01(conf * badness)
+    return clamp01(math.sqrt(max(conf, 0.0)) * badness)
 
 
 def missing_label(score: float, free_iou: float) -> float:
@@ -66,6 +68,14 @@ def missing_label(score: float, free_iou: float) -> float:
     (0.8, 0.4)
     """
     return clamp01(score * clamp01(1.0 - free_iou / FREE_IOU))
+
+
+def spurious_support(evidence: dict) -> float:
+    """What answers a GT at all: the best of its support, the score of the object of its class
+    under it (the consensus) and the mean scores its positives give any class (these last ones are
+    tiny when nothing is there, and order the GTs that nothing else separates)."""
+    keys = ("support", "consensus_score", "pos_own_score", "pos_other_score")
+    return max(float(evidence.get(k) or 0.0) for k in keys)
 
 
 def spurious_label(support: float) -> float:
