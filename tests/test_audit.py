@@ -161,7 +161,14 @@ def test_checkpoints_that_agree_raise_the_score(tmp_path):
 def test_scores_are_monotone_in_their_evidence():
     assert sc.wrong_class(0.05, 0.9) > sc.wrong_class(0.3, 0.9) > sc.wrong_class(0.3, 0.5)
     assert sc.bad_box(0.9, 0.3) > sc.bad_box(0.9, 0.6) > sc.bad_box(0.9, 0.85) == 0.0
-    assert sc.spurious_label(0.0) > sc.spurious_label(0.1) > sc.spurious_label(0.3) == 0.0
+    assert (
+        sc.spurious_label(0.0)
+        == 1.0
+        > sc.spurious_label(0.002)
+        > sc.spurious_label(0.02)
+        > sc.spurious_label(0.3)
+        == 0.0
+    )
     assert sc.missing_label(0.9, 0.0) > sc.missing_label(0.9, 0.2) > sc.missing_label(0.5, 0.2)
     assert sc.persistent([0.6], 3) < sc.persistent([0.6, 0.6], 3) < sc.persistent([0.6] * 3, 3)
 

@@ -25,7 +25,8 @@ MAX_ANCHORS = 3000  # evidence anchors per image, best scores first (a bound on 
 # calibration (docs/audit.md): where each type's score starts, and what makes it certain
 BOX_IOU_OK = 0.8  # a consensus box this close to the GT is no evidence of a bad box
 BOX_IOU_BAD = 0.3  # ... and this far is full evidence
-SUPPORT_NONE = 0.25  # best support below which a GT has "no support"; 0 support gives score 1
+SUPPORT_SOME = 0.05  # a GT with this much support (best score of anything at it) is not spurious at all
+SUPPORT_NOTHING = 0.0005  # ... and with this little, as unsupported as it gets
 FLOOR_SCORE = 0.01  # issues scoring below this are not reported
 
 
@@ -79,13 +80,17 @@ def spurious_support(evidence: dict) -> float:
 
 
 def spurious_label(support: float) -> float:
-    """The best score of any class at anchors touching the GT is ``support``: 1 with none at all,
-    falling to 0 at :data:`SUPPORT_NONE` (squared: a weak but real object is not a strong suspect).
+    """The best score of anything at the GT is ``support``: 1 at :data:`SUPPORT_NOTHING` or less,
+    0 at :data:`SUPPORT_SOME` or more, linear in log(support) between. On a log scale because a
+    detector's scores on empty background sit orders of magnitude below those on a real object it
+    only half sees (1e-4 against 1e-2): the order of magnitude is the evidence.
 
-    >>> spurious_label(0.0), spurious_label(0.125), spurious_label(0.3)
-    (1.0, 0.25, 0.0)
+    >>> spurious_label(0.0), spurious_label(0.005), spurious_label(0.05)
+    (1.0, 0.5, 0.0)
     """
-    return clamp01(1.0 - support / SUPPORT_NONE) ** 2
+    if support <= SUPPORT_NOTHING:
+        return 1.0
+    return clamp01(math.log(SUPPORT_SOME / support) / math.log(SUPPORT_SOME / SUPPORT_NOTHING))
 
 
 def duplicate_label(iou: float) -> float:
