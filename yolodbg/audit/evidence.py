@@ -353,9 +353,12 @@ def _issue(kind: str, score: float, base: dict[str, Any], **extra: Any) -> dict[
 def _gt_issues(base: dict[str, Any], ev: dict[str, Any], cat_ids, names) -> list[dict[str, Any]]:
     """The GT-based issue types, each scored from its evidence (at most one per type)."""
     out = []
-    wc = sc.wrong_class(ev["own_score"], ev["other_score"])
+    e = base["evidence"]
+    pos_own, pos_other = e.get("pos_own_score") or 0.0, e.get("pos_other_score") or 0.0
+    wc = sc.wrong_class(ev["own_score"], ev["other_score"], pos_own, pos_other)
     if wc >= sc.FLOOR_SCORE:
-        k = ev["other_class"]
+        by_anchors = ev["other_score"] - ev["own_score"] >= pos_other - pos_own
+        k = ev["other_class"] if by_anchors else e.get("pos_other_class")
         out.append(
             _issue(
                 "wrong_class",

@@ -34,18 +34,19 @@ def clamp01(x: float) -> float:
     return 0.0 if x <= 0.0 or math.isnan(x) else 1.0 if x >= 1.0 else float(x)
 
 
-def wrong_class(own: float, other: float) -> float:
-    """The anchors on the GT give another class ``other`` and its own class ``own``.
+def wrong_class(own: float, other: float, pos_own: float = 0.0, pos_other: float = 0.0) -> float:
+    """The anchors on the GT give another class ``other`` and its own class ``own``; its positives
+    give them ``pos_other`` and ``pos_own`` on average.
 
-    ``other × (1 − own / other)``: a confident other class counts fully only when the labelled class
-    gets nothing there; two close scores (a genuinely ambiguous object) count little.
+    ``other − own`` (or, where no anchor box lies on the GT, as for many tiny objects, the
+    positives' ``pos_other − pos_own``, whichever is larger): a confident other class counts fully
+    only when the labelled class gets nothing there; two close scores (an ambiguous object) count
+    little.
 
-    >>> round(wrong_class(0.05, 0.9), 3), wrong_class(0.6, 0.5)
-    (0.85, 0.0)
+    >>> round(wrong_class(0.05, 0.9), 3), wrong_class(0.6, 0.5), round(wrong_class(0.0, 0.0, 0.01, 0.09), 3)
+    (0.85, 0.0, 0.08)
     """
-    if other <= own:
-        return 0.0
-    return clamp01(other - own)
+    return clamp01(max(other - own, pos_other - pos_own, 0.0))
 
 
 def bad_box(conf: float, iou: float) -> float:

@@ -62,7 +62,13 @@ def _count(n: int, word: str) -> str:
 def evidence_text(x: dict[str, Any]) -> str:
     """The issue's evidence in one sentence of numbers."""
     ev, t = x.get("evidence") or {}, x["type"]
-    if t == "wrong_class":
+    if t == "wrong_class" and ev.get("other_class") != x.get("suggested_class_name"):
+        s = (
+            f"its {ev.get('positives', 0)} positives score {x.get('suggested_class_name')} "
+            f"{ev.get('pos_other_score', 0):.3f}, {x.get('class_name')} {ev.get('pos_own_score', 0):.3f} "
+            f"(anchors on it: {ev['anchors_on']})"
+        )
+    elif t == "wrong_class":
         s = (
             f"anchors on it score {x.get('suggested_class_name')} {ev['other_score']:.3f}, "
             f"{x.get('class_name')} {ev['own_score']:.3f} ({ev['anchors_on']} anchors)"
