@@ -19,7 +19,7 @@ CLUSTER_IOU = 0.6  # anchors whose boxes overlap the seed's this much are one ob
 FREE_IOU = 0.5  # a confident anchor box overlapping every GT less than this may be on an unlabelled object
 DUPLICATE_IOU = 0.9  # two GTs of one class this much overlapped are one object labelled twice
 ANCHOR_FLOOR = 0.01  # anchors below this best class score are not evidence of anything
-MISSING_FLOOR = 0.1  # a cluster of background anchors must reach this score to be a missing label
+MISSING_FLOOR = 0.03  # a cluster of background anchors must reach this score to be a missing label
 MAX_ANCHORS = 3000  # evidence anchors per image, best scores first (a bound on the cost)
 
 # calibration (docs/audit.md): where each type's score starts, and what makes it certain
