@@ -57,7 +57,18 @@ def test_every_command_is_registered_on_the_group():
     from yolodbg.cli import main
 
     assert sorted(main.commands) == sorted(
-        ["explain", "recipes", "compare", "snapshot", "check", "scan", "trend", "capture", "validate"]
+        [
+            "explain",
+            "recipes",
+            "compare",
+            "snapshot",
+            "check",
+            "scan",
+            "trend",
+            "capture",
+            "validate",
+            "audit",
+        ]
     )
 
 

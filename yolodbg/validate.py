@@ -14,6 +14,7 @@ See docs/json.md for the contract in prose and an example.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import stat
@@ -37,6 +38,7 @@ SCHEMA_FILES = {
     "yolodbg.trend/1": "trend-1.json",
     "yolodbg.snapshot/1": "snapshot-1.json",
     "yolodbg.check/1": "check-1.json",
+    "yolodbg.audit/1": "audit-1.json",
 }
 
 
@@ -433,7 +435,41 @@ def _trend(doc: dict, tol: _Tol) -> list[str]:
     return bad
 
 
+def _audit(doc: dict, tol: _Tol) -> list[str]:
+    """Issues ranked best first with unique ids, counts that match them, image scores their noisy-or."""
+    bad: list[str] = []
+    issues = doc["issues"]
+    scores = [x["score"] for x in issues]
+    if any(a < b for a, b in itertools.pairwise(scores)):
+        bad.append("issues: not sorted by score, highest first")
+    ids = [x["id"] for x in issues]
+    if len(set(ids)) != len(ids):
+        bad.append("issues[].id: an id appears twice")
+    for t, n in doc["counts"].items():
+        got = sum(1 for x in issues if x["type"] == t)
+        if got != n:
+            bad.append(f"counts.{t}: is {n}, but issues hold {got} of that type")
+    per_image: dict[str, list[float]] = {}
+    for x in issues:
+        per_image.setdefault(str(x["image_id"]), []).append(x["score"])
+    seen = set()
+    for k, im in enumerate(doc["images"]):
+        key = str(im["image_id"])
+        seen.add(key)
+        mine = per_image.get(key, [])
+        if im["issues"] != len(mine):
+            bad.append(f"images[{k}].issues: is {im['issues']}, but issues hold {len(mine)} for image {key}")
+        want = 1.0 - math.prod(1.0 - s for s in mine)
+        if not tol.close(im["score"], want) and abs(im["score"] - want) > 1e-5:
+            bad.append(f"images[{k}].score: is {im['score']!r}, not the noisy-or of its issues {want!r}")
+    missing = sorted(set(per_image) - seen)
+    if missing:
+        bad.append(f"images: no entry for image {missing[0]}, which has issues")
+    return bad
+
+
 SEMANTIC: dict[str, Callable[[dict, _Tol], list[str]]] = {
+    "yolodbg.audit/1": _audit,
     "yolodbg.explain/1": _explain,
     "yolodbg.compare/1": _compare,
     "yolodbg.scan/1": _scan,

@@ -9,7 +9,7 @@ the commands, so ``yolodbg --help`` is fast.
 
 from __future__ import annotations
 
-from yolodbg.cli import capture, compare, explain, recipes, scan, snapshot, validate
+from yolodbg.cli import audit, capture, compare, explain, recipes, scan, snapshot, validate
 from yolodbg.cli.group import main
 
 COMMANDS = (
@@ -22,6 +22,7 @@ COMMANDS = (
     scan.trend,
     capture.capture,
     validate.validate,
+    audit.audit,
 )
 
 for command in COMMANDS:
