@@ -8,6 +8,8 @@ and a new one is its module plus one line in ``cli/__init__.py``.
 from __future__ import annotations
 
 import functools
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,37 @@ def names_option(f):
 def top_option(help_text: str):
     """``--top N``: how many rows a table lists (default 15)."""
     return click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help=help_text)
+
+
+def ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--ray`` (scan, trend, audit) takes 'local', 'auto', HOST:PORT or ray://...; anything else (a path,
+    say) is a usage error."""
+    if value is None or value in ("local", "auto") or value.startswith("ray://"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and not os.path.exists(value):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not a Ray address; use local, auto, HOST:PORT or ray://HOST:10001"
+    )
+
+
+@contextmanager
+def executor(address: str | None, workers: int, n_bundles: int):
+    """(workers, RayPool or None) for a map over ``n_bundles`` bundles (scan, trend, audit): connects to
+    Ray first, so a failure opens no output file."""
+    from yolodbg.scan.run import auto_workers
+
+    if address is None:
+        yield auto_workers(workers, n_bundles), None
+        return
+    from yolodbg.scan.ray_pool import RayPool
+
+    with RayPool(address) as pool:
+        cpus = (
+            pool.cpus()
+        )  # in flight: 2 × this; capped like local workers, at the cluster's CPUs and bundles
+        yield max(1, min(workers or cpus, cpus, n_bundles)), pool
 
 
 # -- the options that describe a bundle ---------------------------------------------------------------

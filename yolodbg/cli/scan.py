@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -17,9 +15,11 @@ from yolodbg.cli.options import (
     BundleSpec,
     bundle_options,
     debug_option,
+    executor,
     gt_option,
     json_option,
     names_option,
+    ray_address,
     recipe_option,
     say_wrote,
     top_option,
@@ -78,25 +78,13 @@ class _Rows:
             self.out = None
 
 
-def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """--ray takes 'local', 'auto', HOST:PORT or ray://...; anything else (a path, say) is a usage error."""
-    if value is None or value in ("local", "auto") or value.startswith("ray://"):
-        return value
-    host, sep, port = value.rpartition(":")
-    if sep and host and port.isdigit() and not os.path.exists(value):
-        return value
-    raise click.BadParameter(
-        f"{value!r} is not a Ray address; use local, auto, HOST:PORT or ray://HOST:10001"
-    )
-
-
 def _scan_options(f):
     """--gt, -r/--recipe, --workers and --ray, shared by scan and trend."""
     f = click.option(
         "--ray",
         "ray_address",
         metavar="ADDRESS",
-        callback=_ray_address,
+        callback=ray_address,
         help="Map the bundles over a Ray cluster (optional extra: pip install 'yolodbg[ray]'): 'local' = a new "
         "Ray on this machine, 'auto' = the running cluster (or RAY_ADDRESS), HOST:PORT = a head node, "
         "ray://HOST:10001 = Ray Client. Paths must be visible to every node.",
@@ -111,23 +99,6 @@ def _scan_options(f):
     )(f)
     f = recipe_option(RECIPE_HELP)(f)
     return gt_option(GT_HELP, exists=True)(f)
-
-
-@contextmanager
-def executor(ray_address: str | None, workers: int, n_bundles: int):
-    """(workers, RayPool or None): connects to Ray first, so a failure opens no output file."""
-    from yolodbg.scan.run import auto_workers
-
-    if ray_address is None:
-        yield auto_workers(workers, n_bundles), None
-        return
-    from yolodbg.scan.ray_pool import RayPool
-
-    with RayPool(ray_address) as pool:
-        cpus = (
-            pool.cpus()
-        )  # in flight: 2 × this; capped like local workers, at the cluster's CPUs and bundles
-        yield max(1, min(workers or cpus, cpus, n_bundles)), pool
 
 
 @click.command()
