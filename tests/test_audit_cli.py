@@ -88,7 +88,9 @@ def test_console_fits_80_columns_without_cutting_a_value(noisy):
     lines = res.stdout.splitlines()
     assert max(map(len, lines)) <= 80 and "…" not in res.stdout
     assert "A0001  wrong_class" in res.stdout and "suggested" not in res.stdout
-    assert "square (1)" in res.stdout and "circle (0)" in res.stdout
+    assert (
+        "square (2)" in res.stdout and "circle (1)" in res.stdout
+    )  # name (COCO category id), as every report
 
 
 def test_json_to_stdout_only(noisy):

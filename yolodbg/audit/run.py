@@ -27,6 +27,7 @@ from yolodbg.scan.run import drive as drive_files
 
 if TYPE_CHECKING:
     from yolodbg.audit.evidence import BundleAudit
+    from yolodbg.class_names import ClassNames
     from yolodbg.scan.executor import Executor
 
 
@@ -46,7 +47,7 @@ class AuditJob:
     image_ids: tuple[str, ...] | None = None
     nc: int | None = None
     letterbox: str | None = None
-    names: tuple[str, ...] | None = None
+    names: ClassNames | None = None  # --names (else each bundle's COCO categories or meta names)
 
     def run(self, item: BundleFile) -> BundleAudit | Failed:
         return process(self, item.path)
@@ -90,7 +91,7 @@ def _process(job: AuditJob, path: str) -> BundleAudit | Failed:
             )
             recipe = get_recipe(job.recipe) if job.recipe else None
             ex = explain(b, job.gt, recipe, top=0, positives=False)
-            names = list(job.names) if job.names else _names(ex, job.gt)
+            names = job.names if job.names is not None else _names(ex, job.gt)
             return audit_explanation(ex, names, coco_image_ids(b, job.gt))
     except InputError as e:
         return Failed(str(path), str(e))
@@ -99,21 +100,11 @@ def _process(job: AuditJob, path: str) -> BundleAudit | Failed:
         return Failed(str(path), msg, internal=True)
 
 
-def _names(ex, gt: str) -> list[str] | None:
-    """Class index -> name from the COCO json's categories (kept per process), else the bundle's names."""
-    from yolodbg.groundtruth import load_coco
+def _names(ex, gt: str) -> ClassNames:
+    """How this bundle's classes are written: the COCO json's categories, else the bundle's names."""
+    from yolodbg.class_names import resolve
 
-    ids = ex.targets.category_ids
-    if ids:
-        try:
-            cats = {
-                c["id"]: str(c.get("name", c["id"])) for c in load_coco(gt).coco.dataset.get("categories", [])
-            }
-            return [cats.get(c, str(c)) for c in ids]
-        except (InputError, KeyError, TypeError, AttributeError):
-            pass
-    names = ex.bundle.meta.get("names")
-    return [str(n) for n in names] if isinstance(names, (list, tuple)) else None
+    return resolve(gt=gt, category_ids=ex.targets.category_ids, meta=ex.bundle.meta)
 
 
 def drive(

@@ -50,14 +50,11 @@ class AuditOutputs:
         )
 
 
-def _names(names_file: Path | None) -> tuple[str, ...] | None:
-    """``--names``: class index -> name, in index order (a gap in a data.yaml mapping keeps its index)."""
-    from yolodbg.class_names import load_names_file
+def _names(names_file: Path | None):
+    """``--names``: read once here (a bad file fails before any bundle); None: each bundle's own."""
+    from yolodbg.class_names import resolve
 
-    if names_file is None:
-        return None
-    names = load_names_file(names_file)
-    return tuple(names.get(k, str(k)) for k in range(max(names) + 1))
+    return resolve(names_file=names_file) if names_file is not None else None
 
 
 def _job(gt: Path, recipe_spec, spec: BundleSpec, names):
