@@ -216,7 +216,7 @@ def test_readme_example_is_what_audit_prints():
         BUNDLE, "--gt", SAMPLE / "coco_val_noisy.json", "--top", "4", "--workers", "1", env={"COLUMNS": "80"}
     )
     lines = res.stdout.splitlines()
-    start = next(k for k, line in enumerate(lines) if line.startswith("A0001"))
+    start = next(k for k, line in enumerate(lines) if line.startswith("Top "))
     got = lines[start : start + len(shown)]
     for want, have in zip(shown, got, strict=True):
         w, h = want.split(), have.split()

@@ -248,7 +248,7 @@ def _report(doc: dict, out: AuditOutputs, gt: Path) -> None:
     if out.json_out != "-":
         from yolodbg.render.audit import render_audit
 
-        render_audit(fit.console(out.wide), doc, out.top)
+        render_audit(fit.console(out.wide), doc, out.top, out.wide)
 
 
 def _write_html(doc: dict, out: AuditOutputs, gt: Path) -> None:
