@@ -11,17 +11,18 @@ import click
 from yolodbg.cli.options import (
     EXIT_CHECK,
     EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     BundleSpec,
     bundle_options,
     debug_option,
     executor,
+    finish_map,
     json_option,
     names_option,
     ray_address,
     recipe_option,
     say_wrote,
+    stderr,
     top_option,
     wide_option,
 )
@@ -179,19 +180,7 @@ def audit(
     agg = _audit_files(files, job, workers, ray_address, rows)
     doc = agg.document()
     _report(doc, out, gt)
-    if agg.interrupted:
-        _stderr().print(
-            f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow"
-        )
-    _exit(doc)
-    if agg.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    finish_map(agg.interrupted, agg.bundles, len(files), lambda: _exit(doc))
 
 
 def _audit_files(files, job, workers: int, ray_address: str | None, rows: Path | None):
@@ -205,7 +194,7 @@ def _audit_files(files, job, workers: int, ray_address: str | None, rows: Path |
         sink = _Rows(rows)
         ok = False
         try:
-            with scan_render.progress(_stderr()) as bar:
+            with scan_render.progress(stderr()) as bar:
                 on_record = _progress_callback(bar, len(files), agg, sink)
                 agg.interrupted = drive(files, job, on_record, n_workers, ray)
             ok = True

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +125,23 @@ def executor(address: str | None, workers: int, n_bundles: int):
             pool.cpus()
         )  # in flight: 2 × this; capped like local workers, at the cluster's CPUs and bundles
         yield max(1, min(workers or cpus, cpus, n_bundles)), pool
+
+
+def stderr():
+    """A rich console on stderr (progress, warnings): stdout stays the report's or the JSON's."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def finish_map(interrupted: bool, done: int, total: int, exit_for_doc: Callable[[], None]) -> None:
+    """The end of a map over bundles (scan, audit), once its report is out: say how much a Ctrl-C left
+    covered, exit as the document says (``exit_for_doc``: failures first), else 130 after a Ctrl-C."""
+    if interrupted:
+        stderr().print(f"interrupted: results cover {done} of {total} bundles", style="bold yellow")
+    exit_for_doc()
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
 
 
 # -- the options that describe a bundle ---------------------------------------------------------------

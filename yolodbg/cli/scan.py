@@ -16,12 +16,14 @@ from yolodbg.cli.options import (
     bundle_options,
     debug_option,
     executor,
+    finish_map,
     gt_option,
     json_option,
     names_option,
     ray_address,
     recipe_option,
     say_wrote,
+    stderr,
     top_option,
     wide_option,
 )
@@ -159,19 +161,7 @@ def scan(
     doc = agg.summary()
     doc["class_names"] = for_scan(doc, names_file, gt)
     _report(doc, json_out, lambda console: _render_scan(console, doc, wide), wide)
-    if agg.interrupted:
-        _stderr().print(
-            f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow"
-        )
-    _exit(doc)
-    if agg.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    finish_map(agg.interrupted, agg.bundles, len(files), lambda: _exit(doc))
 
 
 def _scan_files(files, job, workers: int, ray_address: str | None, top: int, rows: Path | None):
@@ -183,7 +173,7 @@ def _scan_files(files, job, workers: int, ray_address: str | None, top: int, row
         sink = _Rows(rows)
         ok = False
         try:
-            with render.progress(_stderr()) as bar:
+            with render.progress(stderr()) as bar:
                 on_record = _progress_callback(bar, "scan", len(files), sink.write)
                 agg = run_scan(files, job, workers=n_workers, top=top, on_record=on_record, executor=ray)
             ok = True
@@ -304,7 +294,7 @@ def _trend_checkpoints(run_dirs, cps, job, workers: int, ray_address: str | None
     from yolodbg.scan.trend import trend as run_trend
 
     total = sum(len(c.paths) for c in cps)
-    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(_stderr()) as bar:
+    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(stderr()) as bar:
         on_record = _progress_callback(bar, "trend", total)
         return run_trend(
             run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, executor=ray
@@ -328,7 +318,7 @@ def _render_trend(console, doc: dict, wide: bool) -> None:
 
 def _trend_exit(doc: dict) -> None:
     """Failed bundles: exit 2 (3 for an internal error); else Ctrl-C: 130."""
-    err = _stderr()
+    err = stderr()
     if doc["interrupted"]:
         err.print("interrupted: the later checkpoints are partial or missing", style="bold yellow")
     failed = [f for c in doc["checkpoints"] for f in c["failed"]]
