@@ -226,3 +226,23 @@ def test_readme_example_is_what_audit_prints():
                 assert float(a.strip(",;%()[]")) == pytest.approx(float(b.strip(",;%()[]")), abs=0.002)
             except ValueError:
                 assert a == b, (want, have)
+
+
+def test_ctrl_c_prints_the_partial_report_and_exits_130(noisy, tmp_path, monkeypatch):
+    """The command's Ctrl-C path (the scan's drive): the bundles done so far are reported, then exit 130."""
+    from yolodbg.audit.merge import AuditAggregate
+
+    for k in range(3):
+        (tmp_path / f"b{k}.pt").write_bytes(BUNDLE.read_bytes())
+    add = AuditAggregate.add
+
+    def add_then_ctrl_c(self, rec):
+        add(self, rec)
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: finish this bundle, then stop
+
+    monkeypatch.setattr(AuditAggregate, "add", add_then_ctrl_c)
+    res = _invoke(tmp_path, "--gt", noisy, "--workers", "1", "--json", "-")
+    assert res.exit_code == 130, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    assert doc["interrupted"] and doc["bundles"] == 1 and doc["issues"]
+    assert "interrupted: results cover 1 of 3 bundles" in res.stderr
