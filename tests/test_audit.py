@@ -86,7 +86,7 @@ def test_wrong_class_is_found_and_names_both_classes(tmp_path):
     doc = _run(_write(tmp_path, data))
     x = _found(doc, "wrong_class", ann_id=4)
     assert x["score"] >= FLAG and doc["issues"][0]["id"] == x["id"]
-    assert x["class_name"] == "square (1)" and x["suggested_class_name"] == "circle (0)"
+    assert x["class_name"] == "square (2)" and x["suggested_class_name"] == "circle (1)"  # name (category id)
     assert x["suggested_category_id"] == 1
     assert x["evidence"]["other_score"] > 0.9 > 0.1 > x["evidence"]["own_score"]
 
@@ -112,7 +112,7 @@ def test_missing_label_is_found_at_the_dropped_box(tmp_path):
     x = _found(doc, "missing_label", image_id=1)
     assert x["score"] >= FLAG and doc["issues"][0]["id"] == x["id"]
     assert x["ann_id"] is None and _iou(x["bbox"], dropped["bbox"]) >= 0.8
-    assert x["class_name"] == "circle (0)" and x["evidence"]["anchors"] >= 3
+    assert x["class_name"] == "circle (1)" and x["evidence"]["anchors"] >= 3
 
 
 def test_spurious_label_is_found_on_background(tmp_path):

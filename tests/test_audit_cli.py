@@ -88,7 +88,9 @@ def test_console_fits_80_columns_without_cutting_a_value(noisy):
     lines = res.stdout.splitlines()
     assert max(map(len, lines)) <= 80 and "…" not in res.stdout
     assert "A0001  wrong_class" in res.stdout and "suggested" not in res.stdout
-    assert "square (1)" in res.stdout and "circle (0)" in res.stdout
+    assert (
+        "square (2)" in res.stdout and "circle (1)" in res.stdout
+    )  # name (COCO category id), as every report
 
 
 def test_json_to_stdout_only(noisy):
@@ -214,7 +216,7 @@ def test_readme_example_is_what_audit_prints():
         BUNDLE, "--gt", SAMPLE / "coco_val_noisy.json", "--top", "4", "--workers", "1", env={"COLUMNS": "80"}
     )
     lines = res.stdout.splitlines()
-    start = next(k for k, line in enumerate(lines) if line.startswith("A0001"))
+    start = next(k for k, line in enumerate(lines) if line.startswith("Top "))
     got = lines[start : start + len(shown)]
     for want, have in zip(shown, got, strict=True):
         w, h = want.split(), have.split()
@@ -224,3 +226,23 @@ def test_readme_example_is_what_audit_prints():
                 assert float(a.strip(",;%()[]")) == pytest.approx(float(b.strip(",;%()[]")), abs=0.002)
             except ValueError:
                 assert a == b, (want, have)
+
+
+def test_ctrl_c_prints_the_partial_report_and_exits_130(noisy, tmp_path, monkeypatch):
+    """The command's Ctrl-C path (the scan's drive): the bundles done so far are reported, then exit 130."""
+    from yolodbg.audit.merge import AuditAggregate
+
+    for k in range(3):
+        (tmp_path / f"b{k}.pt").write_bytes(BUNDLE.read_bytes())
+    add = AuditAggregate.add
+
+    def add_then_ctrl_c(self, rec):
+        add(self, rec)
+        os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: finish this bundle, then stop
+
+    monkeypatch.setattr(AuditAggregate, "add", add_then_ctrl_c)
+    res = _invoke(tmp_path, "--gt", noisy, "--workers", "1", "--json", "-")
+    assert res.exit_code == 130, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    assert doc["interrupted"] and doc["bundles"] == 1 and doc["issues"]
+    assert "interrupted: results cover 1 of 3 bundles" in res.stderr

@@ -662,7 +662,7 @@ def test_a_coco_json_larger_than_the_memory_is_refused(runner, tmp_path, preds, 
 
 def test_ray_tasks_in_flight_are_capped_by_cluster_cpus_and_bundles(monkeypatch):
     import yolodbg.scan.ray_pool as scan_ray
-    from yolodbg.cli.scan import executor
+    from yolodbg.cli.options import executor
 
     class FakePool:
         def __init__(self, _address):

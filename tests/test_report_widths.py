@@ -53,10 +53,12 @@ REPORTS: dict[str, list[str]] = {
     "trend": ["trend", V8, V8, *COCO, "--workers", "1"],
     "recipes": ["recipes"],
     "recipes_yolov8": ["recipes", "yolov8"],
+    "audit": ["audit", V8, "--gt", "sample_data/coco_val_noisy.json", "--workers", "1", "--top", "5"],
 }
 WIDTHS = (80, 120)
 CASES = {f"{name}_{w}": (args, w) for name, args in REPORTS.items() for w in WIDTHS}
 CASES["compare_recipes_80_wide"] = ([*REPORTS["compare_recipes"], "--wide"], 80)
+CASES["audit_80_wide"] = ([*REPORTS["audit"], "--wide"], 80)
 
 
 def run(args: list[str], width: int) -> tuple[int, str]:

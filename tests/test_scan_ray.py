@@ -207,3 +207,22 @@ def test_cli_on_a_real_local_ray_prints_the_local_report(tmp_path):
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
     a, b = json.loads(local.stdout), json.loads(remote.stdout)
     assert a["bundles"] == 3 and _same(a, b)
+
+
+def test_audit_runs_on_the_same_executor_as_scan(monkeypatch, tmp_path):
+    """``audit --ray`` goes through RayPool like scan: one task per bundle, in file order, the local document."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data"
+    for k in range(3):
+        (tmp_path / f"b{k}.pt").write_bytes((sample / "yolov8n_val.pt").read_bytes())
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    args = ["audit", str(tmp_path), "--gt", str(sample / "coco_val_noisy.json"), "--json", "-"]
+    local = CliRunner().invoke(main, [*args, "--workers", "1"])
+    remote = CliRunner().invoke(main, [*args, "--ray", "auto", "--workers", "2"])
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    a, b = json.loads(local.stdout), json.loads(remote.stdout)
+    a.pop("versions"), b.pop("versions")
+    assert fake.order == [0, 1, 2] and fake.max_in_flight <= 4 and fake.shut
+    assert a["bundles"] == 3 and _same(a, b)

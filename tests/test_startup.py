@@ -20,7 +20,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-COMMANDS = ("explain", "compare", "scan", "snapshot", "check", "trend", "capture", "validate", "recipes")
+COMMANDS = (
+    "explain", "compare", "scan", "snapshot", "check", "trend", "capture", "validate", "recipes", "audit"
+)  # fmt: skip
 
 CASES = {
     "recipes": (["recipes"], 0),
@@ -59,6 +61,15 @@ CASES = {
     "bad --strides (trend)": (["trend", "x", "--strides", "-8"], 2),
     "bad --nc": (["explain", "x.pt", "--nc", "0"], 2),
     "bad --letterbox": (["explain", "x.pt", "--letterbox", "darknet"], 2),
+    "audit without --gt": (["audit", "x.pt"], 2),
+    "bad --ray (audit)": (
+        ["audit", "x.pt", "--gt", str(ROOT / "sample_data" / "coco_val.json"), "--ray", "a/b"],
+        2,
+    ),
+    "bad --imgsz (audit)": (
+        ["audit", "x.pt", "--gt", str(ROOT / "sample_data" / "coco_val.json"), "--imgsz", "abc"],
+        2,
+    ),
 }
 
 PROBE = """

@@ -15,6 +15,7 @@ help and usage errors of every command stay fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -114,13 +115,23 @@ def _coco_names(gt: str | Path | None, cats: Mapping[int, int]) -> dict[int, str
     """Class index -> category name from a COCO json's ``categories`` (None when ``gt`` is not one)."""
     if gt is None or not Path(gt).is_file():
         return None
-    try:
-        doc = json.loads(Path(gt).read_text(encoding="utf-8"))
-        by_id = {int(c["id"]): str(c["name"]) for c in doc.get("categories", []) if "name" in c}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    st = Path(gt).stat()
+    by_id = _category_names(str(gt), st.st_mtime_ns, st.st_size)
+    if by_id is None:
         return None  # the ground-truth loader has already reported a malformed json
     found = {i: by_id[c] for i, c in cats.items() if c in by_id}
     return found or None
+
+
+@functools.lru_cache(maxsize=4)
+def _category_names(path: str, _mtime_ns: int, _size: int) -> dict[int, str] | None:
+    """Category id -> name of a COCO json, read once per process and version of the file (``audit``
+    resolves the names of every bundle)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        return {int(c["id"]): str(c["name"]) for c in doc.get("categories", []) if "name" in c}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _as_index_map(value: Any) -> dict[int, str] | None:

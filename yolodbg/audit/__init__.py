@@ -24,6 +24,7 @@ def audit(
     the ``yolodbg.audit/1`` document ``yolodbg audit --json`` writes."""
     from yolodbg.audit.merge import AuditAggregate
     from yolodbg.audit.run import AuditJob, drive
+    from yolodbg.class_names import ClassNames
     from yolodbg.documents.common import versions
     from yolodbg.groundtruth import load_coco
     from yolodbg.recipes import get_recipe
@@ -34,7 +35,8 @@ def audit(
     load_coco(gt)
     files = expand_all(paths)
     agg = AuditAggregate()
-    job = AuditJob(gt=str(gt), recipe=recipe, names=tuple(names) if names else None)
+    class_names = ClassNames(None, dict(enumerate(names)), "names") if names else None
+    job = AuditJob(gt=str(gt), recipe=recipe, names=class_names)
 
     def sink(rec) -> None:
         if isinstance(rec, Failed):

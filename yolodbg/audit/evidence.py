@@ -24,13 +24,16 @@ letterbox (as ``evaluate`` maps detections).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from yolodbg.audit import scoring as sc
+
+if TYPE_CHECKING:
+    from yolodbg.class_names import ClassNames
 
 EDGES = ("left", "top", "right", "bottom")
 
@@ -245,9 +248,10 @@ def _attribution(img: _Image, cls_in: np.ndarray) -> np.ndarray:
     return out
 
 
-def audit_explanation(ex, names: list[str] | None = None, image_ids: list | None = None) -> BundleAudit:
+def audit_explanation(ex, names: ClassNames | None = None, image_ids: list | None = None) -> BundleAudit:
     """The evidence and candidate issues of one explained bundle (see the module docstring);
-    ``image_ids``: each image's id in the COCO json (else the bundle's own ids)."""
+    ``names``: how classes are written (``square (2)``, as every report); ``image_ids``: each
+    image's id in the COCO json (else the bundle's own ids)."""
     result, targets, bd = ex.result, ex.targets, ex.breakdown
     scores = _full(result.pred_scores)
     gt_boxes_all = targets.boxes_xyxy().numpy()
@@ -293,7 +297,7 @@ def audit_explanation(ex, names: list[str] | None = None, image_ids: list | None
         images=images,
         issues=[x for x in issues if x["score"] >= sc.FLOOR_SCORE],
         gts=gts,
-        names=names,
+        names=name_list(names),
         epoch=ex.bundle.meta.get("epoch"),
         warnings=[*result.warnings, *targets.warnings],
         nonfinite=nonfinite,
@@ -306,10 +310,18 @@ def _orig_size(targets, i: int) -> tuple[int, int]:
     return original_size(targets, i)
 
 
-def class_name(names: list[str] | None, k: int | None) -> str | None:
+def class_name(names: ClassNames | None, k: int | None) -> str | None:
+    """Class index ``k`` as every report writes it: ``square (2)``, or the id alone."""
     if k is None:
         return None
-    return f"{names[k]} ({k})" if names and 0 <= k < len(names) else str(k)
+    return names.label(k) if names is not None else str(k)
+
+
+def name_list(names: ClassNames | None) -> list[str] | None:
+    """The names by class index (the document's ``names``), None when there are none."""
+    if names is None or not names.names:
+        return None
+    return [names.names.get(k, str(names.id_of(k))) for k in range(max(names.names) + 1)]
 
 
 def _gt_base(targets, r: int, c: int, image_id, orig_box: np.ndarray, row, names) -> dict[str, Any]:

@@ -14,8 +14,6 @@ from typing import Any
 
 from yolodbg.audit import scoring as sc
 
-TYPES = ("wrong_class", "bad_box", "missing_label", "spurious_label", "duplicate_label")
-SCHEMA = "yolodbg.audit/1"
 MATCH_IOU = 0.5  # two checkpoints' missing-label boxes at least this overlapped are one suspect
 
 
@@ -131,8 +129,8 @@ class AuditAggregate:
         out["source"] = best["source"]
         return out
 
-    def document(self) -> dict[str, Any]:
-        """The ``yolodbg.audit/1`` document: every issue ranked, every image scored."""
+    def ranked(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """(issues best first with their ids, images most suspect first, the calibration used)."""
         calibration = self.calibration()
         self._calibrated(calibration["spurious_label"]["factor"])
         issues = [self._merged(k, g) for k, groups in self._groups.items() for g in groups]
@@ -143,45 +141,28 @@ class AuditAggregate:
         for n, x in enumerate(issues, 1):
             x["id"] = f"A{n:0{width}d}"
             per_image[_image_key(x["image_id"])].append(x["score"])
-        images = []
-        for key, im in self._images.items():
-            scores = per_image.get(key, [])
-            images.append(
-                {
-                    "image_id": im["image_id"],
-                    "file_name": im["file_name"],
-                    "score": round(sc.image_score(scores), 6),
-                    "issues": len(scores),
-                    "gts": im["gts"],
-                    "width": im.get("width"),
-                    "height": im.get("height"),
-                    "observed": self._observed[key],
-                }
-            )
+        images = [self._image_doc(key, im, per_image.get(key, [])) for key, im in self._images.items()]
         images.sort(key=lambda x: (-x["score"], str(x["image_id"])))
+        return issues, images, calibration
+
+    def _image_doc(self, key: str, im: dict[str, Any], scores: list[float]) -> dict[str, Any]:
         return {
-            "schema": SCHEMA,
-            "recipe": ", ".join(sorted(self.recipes)),
-            "bundles": self.bundles,
-            "num_images": len(images),
-            "num_gt": self.num_gt,
-            "checkpoints": max(self._observed.values(), default=0),
-            "interrupted": self.interrupted,
-            "counts": {t: sum(1 for x in issues if x["type"] == t) for t in TYPES},
-            "names": self.names,
-            "calibration": calibration,
-            "issues": [_ordered(x) for x in issues],
-            "images": images,
-            "failed": self.failed,
-            "nonfinite": self.nonfinite,
-            "warnings": self.warnings,
+            "image_id": im["image_id"],
+            "file_name": im["file_name"],
+            "score": round(sc.image_score(scores), 6),
+            "issues": len(scores),
+            "gts": im["gts"],
+            "width": im.get("width"),
+            "height": im.get("height"),
+            "observed": self._observed[key],
         }
 
+    def document(self) -> dict[str, Any]:
+        """The ``yolodbg.audit/1`` document: every issue ranked, every image scored."""
+        from yolodbg.documents.audit import audit_doc
 
-ISSUE_ORDER = ("id", "type", "score", "image_id", "ann_id", "bbox", "class", "class_name", "category_id")
+        return audit_doc(self)
 
-
-def _ordered(x: dict[str, Any]) -> dict[str, Any]:
-    """The issue's fields in a fixed order (id first), for readers of the JSON."""
-    head = {k: x[k] for k in ISSUE_ORDER if k in x}
-    return {**head, **{k: v for k, v in x.items() if k not in head}}
+    def checkpoints(self) -> int:
+        """The most bundles that showed one image."""
+        return max(self._observed.values(), default=0)

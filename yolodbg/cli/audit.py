@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -11,59 +11,51 @@ import click
 from yolodbg.cli.options import (
     EXIT_CHECK,
     EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     BundleSpec,
     bundle_options,
     debug_option,
+    executor,
+    finish_map,
     json_option,
+    names_option,
+    ray_address,
     recipe_option,
+    say_wrote,
+    stderr,
     top_option,
+    wide_option,
 )
 
 
-def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """--ray takes 'local', 'auto', HOST:PORT or ray://... (as scan does)."""
-    if value is None or value in ("local", "auto") or value.startswith("ray://"):
-        return value
-    host, sep, port = value.rpartition(":")
-    if sep and host and port.isdigit() and not os.path.exists(value):
-        return value
-    raise click.BadParameter(
-        f"{value!r} is not a Ray address; use local, auto, HOST:PORT or ray://HOST:10001"
-    )
+@dataclass(frozen=True)
+class AuditOutputs:
+    """Where the audit goes besides the console, and how the report looks."""
+
+    json_out: str | None = None
+    rows: Path | None = None
+    html_out: Path | None = None
+    suggest_out: Path | None = None
+    suggest_min: float = 0.5
+    images_dir: Path | None = None
+    top: int = 15
+    wide: bool = False
+
+    def files(self) -> tuple[tuple[str, object], ...]:
+        """The file outputs, named by their option, for :func:`yolodbg.paths.check_outputs`."""
+        return (
+            ("--json", self.json_out),
+            ("--rows", self.rows),
+            ("--html", self.html_out),
+            ("--suggest", self.suggest_out),
+        )
 
 
-def _read_names(path: Path | None) -> tuple[str, ...] | None:
-    """``--names``: one class name per line, or a YOLO data.yaml (its ``names``)."""
-    from yolodbg.errors import InputError
-    from yolodbg.paths import regular_file
+def _names(names_file: Path | None):
+    """``--names``: read once here (a bad file fails before any bundle); None: each bundle's own."""
+    from yolodbg.class_names import resolve
 
-    if path is None:
-        return None
-    regular_file(path, "--names", "pass a text file with one class name per line, or a data.yaml")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: --names: cannot read it ({e}); pass a UTF-8 text file") from None
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            names = (yaml.safe_load(text) or {}).get("names")
-        except (yaml.YAMLError, AttributeError):
-            names = None
-        if isinstance(names, dict):
-            names = [names[k] for k in sorted(names)]
-        if not isinstance(names, list) or not names:
-            raise InputError(
-                f"{path}: --names: field names is missing or not a list; give names: [a, b, ...]"
-            )
-        return tuple(str(n) for n in names)
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise InputError(f"{path}: --names: the file is empty; give one class name per line")
-    return tuple(names)
+    return resolve(names_file=names_file) if names_file is not None else None
 
 
 def _job(gt: Path, recipe_spec, spec: BundleSpec, names):
@@ -92,18 +84,6 @@ def _job(gt: Path, recipe_spec, spec: BundleSpec, names):
     )
 
 
-def _executor_workers(ray_address, workers: int, n: int, stack):
-    from yolodbg.scan.run import auto_workers
-
-    if ray_address is None:
-        return auto_workers(workers, n), None
-    from yolodbg.scan.ray_pool import RayPool
-
-    pool = stack.enter_context(RayPool(ray_address))
-    cpus = pool.cpus()
-    return max(1, min(workers or cpus, cpus, n)), pool
-
-
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option(
@@ -123,7 +103,7 @@ def _executor_workers(ray_address, workers: int, n: int, stack):
     "--ray",
     "ray_address",
     metavar="ADDRESS",
-    callback=_ray_address,
+    callback=ray_address,
     help="Map the bundles over Ray, as scan --ray.",
 )
 @top_option("Suspects listed on the console and in --html.")
@@ -145,18 +125,14 @@ def _executor_workers(ray_address, workers: int, n: int, stack):
     show_default=True,
     help="Apply issues scoring at least this in --suggest.",
 )
-@click.option(
-    "--names",
-    "names_file",
-    type=click.Path(path_type=Path),
-    help="Class names: one per line, or a data.yaml.",
-)
+@names_option
 @click.option(
     "--images",
     "images_dir",
     type=click.Path(path_type=Path),
     help="Original images for --html (default: next to --gt).",
 )
+@wide_option
 @bundle_options
 @debug_option
 def audit(
@@ -173,6 +149,7 @@ def audit(
     suggest_min,
     names_file,
     images_dir,
+    wide,
     bundle_spec,
 ):
     """Rank suspected label errors: wrong class, bad box, missing, spurious and duplicate labels.
@@ -192,85 +169,96 @@ def audit(
     Ctrl-C stops after the bundle at hand and prints what was audited so far (exit code 130).
     Exit codes: 0 done, 1 a replay failed a check (non-finite loss), 2 bad input, 3 internal error.
     """
-    from contextlib import ExitStack
+    from yolodbg.paths import check_outputs
+    from yolodbg.scan.run import allocator, expand_all
 
-    from rich.console import Console
+    out = AuditOutputs(json_out, rows, html_out, suggest_out, suggest_min, images_dir, top, wide)
+    allocator.tune()  # this process is ours: keep freed heap pages for the next bundle
+    job = _job(gt, recipe_spec, bundle_spec, _names(names_file))
+    files = expand_all(paths)
+    check_outputs(*out.files(), inputs=(*files, gt, names_file))
+    agg = _audit_files(files, job, workers, ray_address, rows)
+    doc = agg.document()
+    _report(doc, out, gt)
+    finish_map(agg.interrupted, agg.bundles, len(files), lambda: _exit(doc))
 
+
+def _audit_files(files, job, workers: int, ray_address: str | None, rows: Path | None):
+    """Map the bundles (locally or on Ray) under a progress bar, streaming ``--rows`` as they come."""
     from yolodbg.audit.merge import AuditAggregate
     from yolodbg.audit.run import drive
-    from yolodbg.documents.common import versions
-    from yolodbg.paths import check_outputs
     from yolodbg.render import scan as scan_render
-    from yolodbg.scan.run import Failed, allocator, expand_all
 
-    allocator.tune()
-    names = _read_names(names_file)
-    job = _job(gt, recipe_spec, bundle_spec, names)
-    files = expand_all(paths)
-    outputs = (("--json", json_out), ("--rows", rows), ("--html", html_out), ("--suggest", suggest_out))
-    check_outputs(*outputs, inputs=(*files, gt, names_file))
-    err = Console(stderr=True)
     agg = AuditAggregate()
-    with ExitStack() as stack:
-        n_workers, ray = _executor_workers(ray_address, workers, len(files), stack)
+    with executor(ray_address, workers, len(files)) as (n_workers, ray):
         sink = _Rows(rows)
         ok = False
         try:
-            with scan_render.progress(err) as bar:
-                task = bar.add_task("audit", total=len(files), images=0)
-
-                def on_record(rec) -> None:
-                    if isinstance(rec, Failed):
-                        agg.fail(rec.source, rec.message)
-                    else:
-                        agg.add(rec)
-                        sink.write(rec)
-                    n = getattr(rec, "batch_size", 0)
-                    bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
-
+            with scan_render.progress(stderr()) as bar:
+                on_record = _progress_callback(bar, len(files), agg, sink)
                 agg.interrupted = drive(files, job, on_record, n_workers, ray)
             ok = True
         finally:
             sink.close(keep=ok)
-    doc = agg.document()
+    return agg
+
+
+def _progress_callback(bar, total: int, agg, sink):
+    """Add each record to ``agg`` (and ``--rows``), advance ``bar`` by one bundle and its images."""
+    from yolodbg.scan.run import Failed
+
+    task = bar.add_task("audit", total=total, images=0)
+
+    def on_record(rec) -> None:
+        if isinstance(rec, Failed):
+            agg.fail(rec.source, rec.message)
+        else:
+            agg.add(rec)
+            sink.write(rec)
+        n = getattr(rec, "batch_size", 0)
+        bar.update(task, advance=1, images=bar.tasks[task].fields["images"] + n)
+
+    return on_record
+
+
+def _report(doc: dict, out: AuditOutputs, gt: Path) -> None:
+    """The files (``--json`` with the versions, ``--html``, ``--suggest``), then the console report."""
+    from yolodbg.documents.common import versions
+    from yolodbg.render import fit, jsonout
+
     doc["versions"] = versions()
-    _write(doc, err, json_out, html_out, suggest_out, suggest_min, gt, images_dir, top)
-    if json_out != "-":
+    if out.json_out:
+        jsonout.write(doc, out.json_out)
+        say_wrote(out.json_out)
+    if out.html_out is not None:
+        _write_html(doc, out, gt)
+    if out.suggest_out is not None:
+        _write_suggest(doc, out, gt)
+    if out.json_out != "-":
         from yolodbg.render.audit import render_audit
 
-        render_audit(Console(), doc, top)
-    if agg.interrupted:
-        err.print(f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow")
-    _exit(doc)
-    if agg.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
+        render_audit(fit.console(out.wide), doc, out.top, out.wide)
 
 
-def _write(doc, err, json_out, html_out, suggest_out, suggest_min, gt, images_dir, top) -> None:
+def _write_html(doc: dict, out: AuditOutputs, gt: Path) -> None:
+    from yolodbg.render.audit import write_audit_html
+    from yolodbg.render.overlay import image_roots
+
+    say_wrote(write_audit_html(doc, out.html_out, image_roots(out.images_dir, gt), out.top))
+
+
+def _write_suggest(doc: dict, out: AuditOutputs, gt: Path) -> None:
+    from yolodbg.audit.suggest import suggest
     from yolodbg.render import jsonout
 
-    if json_out:
-        jsonout.write(doc, json_out)
-        if json_out != "-":
-            err.print(f"wrote {json_out}", highlight=False)
-    if html_out is not None:
-        from yolodbg.render.audit import write_audit_html
-        from yolodbg.render.overlay import image_roots
-
-        err.print(
-            f"wrote {write_audit_html(doc, html_out, image_roots(images_dir, gt), top)}", highlight=False
-        )
-    if suggest_out is not None:
-        from yolodbg.audit.suggest import suggest
-
-        fixed = suggest(doc, gt, suggest_min)
-        jsonout.write(fixed, str(suggest_out))
-        info = fixed["yolodbg_audit"]
-        err.print(
-            f"wrote {suggest_out}: {info['changed']} changed, {info['added']} added, "
-            f"{len(info['removed'])} removed (issues scoring ≥ {suggest_min:g})",
-            highlight=False,
-        )
+    fixed = suggest(doc, gt, out.suggest_min)
+    jsonout.write(fixed, str(out.suggest_out))
+    info = fixed["yolodbg_audit"]
+    say_wrote(
+        out.suggest_out,
+        f": {info['changed']} changed, {info['added']} added, "
+        f"{len(info['removed'])} removed (issues scoring ≥ {out.suggest_min:g})",
+    )
 
 
 class _Rows:

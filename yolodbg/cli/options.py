@@ -8,6 +8,10 @@ and a new one is its module plus one line in ``cli/__init__.py``.
 from __future__ import annotations
 
 import functools
+import os
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +94,54 @@ def names_option(f):
 def top_option(help_text: str):
     """``--top N``: how many rows a table lists (default 15)."""
     return click.option("--top", type=click.IntRange(min=0), default=15, show_default=True, help=help_text)
+
+
+def ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--ray`` (scan, trend, audit) takes 'local', 'auto', HOST:PORT or ray://...; anything else (a path,
+    say) is a usage error."""
+    if value is None or value in ("local", "auto") or value.startswith("ray://"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and not os.path.exists(value):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not a Ray address; use local, auto, HOST:PORT or ray://HOST:10001"
+    )
+
+
+@contextmanager
+def executor(address: str | None, workers: int, n_bundles: int):
+    """(workers, RayPool or None) for a map over ``n_bundles`` bundles (scan, trend, audit): connects to
+    Ray first, so a failure opens no output file."""
+    from yolodbg.scan.run import auto_workers
+
+    if address is None:
+        yield auto_workers(workers, n_bundles), None
+        return
+    from yolodbg.scan.ray_pool import RayPool
+
+    with RayPool(address) as pool:
+        cpus = (
+            pool.cpus()
+        )  # in flight: 2 × this; capped like local workers, at the cluster's CPUs and bundles
+        yield max(1, min(workers or cpus, cpus, n_bundles)), pool
+
+
+def stderr():
+    """A rich console on stderr (progress, warnings): stdout stays the report's or the JSON's."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def finish_map(interrupted: bool, done: int, total: int, exit_for_doc: Callable[[], None]) -> None:
+    """The end of a map over bundles (scan, audit), once its report is out: say how much a Ctrl-C left
+    covered, exit as the document says (``exit_for_doc``: failures first), else 130 after a Ctrl-C."""
+    if interrupted:
+        stderr().print(f"interrupted: results cover {done} of {total} bundles", style="bold yellow")
+    exit_for_doc()
+    if interrupted:
+        sys.exit(EXIT_INTERRUPTED)
 
 
 # -- the options that describe a bundle ---------------------------------------------------------------

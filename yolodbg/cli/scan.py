@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -17,11 +15,15 @@ from yolodbg.cli.options import (
     BundleSpec,
     bundle_options,
     debug_option,
+    executor,
+    finish_map,
     gt_option,
     json_option,
     names_option,
+    ray_address,
     recipe_option,
     say_wrote,
+    stderr,
     top_option,
     wide_option,
 )
@@ -78,25 +80,13 @@ class _Rows:
             self.out = None
 
 
-def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """--ray takes 'local', 'auto', HOST:PORT or ray://...; anything else (a path, say) is a usage error."""
-    if value is None or value in ("local", "auto") or value.startswith("ray://"):
-        return value
-    host, sep, port = value.rpartition(":")
-    if sep and host and port.isdigit() and not os.path.exists(value):
-        return value
-    raise click.BadParameter(
-        f"{value!r} is not a Ray address; use local, auto, HOST:PORT or ray://HOST:10001"
-    )
-
-
 def _scan_options(f):
     """--gt, -r/--recipe, --workers and --ray, shared by scan and trend."""
     f = click.option(
         "--ray",
         "ray_address",
         metavar="ADDRESS",
-        callback=_ray_address,
+        callback=ray_address,
         help="Map the bundles over a Ray cluster (optional extra: pip install 'yolodbg[ray]'): 'local' = a new "
         "Ray on this machine, 'auto' = the running cluster (or RAY_ADDRESS), HOST:PORT = a head node, "
         "ray://HOST:10001 = Ray Client. Paths must be visible to every node.",
@@ -111,23 +101,6 @@ def _scan_options(f):
     )(f)
     f = recipe_option(RECIPE_HELP)(f)
     return gt_option(GT_HELP, exists=True)(f)
-
-
-@contextmanager
-def executor(ray_address: str | None, workers: int, n_bundles: int):
-    """(workers, RayPool or None): connects to Ray first, so a failure opens no output file."""
-    from yolodbg.scan.run import auto_workers
-
-    if ray_address is None:
-        yield auto_workers(workers, n_bundles), None
-        return
-    from yolodbg.scan.ray_pool import RayPool
-
-    with RayPool(ray_address) as pool:
-        cpus = (
-            pool.cpus()
-        )  # in flight: 2 × this; capped like local workers, at the cluster's CPUs and bundles
-        yield max(1, min(workers or cpus, cpus, n_bundles)), pool
 
 
 @click.command()
@@ -188,19 +161,7 @@ def scan(
     doc = agg.summary()
     doc["class_names"] = for_scan(doc, names_file, gt)
     _report(doc, json_out, lambda console: _render_scan(console, doc, wide), wide)
-    if agg.interrupted:
-        _stderr().print(
-            f"interrupted: results cover {agg.bundles} of {len(files)} bundles", style="bold yellow"
-        )
-    _exit(doc)
-    if agg.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-
-
-def _stderr():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    finish_map(agg.interrupted, agg.bundles, len(files), lambda: _exit(doc))
 
 
 def _scan_files(files, job, workers: int, ray_address: str | None, top: int, rows: Path | None):
@@ -212,7 +173,7 @@ def _scan_files(files, job, workers: int, ray_address: str | None, top: int, row
         sink = _Rows(rows)
         ok = False
         try:
-            with render.progress(_stderr()) as bar:
+            with render.progress(stderr()) as bar:
                 on_record = _progress_callback(bar, "scan", len(files), sink.write)
                 agg = run_scan(files, job, workers=n_workers, top=top, on_record=on_record, executor=ray)
             ok = True
@@ -333,7 +294,7 @@ def _trend_checkpoints(run_dirs, cps, job, workers: int, ray_address: str | None
     from yolodbg.scan.trend import trend as run_trend
 
     total = sum(len(c.paths) for c in cps)
-    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(_stderr()) as bar:
+    with executor(ray_address, workers, total) as (n_workers, ray), render.progress(stderr()) as bar:
         on_record = _progress_callback(bar, "trend", total)
         return run_trend(
             run_dirs, job, workers=n_workers, window=window, on_record=on_record, cps=cps, executor=ray
@@ -357,7 +318,7 @@ def _render_trend(console, doc: dict, wide: bool) -> None:
 
 def _trend_exit(doc: dict) -> None:
     """Failed bundles: exit 2 (3 for an internal error); else Ctrl-C: 130."""
-    err = _stderr()
+    err = stderr()
     if doc["interrupted"]:
         err.print("interrupted: the later checkpoints are partial or missing", style="bold yellow")
     failed = [f for c in doc["checkpoints"] for f in c["failed"]]

@@ -1,8 +1,9 @@
 """The ``audit`` report: console list, and one self-contained HTML page with a crop per suspect.
 
-Console: each issue on one line (id, type, score, image, annotation, class, box) and its evidence
-in words on an indented line below; long lines wrap, never cut, so every value survives an
-80-column terminal or a pipe. HTML: the suspects best first, each a crop of its image with the GT
+Console: the suspects in one table (id, type, score, image, annotation, class, box, checkpoints)
+laid out as every report's (:mod:`yolodbg.render.fit`: the columns that fit, the others named under
+it, ``--wide`` shows all), then each one's evidence in words, wrapped between words and never cut,
+and the most suspect images. HTML: the suspects best first, each a crop of its image with the GT
 box (solid) and the box the model agrees on (dashed), filterable by type; nothing is fetched.
 """
 
@@ -22,6 +23,7 @@ from rich.text import Text
 from yolodbg import __version__
 from yolodbg.atomic import atomic_write
 from yolodbg.render import _draw as dr
+from yolodbg.render import fit
 from yolodbg.render.html import CSP, STYLE
 from yolodbg.render.overlay import IMAGE_SUFFIXES, find_image
 
@@ -107,9 +109,9 @@ def issue_line(x: dict[str, Any]) -> str:
     )
 
 
-def render_audit(console: Console, doc: dict[str, Any], top: int) -> None:
-    """Header, counts, the ``top`` issues with their evidence, and the most suspect images."""
-    counts = " · ".join(f"{k} {v}" for k, v in doc["counts"].items())
+def render_audit(console: Console, doc: dict[str, Any], top: int, wide: bool = False) -> None:
+    """Header, counts, the ``top`` issues and their evidence, and the most suspect images."""
+    counts = [f"{k} {v}" for k, v in doc["counts"].items()]
     console.print(Text(f"yolodbg audit · recipe {doc['recipe'] or '—'}", style="bold"))
     console.print(
         Text(
@@ -117,34 +119,86 @@ def render_audit(console: Console, doc: dict[str, Any], top: int) -> None:
             f"checkpoints per image up to {doc['checkpoints']}"
         )
     )
-    console.print(Text(f"issues: {counts}"))
+    for line in fit.lines([f"issues: {counts[0]}", *counts[1:]], console.width):
+        console.print(Text(line))
     shown = doc["issues"][:top]
     console.print()
-    console.print(
-        Text(
-            f"Top {len(shown)} of {len(doc['issues'])} suspects (score: chance the label is wrong)",
-            style="bold",
-        )
-    )
-    for x in shown:
-        console.print(Text(issue_line(x)), overflow="fold")
-        for line in textwrap.wrap(evidence_text(x), max(20, console.width - 4), break_on_hyphens=False):
-            console.print(Text("    " + line, style="dim"), overflow="fold")
+    fit.show(console, issues_grid(shown, len(doc["issues"])), wide)
+    if shown:
+        console.print()
+        console.print(Text("Evidence", style="bold"))
+        for x in shown:
+            for line in _evidence_lines(x, console.width):
+                console.print(Text(line), overflow="fold")
     imgs = [im for im in doc["images"] if im["score"] > 0][:top]
     if imgs:
         console.print()
-        console.print(Text("Most suspect images", style="bold"))
-        for im in imgs:
-            name = f" ({im['file_name']})" if im.get("file_name") else ""
-            console.print(
-                Text(
-                    f"image {im['image_id']}{name}  score {im['score']:.3f}  {_count(im['issues'], 'issue')}  "
-                    f"{im['gts']} GTs"
-                ),
-                overflow="fold",
-            )
+        fit.show(console, images_grid(imgs), wide)
     for line in doc["failed"]:
         console.print(Text(f"failed: {line}", style="red"), overflow="fold")
+
+
+def issues_grid(shown: list[dict[str, Any]], total: int) -> fit.Grid:
+    """One row per suspect: id, type, score, where it is, its class, its box (COCO x, y, w, h in original
+    pixels, as in the JSON) and how many checkpoints flag it; a narrow terminal leaves out the box first
+    (``--wide``, ``--json`` and ``--html`` show it)."""
+    title = f"Top {len(shown)} of {total} suspects (score: chance the label is wrong)"
+    grid = fit.Grid(
+        title,
+        [
+            fit.Col("id", justify="left", key=True),
+            fit.Col("type", justify="left"),
+            fit.Col("score"),
+            fit.Col("image"),
+            fit.Col("ann"),
+            fit.Col("class", justify="left"),
+            fit.Col("box (x, y, w, h)", justify="left", drop=2),
+            fit.Col("checkpoints", drop=1),
+        ],
+    )
+    scores = fit.numbers([x["score"] for x in shown], 3)
+    for x, score in zip(shown, scores, strict=True):
+        grid.row(
+            x["id"],
+            x["type"],
+            score,
+            str(x["image_id"]),
+            "—" if x.get("ann_id") is None else str(x["ann_id"]),
+            x.get("class_name") or str(x.get("class")),
+            _box(x["bbox"]),
+            f"{x.get('checkpoints', 1)} of {x.get('observed', 1)}",
+        )
+    return grid
+
+
+def _evidence_lines(x: dict[str, Any], width: int) -> list[str]:
+    """``A0001  <evidence>``, wrapped between words under the sentence's start."""
+    head = f"{x['id']}  "
+    return textwrap.wrap(
+        evidence_text(x),
+        max(20, width),
+        initial_indent=head,
+        subsequent_indent=" " * len(head),
+        break_on_hyphens=False,
+    )
+
+
+def images_grid(imgs: list[dict[str, Any]]) -> fit.Grid:
+    """The images whose suspects make them most likely to hold a wrong label."""
+    grid = fit.Grid(
+        "Most suspect images",
+        [
+            fit.Col("image", key=True),
+            fit.Col("file", justify="left", drop=1),
+            fit.Col("score"),
+            fit.Col("issues"),
+            fit.Col("GTs"),
+        ],
+    )
+    scores = fit.numbers([im["score"] for im in imgs], 3)
+    for im, score in zip(imgs, scores, strict=True):
+        grid.row(str(im["image_id"]), im.get("file_name") or "—", score, str(im["issues"]), str(im["gts"]))
+    return grid
 
 
 # ---------------------------------------------------------------------------------------------- HTML

@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from yolodbg.errors import InputError
-from yolodbg.scan.executor import Executor, LocalExecutor
+from yolodbg.scan.executor import Executor, Job, LocalExecutor
 from yolodbg.scan.executor import drive as drive_items
 
 if TYPE_CHECKING:  # this module stays light: spawned workers import it before ignoring Ctrl-C
@@ -268,12 +268,14 @@ def files_of(paths: Sequence[str | os.PathLike]) -> list[BundleFile]:
 
 def drive(
     paths: Sequence[str | os.PathLike],
-    job: ScanJob,
-    sink: Callable[[int, BundleRecord | Failed], None],
+    job: Job[BundleFile, Any],
+    sink: Callable[[int, Any], None],
     workers: int = 1,
     executor: Executor | None = None,
 ) -> bool:
     """Feed ``sink(file_index, record)`` in file order; True when stopped early by Ctrl-C.
+
+    ``job``: a :class:`ScanJob`, or any job over :class:`BundleFile` items (``audit``'s).
 
     ``executor`` runs the map (default: :data:`LOCAL`: this process for one worker, else a process
     pool of ``workers``)."""
