@@ -39,6 +39,7 @@ CASES: dict[str, list[str]] = {
             "trend",
             "capture",
             "validate",
+            "audit",
         )
     },
     **{

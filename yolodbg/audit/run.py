@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from yolodbg.errors import InputError
 from yolodbg.scan.run import (
     BUNDLE_THREADS,
     BundleFile,
     Failed,
-    allocator,
-    bundle_threads,
+    explain_file,
+    guarded,
     setup_worker,
 )
 from yolodbg.scan.run import drive as drive_files
@@ -61,43 +60,16 @@ class AuditJob:
 
 def process(job: AuditJob, path: str) -> BundleAudit | Failed:
     """Load, replay, gather the evidence (bad input -> :class:`Failed`), on one torch thread."""
-    try:
-        with bundle_threads():
-            return _process(job, path)
-    finally:
-        allocator.after_bundle()
 
+    def evidence() -> BundleAudit:
+        from yolodbg.audit.evidence import audit_explanation
+        from yolodbg.evaluate.coco import coco_image_ids
 
-def _process(job: AuditJob, path: str) -> BundleAudit | Failed:
-    import torch
+        ex = explain_file(job, path, top=0)
+        names = job.names if job.names is not None else _names(ex, job.gt)
+        return audit_explanation(ex, names, coco_image_ids(ex.bundle, job.gt))
 
-    from yolodbg import bundle as bundle_mod
-    from yolodbg.audit.evidence import audit_explanation
-    from yolodbg.evaluate.coco import coco_image_ids
-    from yolodbg.explain import explain
-    from yolodbg.recipes import get_recipe
-
-    try:
-        with torch.no_grad():
-            b = bundle_mod.load(
-                path,
-                head=job.head,
-                input_size=job.input_size,
-                strides=job.strides,
-                image_ids=list(job.image_ids) if job.image_ids else None,
-                nc=job.nc,
-                letterbox=job.letterbox,
-                digest=False,
-            )
-            recipe = get_recipe(job.recipe) if job.recipe else None
-            ex = explain(b, job.gt, recipe, top=0, positives=False)
-            names = job.names if job.names is not None else _names(ex, job.gt)
-            return audit_explanation(ex, names, coco_image_ids(b, job.gt))
-    except InputError as e:
-        return Failed(str(path), str(e))
-    except Exception as e:  # a bug: keep going, say where
-        msg = f"internal error: {type(e).__name__}: {e} (a bug in yolodbg; run explain on this file with --debug)"
-        return Failed(str(path), msg, internal=True)
+    return guarded(path, evidence)
 
 
 def _names(ex, gt: str) -> ClassNames:

@@ -21,15 +21,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from yolodbg.errors import InputError
 from yolodbg.scan.executor import Executor, Job, LocalExecutor
 from yolodbg.scan.executor import drive as drive_items
 
 if TYPE_CHECKING:  # this module stays light: spawned workers import it before ignoring Ctrl-C
+    from yolodbg.explain import Explanation
     from yolodbg.scan.aggregate import ScanAggregate
     from yolodbg.scan.records import BundleRecord
+
+T = TypeVar("T")
 
 NEGATIVES_PER_BUNDLE = 20  # background anchors ranked per bundle to find missing-label offenders
 BUNDLE_THREADS = 1  # torch threads per bundle everywhere: the same summation order for every --workers
@@ -167,43 +170,54 @@ def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     """The per-bundle map: load, explain, evaluate, reduce to a record (bad input -> :class:`Failed`).
 
     Always on :data:`BUNDLE_THREADS` torch threads, so its sums do not depend on where it runs."""
-    try:
-        with bundle_threads():
-            return _process(job, path, seq)
-    finally:
-        allocator.after_bundle()
+
+    def record() -> BundleRecord:
+        from yolodbg.evaluate.coco import evaluate
+        from yolodbg.scan.records import record_of
+
+        ex = explain_file(job, path, top=job.negatives)
+        return record_of(ex, evaluate(ex, job.gt, bundle_key=seq) if job.evaluate else None)
+
+    return guarded(path, record)
 
 
-def _process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
-    import torch
-
+def explain_file(job: Any, path: str, top: int) -> Explanation:
+    """Load ``path`` with the bundle options a job carries (``head``, ``input_size``, ``strides``,
+    ``image_ids``, ``nc``, ``letterbox``, ``recipe``, ``gt``) and replay it: the first step of every
+    per-bundle job (scan's, audit's)."""
     from yolodbg import bundle as bundle_mod
-    from yolodbg.evaluate.coco import evaluate
     from yolodbg.explain import explain
     from yolodbg.recipes import get_recipe
-    from yolodbg.scan.records import record_of
+
+    b = bundle_mod.load(
+        path,
+        head=job.head,
+        input_size=job.input_size,
+        strides=job.strides,
+        image_ids=list(job.image_ids) if job.image_ids else None,
+        nc=job.nc,
+        letterbox=job.letterbox,
+        digest=False,
+    )
+    recipe = get_recipe(job.recipe) if job.recipe else None
+    return explain(b, job.gt, recipe, top=top, positives=False)
+
+
+def guarded(path: str, step: Callable[[], T]) -> T | Failed:
+    """Run one bundle's ``step`` on :data:`BUNDLE_THREADS` torch threads without autograd: bad input
+    becomes a :class:`Failed` naming the file, a bug an internal one (the map goes on either way)."""
+    import torch
 
     try:
-        with torch.no_grad():
-            b = bundle_mod.load(
-                path,
-                head=job.head,
-                input_size=job.input_size,
-                strides=job.strides,
-                image_ids=list(job.image_ids) if job.image_ids else None,
-                nc=job.nc,
-                letterbox=job.letterbox,
-                digest=False,
-            )
-            recipe = get_recipe(job.recipe) if job.recipe else None
-            ex = explain(b, job.gt, recipe, top=job.negatives, positives=False)
-            coco = evaluate(ex, job.gt, bundle_key=seq) if job.evaluate else None
-            return record_of(ex, coco)
+        with bundle_threads(), torch.no_grad():
+            return step()
     except InputError as e:
         return Failed(str(path), str(e))
-    except Exception as e:  # a bug: keep the scan going, say where (explain FILE --debug shows the traceback)
+    except Exception as e:  # a bug: keep the map going, say where (explain FILE --debug shows the traceback)
         msg = f"internal error: {type(e).__name__}: {e} (a bug in yolodbg; run explain on this file with --debug)"
         return Failed(str(path), msg, internal=True)
+    finally:
+        allocator.after_bundle()
 
 
 WORKER_MEMORY = (
