@@ -109,13 +109,18 @@ def issue_line(x: dict[str, Any]) -> str:
     )
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 bundle``, ``2 bundles``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def render_audit(console: Console, doc: dict[str, Any], top: int, wide: bool = False) -> None:
     """Header, counts, the ``top`` issues and their evidence, and the most suspect images."""
     counts = [f"{k} {v}" for k, v in doc["counts"].items()]
     console.print(Text(f"yolodbg audit · recipe {doc['recipe'] or '—'}", style="bold"))
     console.print(
         Text(
-            f"{doc['bundles']} bundles · {doc['num_images']} images · {doc['num_gt']} GTs · "
+            f"{plural(doc['bundles'], 'bundle')} · {plural(doc['num_images'], 'image')} · {doc['num_gt']} GTs · "
             f"checkpoints per image up to {doc['checkpoints']}"
         )
     )
@@ -299,8 +304,8 @@ def render_audit_html(
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>yolodbg audit</title><style>{STYLE}{AUDIT_STYLE}</style></head><body>",
             "<h1>yolodbg audit</h1>",
-            f'<div class="meta">recipe <b>{escape(doc["recipe"])}</b> · {doc["bundles"]} bundles · '
-            f"{doc['num_images']} images · {doc['num_gt']} GTs · issues: {escape(counts)} · yolodbg {escape(__version__)}</div>",
+            f'<div class="meta">recipe <b>{escape(doc["recipe"])}</b> · {plural(doc["bundles"], "bundle")} · '
+            f"{plural(doc['num_images'], 'image')} · {doc['num_gt']} GTs · issues: {escape(counts)} · yolodbg {escape(__version__)}</div>",
             f'<p class="note">The {len(shown)} best-scored of {len(doc["issues"])} suspects, best first. {key}</p>',
             "<div>" + "".join(buttons) + "</div>",
             "".join(figures),
