@@ -147,10 +147,11 @@ def export_state(last: Path, out: Path, epochs: int, train_images: int) -> None:
     """Save the trained EMA weights as a plain fp16 state dict (loadable with weights_only=True)."""
     from ultralytics import YOLO
 
-    ckpt = torch.load(last, weights_only=False, map_location="cpu")  # Ultralytics' own checkpoint (pickled)
+    yolo = YOLO(str(last))  # Ultralytics reads its own (pickled) checkpoint; we only take its tensors
+    ckpt = yolo.ckpt or {}
     # a stripped final checkpoint records epoch -1; its results table still has one row per epoch
     epochs_run = int(ckpt.get("epoch", -1)) + 1 or len((ckpt.get("train_results") or {}).get("epoch", []))
-    model = YOLO(str(last)).model
+    model = yolo.model
     state = {
         k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in model.state_dict().items()
     }
