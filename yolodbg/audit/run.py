@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from yolodbg.scan.run import (
-    BUNDLE_THREADS,
     BundleFile,
+    BundleJob,
     Failed,
     explain_file,
     guarded,
-    setup_worker,
 )
 from yolodbg.scan.run import drive as drive_files
 
@@ -31,31 +30,14 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class AuditJob:
-    """What every bundle goes through (picklable: it travels to the workers).
+class AuditJob(BundleJob):
+    """What every bundle of an audit goes through: a :class:`~yolodbg.scan.run.BundleJob` whose ``run``
+    is :func:`process` (replay, then the evidence per GT)."""
 
-    A :class:`~yolodbg.scan.executor.Job` over :class:`~yolodbg.scan.run.BundleFile` items:
-    ``run`` is :func:`process`, ``lost`` a :class:`~yolodbg.scan.run.Failed` record naming the file.
-    """
-
-    gt: str
-    recipe: str | None = None
-    head: str | None = None
-    input_size: tuple[int, int] | None = None
-    strides: tuple[float, ...] | None = None
-    image_ids: tuple[str, ...] | None = None
-    nc: int | None = None
-    letterbox: str | None = None
     names: ClassNames | None = None  # --names (else each bundle's COCO categories or meta names)
 
     def run(self, item: BundleFile) -> BundleAudit | Failed:
         return process(self, item.path)
-
-    def setup_worker(self) -> None:
-        setup_worker(BUNDLE_THREADS)
-
-    def lost(self, item: BundleFile, message: str) -> Failed:
-        return Failed(item.path, f"internal error: {message}", internal=True)
 
 
 def process(job: AuditJob, path: str) -> BundleAudit | Failed:

@@ -106,6 +106,17 @@ def deferred(load: Callable[[], Any], name: str) -> Callable[..., Any]:
 _FAMILIES: dict[str, HeadFamily] = {}
 
 
+def recorded(bundle: Any) -> dict[str, Any]:
+    """What every family's parser takes from a loaded bundle: its strides, input size, ``--nc`` and
+    its file (named in errors). A family's ``parse_bundle`` adds what only it reads."""
+    return {
+        "strides": bundle.strides,
+        "input_size": bundle.input_size,
+        "nc": bundle.nc,
+        "where": bundle.source,
+    }
+
+
 def register(family: HeadFamily) -> HeadFamily:
     """Make ``family`` known by its name (in registration order); returns it, for ``FAMILY = register(...)``."""
     if family.name in _FAMILIES and _FAMILIES[family.name] is not family:

@@ -21,7 +21,7 @@ from yolodbg.anchors import Anchors, level_map_shapes
 from yolodbg.errors import BundleError
 from yolodbg.evaluate.decode import Detections, nms_best_rows, same_sigmoid, topk_e2e
 from yolodbg.evaluate.postprocess import PostProcess
-from yolodbg.heads.registry import Recognition
+from yolodbg.heads.registry import Recognition, recorded
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -330,13 +330,7 @@ def inference(bundle: Any, parsed: Any = None, probs: Tensor | None = None) -> t
 
 def parse_bundle(bundle: Any) -> UltralyticsOutput:
     """:func:`parse` with what a loaded bundle records (strides, input size, ``--nc``)."""
-    return parse(
-        bundle.outputs,
-        strides=bundle.strides,
-        input_size=bundle.input_size,
-        nc=bundle.nc,
-        where=bundle.source,
-    )
+    return parse(bundle.outputs, **recorded(bundle))
 
 
 def detections(

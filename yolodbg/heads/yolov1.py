@@ -19,7 +19,7 @@ from torch import Tensor
 
 from yolodbg.anchors import Anchors
 from yolodbg.errors import BundleError
-from yolodbg.heads.registry import Recognition
+from yolodbg.heads.registry import Recognition, recorded
 
 PAPER_GRID, PAPER_BOXES, PAPER_CLASSES = 7, 2, 20
 DEFAULT_CELL_PX = 64  # input pixels per cell when nothing says otherwise (448 / 7, the paper's input)
@@ -177,13 +177,7 @@ def parse_bundle(bundle: Any) -> Yolov1Output:
             f"{bundle.source}: meta.boxes_per_cell is {per_cell!r}; expected a positive integer"
         )
     return parse(
-        bundle.outputs,
-        input_size=bundle.input_size,
-        strides=bundle.strides,
-        nc=bundle.nc,
-        category_ids=bundle.category_ids,
-        boxes_per_cell=per_cell,
-        where=bundle.source,
+        bundle.outputs, category_ids=bundle.category_ids, boxes_per_cell=per_cell, **recorded(bundle)
     )
 
 

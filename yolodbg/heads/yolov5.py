@@ -24,7 +24,7 @@ from yolodbg.evaluate.decode import Detections, nms
 from yolodbg.evaluate.postprocess import PostProcess
 from yolodbg.geometry import cxcywh_to_xyxy
 from yolodbg.heads.lazy import LazyAnchorTensor
-from yolodbg.heads.registry import Recognition
+from yolodbg.heads.registry import Recognition, recorded
 
 # Pixel anchors of the yolov5{n,s,m,l,x}.yaml (3 levels) and yolov5{n,s,m,l,x}6.yaml (4 levels) models.
 DEFAULT_ANCHORS_PX: dict[int, tuple[tuple[tuple[float, float], ...], ...]] = {
@@ -332,14 +332,7 @@ def validator_detections(out: V5Output, pp: PostProcess) -> list[Detections]:
 
 def parse_bundle(bundle: Any) -> V5Output:
     """:func:`parse` with what a loaded bundle records (strides, input size, anchors, ``--nc``)."""
-    return parse(
-        bundle.outputs,
-        strides=bundle.strides,
-        input_size=bundle.input_size,
-        anchors=bundle.anchors,
-        nc=bundle.nc,
-        where=bundle.source,
-    )
+    return parse(bundle.outputs, anchors=bundle.anchors, **recorded(bundle))
 
 
 def detections(

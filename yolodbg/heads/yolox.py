@@ -30,7 +30,7 @@ from yolodbg.errors import BundleError
 from yolodbg.evaluate.decode import Detections, batched_nms
 from yolodbg.evaluate.postprocess import PostProcess
 from yolodbg.heads.lazy import LazyAnchorTensor
-from yolodbg.heads.registry import Recognition
+from yolodbg.heads.registry import Recognition, recorded
 
 DEFAULT_STRIDES = {1: (8.0,), 2: (8.0, 16.0), 3: (8.0, 16.0, 32.0), 4: (8.0, 16.0, 32.0, 64.0)}
 
@@ -249,13 +249,7 @@ def validator_detections(levels: Any, strides: tuple[float, ...], pp: PostProces
 
 def parse_bundle(bundle: Any) -> YoloxOutput:
     """:func:`parse` with what a loaded bundle records (strides, input size, ``--nc``)."""
-    return parse(
-        bundle.outputs,
-        strides=bundle.strides,
-        input_size=bundle.input_size,
-        nc=bundle.nc,
-        where=bundle.source,
-    )
+    return parse(bundle.outputs, **recorded(bundle))
 
 
 def detections(

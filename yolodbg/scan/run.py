@@ -46,12 +46,11 @@ class BundleFile(NamedTuple):
 
 
 @dataclass(frozen=True)
-class ScanJob:
-    """What every bundle goes through (picklable: it travels to the workers).
-
-    A :class:`~yolodbg.scan.executor.Job` over :class:`BundleFile` items: ``run`` is
-    :func:`process`, ``lost`` a :class:`Failed` record naming the file.
-    """
+class BundleJob:
+    """The options every per-bundle job reads a bundle with (picklable: it travels to the workers),
+    and the parts of the :class:`~yolodbg.scan.executor.Job` protocol they share: one torch thread per
+    worker, a lost item reported as a :class:`Failed` record naming the file. :func:`explain_file`
+    loads and replays a bundle with them."""
 
     gt: str | None = None
     recipe: str | None = None
@@ -61,17 +60,24 @@ class ScanJob:
     image_ids: tuple[str, ...] | None = None
     nc: int | None = None
     letterbox: str | None = None
-    evaluate: bool = True
-    negatives: int = NEGATIVES_PER_BUNDLE
-
-    def run(self, item: BundleFile) -> BundleRecord | Failed:
-        return process(self, item.path, item.seq)
 
     def setup_worker(self) -> None:
         setup_worker(BUNDLE_THREADS)
 
     def lost(self, item: BundleFile, message: str) -> Failed:
         return Failed(item.path, f"internal error: {message}", internal=True)
+
+
+@dataclass(frozen=True)
+class ScanJob(BundleJob):
+    """What every bundle of a scan goes through: a :class:`BundleJob` whose ``run`` is :func:`process`
+    (replay, COCO evaluation unless ``evaluate`` is off, reduce to a record)."""
+
+    evaluate: bool = True
+    negatives: int = NEGATIVES_PER_BUNDLE
+
+    def run(self, item: BundleFile) -> BundleRecord | Failed:
+        return process(self, item.path, item.seq)
 
 
 @dataclass(frozen=True)
@@ -181,9 +187,8 @@ def process(job: ScanJob, path: str, seq: int) -> BundleRecord | Failed:
     return guarded(path, record)
 
 
-def explain_file(job: Any, path: str, top: int) -> Explanation:
-    """Load ``path`` with the bundle options a job carries (``head``, ``input_size``, ``strides``,
-    ``image_ids``, ``nc``, ``letterbox``, ``recipe``, ``gt``) and replay it: the first step of every
+def explain_file(job: BundleJob, path: str, top: int) -> Explanation:
+    """Load ``path`` with the bundle options of ``job`` and replay it: the first step of every
     per-bundle job (scan's, audit's)."""
     from yolodbg import bundle as bundle_mod
     from yolodbg.explain import explain
