@@ -17,6 +17,7 @@ from yolodbg.cli.options import (
     recipe_option,
     say_wrote,
     top_option,
+    wide_option,
 )
 
 
@@ -33,7 +34,7 @@ from yolodbg.cli.options import (
 )
 @top_option("Rows of the GT table and number of background anchors listed.")
 @names_option
-@click.option("--wide", is_flag=True, help="Show every column, even past the terminal's width.")
+@wide_option
 @json_option("the yolodbg.explain/1 JSON")
 @click.option(
     "--plot",
