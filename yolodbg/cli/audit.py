@@ -18,8 +18,8 @@ from yolodbg.cli.options import (
     executor,
     finish_map,
     json_option,
+    map_options,
     names_option,
-    ray_address,
     recipe_option,
     say_wrote,
     stderr,
@@ -93,19 +93,7 @@ def _job(gt: Path, recipe_spec, spec: BundleSpec, names):
     help="COCO json: the labels to audit.",
 )
 @recipe_option("Loss to replay (default: the head's recipe). See `yolodbg recipes`.")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    help="Local worker processes [default: one per CPU core, at most one per bundle]; 1 = this process only.",
-)
-@click.option(
-    "--ray",
-    "ray_address",
-    metavar="ADDRESS",
-    callback=ray_address,
-    help="Map the bundles over Ray, as scan --ray.",
-)
+@map_options
 @top_option("Suspects listed on the console and in --html.")
 @json_option("the yolodbg.audit/1 JSON (every issue, ranked)")
 @click.option(

@@ -287,3 +287,24 @@ def wide_option(f):
         help="Show every column, in lines as long as they need (default: the columns that fit the "
         "terminal, 80 through a pipe; the ones left out are named under each table).",
     )(f)
+
+
+def map_options(f):
+    """``--workers`` and ``--ray``: where the per-bundle map runs (scan, trend, audit)."""
+    f = click.option(
+        "--ray",
+        "ray_address",
+        metavar="ADDRESS",
+        callback=ray_address,
+        help="Map the bundles over a Ray cluster (optional extra: pip install 'yolodbg[ray]'): 'local' = a new "
+        "Ray on this machine, 'auto' = the running cluster (or RAY_ADDRESS), HOST:PORT = a head node, "
+        "ray://HOST:10001 = Ray Client. Paths must be visible to every node.",
+    )(f)
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=0,
+        help="Local worker processes [default: one per CPU core, at most one per bundle and per GiB of free "
+        "memory; 1 = this process only]; a larger number is capped at the CPU cores and the bundles. With "
+        "--ray: tasks kept running [default and cap: the cluster's CPUs, at most one per bundle].",
+    )(f)

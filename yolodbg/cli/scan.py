@@ -19,8 +19,8 @@ from yolodbg.cli.options import (
     finish_map,
     gt_option,
     json_option,
+    map_options,
     names_option,
-    ray_address,
     recipe_option,
     say_wrote,
     stderr,
@@ -81,24 +81,8 @@ class _Rows:
 
 
 def _scan_options(f):
-    """--gt, -r/--recipe, --workers and --ray, shared by scan and trend."""
-    f = click.option(
-        "--ray",
-        "ray_address",
-        metavar="ADDRESS",
-        callback=ray_address,
-        help="Map the bundles over a Ray cluster (optional extra: pip install 'yolodbg[ray]'): 'local' = a new "
-        "Ray on this machine, 'auto' = the running cluster (or RAY_ADDRESS), HOST:PORT = a head node, "
-        "ray://HOST:10001 = Ray Client. Paths must be visible to every node.",
-    )(f)
-    f = click.option(
-        "--workers",
-        type=click.IntRange(min=0),
-        default=0,
-        help="Local worker processes [default: one per CPU core, at most one per bundle and per GiB of free "
-        "memory; 1 = this process only]; a larger number is capped at the CPU cores and the bundles. With "
-        "--ray: tasks kept running [default and cap: the cluster's CPUs, at most one per bundle].",
-    )(f)
+    """--gt, -r/--recipe, --workers and --ray (cli/options.map_options), shared by scan and trend."""
+    f = map_options(f)
     f = recipe_option(RECIPE_HELP)(f)
     return gt_option(GT_HELP, exists=True)(f)
 
